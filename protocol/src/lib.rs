@@ -1,0 +1,32 @@
+//! The contract between the edgemetal region and its rack-edge appliances.
+//!
+//! Everything that crosses the MQTT link is defined here: the topic scheme
+//! ([`topic`]), the versioned envelope every payload travels in ([`envelope`]),
+//! and the messages themselves ([`message`]). The crate is `no_std` + `alloc`
+//! so that the same types can run on a firmware-style rack later.
+//!
+//! Compatibility rule: postcard is not self-describing, so a message's layout
+//! is fixed for a protocol version. New enum variants are appended at the end
+//! (old decoders reject only the new variant), and new fields arrive with a new
+//! [`PROTOCOL_VERSION`]; the region keeps speaking the older versions its racks
+//! announce in their hello (see [`SUPPORTED_VERSIONS`]).
+#![no_std]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod envelope;
+pub mod message;
+pub mod topic;
+pub mod types;
+
+pub use envelope::{DecodeError, Envelope};
+pub use message::*;
+pub use topic::{Channel, Direction, Topic, TopicError};
+pub use types::*;
+
+/// The protocol version this build speaks natively.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The inclusive range of protocol versions this build can decode.
+pub const SUPPORTED_VERSIONS: core::ops::RangeInclusive<u16> = 1..=PROTOCOL_VERSION;

@@ -1,0 +1,258 @@
+//! The messages exchanged on the link.
+//!
+//! [`UpMessage`] travels from a rack to the region, [`DownMessage`] from the
+//! region to a rack. Each variant belongs to one [`Channel`](crate::Channel).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::topic::Channel;
+use crate::types::{Generation, Ipv4Cidr, MacAddress, RackId};
+
+/// A message from a rack to the region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpMessage {
+    /// Sent after every connect: who the rack is and what it sees.
+    Hello(Hello),
+    /// Sent periodically: the rack is alive, and how its services are.
+    Heartbeat(Heartbeat),
+    /// The outcome of applying a configuration snapshot.
+    SnapshotAck(SnapshotAck),
+    /// Presence; the offline form is the rack's MQTT last will.
+    Status(RackStatus),
+}
+
+impl UpMessage {
+    /// The channel this message is published on.
+    pub fn channel(&self) -> Channel {
+        match self {
+            UpMessage::Hello(_) => Channel::Hello,
+            UpMessage::Heartbeat(_) => Channel::Heartbeat,
+            UpMessage::SnapshotAck(_) => Channel::SnapshotAck,
+            UpMessage::Status(_) => Channel::Status,
+        }
+    }
+}
+
+/// A message from the region to a rack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DownMessage {
+    /// The rack's full configuration; published retained.
+    Snapshot(ConfigSnapshot),
+}
+
+impl DownMessage {
+    /// The channel this message is published on.
+    pub fn channel(&self) -> Channel {
+        match self {
+            DownMessage::Snapshot(_) => Channel::Snapshot,
+        }
+    }
+}
+
+/// A service a rack can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ServiceKind {
+    /// The MQTT link to the region.
+    Link,
+    /// DHCPv4 server.
+    Dhcp,
+    /// TFTP boot file server.
+    Tftp,
+    /// HTTP boot file server.
+    Http,
+    /// DNS server and forwarder.
+    Dns,
+    /// Metadata proxy for booting machines.
+    Metadata,
+    /// Syslog relay.
+    Syslog,
+    /// APT/HTTP caching proxy.
+    Proxy,
+    /// NTP server.
+    Ntp,
+    /// BMC power control.
+    Power,
+}
+
+/// An address configured on one of the rack's interfaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceAddress {
+    /// The address.
+    pub address: IpAddr,
+    /// Its prefix length on that interface.
+    pub prefix_len: u8,
+}
+
+/// A network interface the rack sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceInfo {
+    /// Kernel name, e.g. `eth0`.
+    pub name: String,
+    /// Hardware address, if the interface has one.
+    pub mac: Option<MacAddress>,
+    /// Addresses configured on it.
+    pub addresses: Vec<InterfaceAddress>,
+}
+
+/// The rack's introduction, sent after every connect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The rack's identity.
+    pub rack_id: RackId,
+    /// Version of the rack software, e.g. `0.1.0`.
+    pub software_version: String,
+    /// Newest protocol version the rack speaks; the region answers in it.
+    pub protocol_version: u16,
+    /// Host name of the rack appliance.
+    pub hostname: String,
+    /// Interfaces and addresses the rack sees.
+    pub interfaces: Vec<InterfaceInfo>,
+    /// Services the rack runs.
+    pub services: Vec<ServiceKind>,
+    /// Generation of the snapshot the rack currently serves from, if any.
+    pub applied_generation: Option<Generation>,
+}
+
+/// Health of one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HealthState {
+    /// Serving normally.
+    Healthy,
+    /// Serving, but something is wrong (see the detail).
+    Degraded,
+    /// Not serving.
+    Down,
+}
+
+/// Health of one service, with a human-readable detail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceHealth {
+    /// Which service.
+    pub service: ServiceKind,
+    /// Its state.
+    pub state: HealthState,
+    /// Why it is in that state, empty when healthy.
+    pub detail: String,
+}
+
+/// A monotonically increasing counter the rack reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counter {
+    /// Counter name, in Prometheus style, e.g. `link_malformed_payloads_total`.
+    pub name: String,
+    /// Current value.
+    pub value: u64,
+}
+
+/// The rack's periodic sign of life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Seconds since the rack process started.
+    pub uptime_secs: u64,
+    /// Generation of the snapshot the rack serves from, if any.
+    pub applied_generation: Option<Generation>,
+    /// Health of each service it runs.
+    pub services: Vec<ServiceHealth>,
+    /// Counters worth showing centrally.
+    pub counters: Vec<Counter>,
+}
+
+/// Whether a rack is connected; the offline form is its MQTT last will.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RackStatus {
+    /// Connected and serving.
+    Online,
+    /// Disconnected (last will) or shutting down cleanly.
+    Offline,
+}
+
+/// The outcome of applying a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApplyOutcome {
+    /// Applied and persisted; the rack now serves from it.
+    Applied,
+    /// Refused; the rack keeps serving its previous snapshot.
+    Failed {
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+/// The rack's answer to a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotAck {
+    /// The generation the ack is about.
+    pub generation: Generation,
+    /// Whether it was applied.
+    pub outcome: ApplyOutcome,
+}
+
+/// Everything a rack needs to serve its site, as one versioned document.
+///
+/// It grows with the services (DHCP options, DNS zones, boot settings): new
+/// sections arrive as new fields with a new protocol version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigSnapshot {
+    /// Bumped by the region on every change; racks apply only newer ones.
+    pub generation: Generation,
+    /// The subnets the rack serves.
+    pub subnets: Vec<SubnetConfig>,
+}
+
+/// One managed subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetConfig {
+    /// The region's id for the subnet.
+    pub id: String,
+    /// Operator-given name.
+    pub name: String,
+    /// The network.
+    pub cidr: Ipv4Cidr,
+    /// Default gateway handed to machines.
+    pub gateway: Option<Ipv4Addr>,
+    /// DNS servers handed to machines.
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// DNS domain of the subnet's machines.
+    pub domain: Option<String>,
+    /// Lease time in seconds for dynamic leases.
+    pub lease_time_secs: u32,
+    /// Address ranges inside the subnet.
+    pub ranges: Vec<IpRange>,
+    /// Fixed addresses for known machines.
+    pub reservations: Vec<Reservation>,
+}
+
+/// What an address range is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RangePurpose {
+    /// Handed out by DHCP to any client.
+    Dynamic,
+    /// Kept out of DHCP (infrastructure, static hosts).
+    Reserved,
+}
+
+/// An inclusive range of addresses inside a subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpRange {
+    /// First address, inclusive.
+    pub start: Ipv4Addr,
+    /// Last address, inclusive.
+    pub end: Ipv4Addr,
+    /// What the range is for.
+    pub purpose: RangePurpose,
+}
+
+/// A fixed address for one machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// The machine's hardware address.
+    pub mac: MacAddress,
+    /// Its fixed address.
+    pub address: Ipv4Addr,
+    /// Host name handed to it.
+    pub hostname: Option<String>,
+}
