@@ -15,11 +15,13 @@
 
 extern crate alloc;
 
+pub mod broker_url;
 pub mod envelope;
 pub mod message;
 pub mod topic;
 pub mod types;
 
+pub use broker_url::{BrokerUrl, InvalidBrokerUrl};
 pub use envelope::{DecodeError, Envelope};
 pub use message::*;
 pub use topic::{Channel, Direction, Topic, TopicError};

@@ -5,7 +5,7 @@ use core::fmt;
 use core::net::Ipv4Addr;
 use core::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The identity of one rack-edge appliance.
 ///
@@ -88,8 +88,32 @@ impl fmt::Display for Generation {
 }
 
 /// An Ethernet hardware address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Human-readable formats (JSON) carry it as `52:54:00:12:34:56`; binary
+/// formats (postcard) as six bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MacAddress(pub [u8; 6]);
+
+impl Serialize for MacAddress {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            self.0.serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddress {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            text.parse().map_err(serde::de::Error::custom)
+        } else {
+            <[u8; 6]>::deserialize(deserializer).map(MacAddress)
+        }
+    }
+}
 
 /// Why a string is not a MAC address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,7 +148,9 @@ impl fmt::Display for MacAddress {
 }
 
 /// An IPv4 network in CIDR form; the address has no host bits set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+///
+/// Human-readable formats carry it as `10.0.0.0/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Ipv4Cidr {
     network: Ipv4Addr,
     prefix_len: u8,
@@ -195,15 +221,24 @@ impl Ipv4Cidr {
     }
 }
 
+impl Serialize for Ipv4Cidr {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            (self.network, self.prefix_len).serialize(serializer)
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Ipv4Cidr {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct Raw {
-            network: Ipv4Addr,
-            prefix_len: u8,
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            return text.parse().map_err(serde::de::Error::custom);
         }
-        let raw = Raw::deserialize(deserializer)?;
-        Ipv4Cidr::new(raw.network, raw.prefix_len).map_err(serde::de::Error::custom)
+        let (network, prefix_len) = <(Ipv4Addr, u8)>::deserialize(deserializer)?;
+        Ipv4Cidr::new(network, prefix_len).map_err(serde::de::Error::custom)
     }
 }
 

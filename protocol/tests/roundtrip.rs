@@ -217,3 +217,13 @@ fn cidr_validation() {
     assert!(net.overlaps(&"10.0.0.128/25".parse().unwrap()));
     assert!(!net.overlaps(&"10.0.1.0/24".parse().unwrap()));
 }
+
+#[test]
+fn broker_urls_parse() {
+    let url: BrokerUrl = "mqtt://127.0.0.1:1883".parse().unwrap();
+    assert_eq!((url.host.as_str(), url.port), ("127.0.0.1", 1883));
+    assert_eq!(url.to_string(), "mqtt://127.0.0.1:1883");
+    for bad in ["127.0.0.1:1883", "mqtt://:1", "mqtt://h", "mqtt://h:x", "http://h:1"] {
+        assert!(bad.parse::<BrokerUrl>().is_err(), "{bad}");
+    }
+}

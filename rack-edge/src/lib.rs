@@ -1,0 +1,15 @@
+//! The edgemetal rack-edge appliance.
+//!
+//! The link ([`link`]) is the single seam through which region data arrives:
+//! a sans-IO session core plus an MQTT adapter. [`state`] persists what the
+//! rack must keep across restarts (identity, applied snapshot), so that it
+//! keeps serving when the region is unreachable. [`status`] is the local
+//! operator endpoint (health, status, metrics).
+
+pub mod config;
+pub mod link;
+pub mod metrics;
+pub mod run;
+pub mod state;
+pub mod status;
+pub mod system;

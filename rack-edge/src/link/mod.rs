@@ -1,0 +1,7 @@
+//! The rack's side of the link: a sans-IO [`session`] core and its MQTT adapter.
+
+pub mod mqtt;
+pub mod session;
+pub mod validate;
+
+pub use session::{Inbound, Outgoing, Session};

@@ -1,0 +1,95 @@
+//! The rack's Prometheus metrics, served on the status endpoint's `/metrics`.
+
+use std::sync::atomic::{AtomicI64, AtomicU64};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Every metric the rack exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Payloads from the broker that were dropped, by reason.
+    pub link_rejected: Family<Labels, Counter>,
+    /// Snapshots applied.
+    pub snapshots_applied: Counter,
+    /// Snapshots refused or that could not be persisted.
+    pub snapshots_refused: Counter,
+    /// 1 while connected to the broker.
+    pub link_connected: Gauge<i64, AtomicI64>,
+    /// Generation of the applied snapshot (0 when none).
+    pub applied_generation: Gauge<u64, AtomicU64>,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("edgemetal_rack");
+        let link_rejected = Family::<Labels, Counter>::default();
+        let snapshots_applied = Counter::default();
+        let snapshots_refused = Counter::default();
+        let link_connected = Gauge::<i64, AtomicI64>::default();
+        let applied_generation = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "link_rejected",
+            "Payloads from the broker that were dropped, by reason",
+            link_rejected.clone(),
+        );
+        registry.register("snapshots_applied", "Snapshots applied", snapshots_applied.clone());
+        registry.register(
+            "snapshots_refused",
+            "Snapshots refused or not persisted",
+            snapshots_refused.clone(),
+        );
+        registry.register("link_connected", "1 while connected to the broker", link_connected.clone());
+        registry.register(
+            "applied_generation",
+            "Generation of the applied snapshot",
+            applied_generation.clone(),
+        );
+        Metrics {
+            registry,
+            link_rejected,
+            snapshots_applied,
+            snapshots_refused,
+            link_connected,
+            applied_generation,
+        }
+    }
+
+    /// Counts a dropped payload.
+    pub fn reject(&self, reason: &'static str) {
+        self.link_rejected
+            .get_or_create(&vec![("reason", reason.to_string())])
+            .inc();
+    }
+
+    /// Total dropped payloads, for the heartbeat.
+    pub fn rejected_total(&self) -> u64 {
+        ["bad_topic", "malformed", "unsupported_version"]
+            .iter()
+            .map(|reason| {
+                self.link_rejected
+                    .get_or_create(&vec![("reason", reason.to_string())])
+                    .get()
+            })
+            .sum()
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

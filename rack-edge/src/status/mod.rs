@@ -1,0 +1,73 @@
+//! The local status endpoint: `/healthz`, `/status` (JSON) and `/metrics`.
+//! It listens on loopback by default; it is for the site operator and tests.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use edgemetal_protocol::{ConfigSnapshot, RackId};
+
+use crate::metrics::Metrics;
+
+/// What the rack is doing right now, shared by the link and the endpoint.
+pub struct LiveStatus {
+    /// The rack's id.
+    pub rack_id: RackId,
+    /// The snapshot the rack serves from.
+    pub applied: RwLock<Option<ConfigSnapshot>>,
+    /// Whether the broker connection is up.
+    pub link_connected: AtomicBool,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+impl LiveStatus {
+    /// Records a newly applied snapshot.
+    pub fn set_applied(&self, snapshot: ConfigSnapshot) {
+        self.metrics.applied_generation.set(snapshot.generation.0);
+        if let Ok(mut applied) = self.applied.write() {
+            *applied = Some(snapshot);
+        }
+    }
+
+    /// Records the link going up or down.
+    pub fn set_connected(&self, connected: bool) {
+        self.link_connected.store(connected, Ordering::Relaxed);
+        self.metrics.link_connected.set(i64::from(connected));
+    }
+}
+
+/// The endpoint's routes.
+pub fn router(status: Arc<LiveStatus>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route("/status", get(status_json))
+        .route("/metrics", get(metrics))
+        .with_state(status)
+}
+
+async fn status_json(State(status): State<Arc<LiveStatus>>) -> impl IntoResponse {
+    let applied = status.applied.read().ok().and_then(|a| a.clone());
+    Json(serde_json::json!({
+        "rack_id": status.rack_id.as_str(),
+        "link_connected": status.link_connected.load(Ordering::Relaxed),
+        "applied_generation": applied.as_ref().map(|s| s.generation.0),
+        "subnets": applied.as_ref().map(|s| s.subnets.iter().map(|subnet| serde_json::json!({
+            "id": subnet.id,
+            "name": subnet.name,
+            "cidr": subnet.cidr.to_string(),
+            "ranges": subnet.ranges.len(),
+        })).collect::<Vec<_>>()).unwrap_or_default(),
+    }))
+}
+
+async fn metrics(State(status): State<Arc<LiveStatus>>) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        status.metrics.render(),
+    )
+}

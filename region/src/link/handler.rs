@@ -1,0 +1,102 @@
+//! Applies rack messages to the store and decides when a rack needs its snapshot.
+
+use std::collections::{HashSet, VecDeque};
+
+use edgemetal_protocol::{MessageId, RackStatus, UpMessage};
+
+use super::inbound::Inbound;
+use crate::store::{now_ms, Store, StoreError};
+
+/// What the link should do after a message was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowUp {
+    /// Nothing.
+    None,
+    /// The rack serves an older generation than the region's: send it the current snapshot.
+    SendSnapshot,
+}
+
+/// Remembers recent message ids so that a QoS 1 redelivery is applied once.
+pub struct RecentIds {
+    order: VecDeque<MessageId>,
+    seen: HashSet<MessageId>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    /// Remembers up to `capacity` ids.
+    pub fn new(capacity: usize) -> Self {
+        RecentIds {
+            order: VecDeque::with_capacity(capacity),
+            seen: HashSet::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// Records `id`; false if it was already seen.
+    pub fn insert(&mut self, id: MessageId) -> bool {
+        if !self.seen.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.seen.remove(&oldest);
+            }
+        }
+        true
+    }
+}
+
+/// Applies one message; tells whether the rack needs the current snapshot.
+pub async fn apply(store: &Store, inbound: &Inbound) -> Result<FollowUp, StoreError> {
+    let now = now_ms();
+    let current = store.generation().await?;
+    let behind = |applied: Option<edgemetal_protocol::Generation>| {
+        if applied.map(|g| g.0) != Some(current) {
+            FollowUp::SendSnapshot
+        } else {
+            FollowUp::None
+        }
+    };
+    match &inbound.envelope.body {
+        UpMessage::Hello(hello) => {
+            store.record_hello(hello, now).await?;
+            tracing::info!(
+                rack = %inbound.rack_id,
+                version = %hello.software_version,
+                protocol = hello.protocol_version,
+                applied = ?hello.applied_generation.map(|g| g.0),
+                "rack said hello"
+            );
+            // Always (re)send on hello: the rack may have missed a retained message.
+            Ok(FollowUp::SendSnapshot)
+        }
+        UpMessage::Heartbeat(heartbeat) => {
+            if !store.record_heartbeat(&inbound.rack_id, heartbeat, now).await? {
+                tracing::debug!(rack = %inbound.rack_id, "heartbeat from a rack that has not said hello");
+                return Ok(FollowUp::None);
+            }
+            Ok(behind(heartbeat.applied_generation))
+        }
+        UpMessage::SnapshotAck(ack) => {
+            store.record_snapshot_ack(&inbound.rack_id, ack, now).await?;
+            match &ack.outcome {
+                edgemetal_protocol::ApplyOutcome::Applied => {
+                    tracing::info!(rack = %inbound.rack_id, generation = ack.generation.0, "rack applied snapshot");
+                    Ok(behind(Some(ack.generation)))
+                }
+                edgemetal_protocol::ApplyOutcome::Failed { reason } => {
+                    tracing::warn!(rack = %inbound.rack_id, generation = ack.generation.0, %reason, "rack refused snapshot");
+                    Ok(FollowUp::None)
+                }
+            }
+        }
+        UpMessage::Status(RackStatus::Offline) => {
+            store.mark_rack_offline(&inbound.rack_id).await?;
+            tracing::warn!(rack = %inbound.rack_id, "rack went offline");
+            Ok(FollowUp::None)
+        }
+        UpMessage::Status(RackStatus::Online) => Ok(FollowUp::None),
+    }
+}

@@ -1,0 +1,12 @@
+//! The region's side of the rack link, over MQTT.
+//!
+//! [`inbound`] turns broker payloads into typed rack messages (and counts
+//! what it drops), [`handler`] applies them to the store, [`mqtt`] owns the
+//! MQTT connection and the snapshot publishing.
+
+pub mod handler;
+pub mod inbound;
+pub mod mqtt;
+
+pub use edgemetal_protocol::BrokerUrl;
+pub use mqtt::{spawn, LinkHandle};

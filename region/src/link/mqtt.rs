@@ -1,0 +1,251 @@
+//! The MQTT adapter: owns the connection, feeds inbound publishes to the
+//! handler, publishes snapshots, and sweeps silent racks offline.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edgemetal_protocol::{Channel, DownMessage, Envelope, MessageId, RackId, Topic};
+use rand::RngCore;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::{mpsc, Notify};
+
+use super::handler::{self, FollowUp, RecentIds};
+use super::{inbound, BrokerUrl};
+use crate::metrics::Metrics;
+use crate::snapshot;
+use crate::store::{now_ms, Store};
+
+/// Largest payload the link accepts or sends (snapshots of large sites).
+const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
+
+/// A resend to a lagging rack waits at least this long after the previous one.
+const RESEND_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Settings of the link.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    /// The broker to connect to.
+    pub broker: BrokerUrl,
+    /// A rack not heard from for this long is marked offline.
+    pub heartbeat_timeout: Duration,
+}
+
+/// Handle to the running link; tells it when configuration changed.
+#[derive(Clone)]
+pub struct LinkHandle {
+    config_changed: Arc<Notify>,
+}
+
+impl LinkHandle {
+    /// Call after any configuration change: every rack gets the new snapshot.
+    pub fn config_changed(&self) {
+        self.config_changed.notify_one();
+    }
+}
+
+struct Link {
+    client: AsyncClient,
+    store: Store,
+    metrics: Arc<Metrics>,
+    last_sent: tokio::sync::Mutex<HashMap<RackId, Instant>>,
+}
+
+/// Connects to the broker and starts the link's tasks.
+pub fn spawn(settings: LinkSettings, store: Store, metrics: Arc<Metrics>) -> LinkHandle {
+    let mut id = [0u8; 4];
+    rand::thread_rng().fill_bytes(&mut id);
+    // Replicas need distinct client ids, or the broker would kick one out for the other.
+    let client_id = format!("edgemetal-region-{}", hex::encode(id));
+    let mut options = MqttOptions::new(client_id, settings.broker.host.clone(), settings.broker.port);
+    options.set_keep_alive(Duration::from_secs(15));
+    options.set_clean_session(true);
+    options.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
+    let (client, mut eventloop) = AsyncClient::new(options, 256);
+
+    let link = Arc::new(Link {
+        client: client.clone(),
+        store,
+        metrics,
+        last_sent: tokio::sync::Mutex::new(HashMap::new()),
+    });
+    let config_changed = Arc::new(Notify::new());
+    let (inbound_tx, mut inbound_rx) = mpsc::channel::<rumqttc::Publish>(1024);
+
+    // The event loop only moves packets: handling happens elsewhere so that a
+    // publish from the handler can never wait on the loop that drains it.
+    let broker = settings.broker.clone();
+    tokio::spawn(async move {
+        let mut connected = false;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    tracing::info!(%broker, "region connected to broker");
+                    connected = true;
+                    if let Err(error) = client.try_subscribe(Topic::all_racks_up_filter(), QoS::AtLeastOnce) {
+                        tracing::error!(%error, "cannot subscribe to rack topics");
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    if inbound_tx.send(publish).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    if connected {
+                        tracing::warn!(%broker, %error, "lost the broker; reconnecting");
+                    } else {
+                        tracing::debug!(%broker, %error, "broker not reachable yet");
+                    }
+                    connected = false;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    });
+
+    let worker = link.clone();
+    tokio::spawn(async move {
+        let mut recent = RecentIds::new(4096);
+        while let Some(publish) = inbound_rx.recv().await {
+            worker.handle_publish(&publish, &mut recent).await;
+        }
+    });
+
+    let publisher = link.clone();
+    let notified = config_changed.clone();
+    tokio::spawn(async move {
+        // Racks known at start-up get the current snapshot: changes may have
+        // been made while the region was down.
+        loop {
+            publisher.publish_to_all().await;
+            notified.notified().await;
+        }
+    });
+
+    let sweeper = link;
+    let timeout = settings.heartbeat_timeout;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            sweeper.sweep(timeout).await;
+        }
+    });
+
+    LinkHandle { config_changed }
+}
+
+impl Link {
+    async fn handle_publish(&self, publish: &rumqttc::Publish, recent: &mut RecentIds) {
+        let inbound = match inbound::decode(&publish.topic, &publish.payload) {
+            Ok(inbound) => inbound,
+            Err(rejection) => {
+                self.metrics.reject(rejection.label());
+                tracing::warn!(topic = %publish.topic, bytes = publish.payload.len(), %rejection, "dropped link payload");
+                return;
+            }
+        };
+        if !recent.insert(inbound.envelope.message_id) {
+            self.metrics.reject("duplicate");
+            tracing::debug!(rack = %inbound.rack_id, id = %inbound.envelope.message_id, "duplicate delivery ignored");
+            return;
+        }
+        self.metrics
+            .link_messages
+            .get_or_create(&vec![("channel", publish_channel(&inbound))])
+            .inc();
+        match handler::apply(&self.store, &inbound).await {
+            Ok(FollowUp::SendSnapshot) => {
+                let is_hello = matches!(inbound.envelope.body, edgemetal_protocol::UpMessage::Hello(_));
+                self.send_snapshot(&inbound.rack_id, is_hello).await;
+            }
+            Ok(FollowUp::None) => {}
+            Err(error) => tracing::error!(rack = %inbound.rack_id, %error, "cannot record rack message"),
+        }
+    }
+
+    /// Publishes the current snapshot to one rack, at most every
+    /// [`RESEND_INTERVAL`] unless `force`d.
+    async fn send_snapshot(&self, rack_id: &RackId, force: bool) {
+        {
+            let mut last_sent = self.last_sent.lock().await;
+            if let Some(at) = last_sent.get(rack_id) {
+                if !force && at.elapsed() < RESEND_INTERVAL {
+                    return;
+                }
+            }
+            last_sent.insert(rack_id.clone(), Instant::now());
+        }
+        match snapshot::build(&self.store).await {
+            Ok(snapshot) => self.publish_snapshot(rack_id, snapshot).await,
+            Err(error) => tracing::error!(%error, "cannot build snapshot"),
+        }
+    }
+
+    async fn publish_snapshot(&self, rack_id: &RackId, snapshot: edgemetal_protocol::ConfigSnapshot) {
+        let generation = snapshot.generation;
+        let envelope = Envelope::new(new_message_id(), now_ms() as u64, DownMessage::Snapshot(snapshot));
+        let payload = match envelope.encode() {
+            Ok(payload) => payload,
+            Err(error) => {
+                tracing::error!(%error, "cannot encode snapshot");
+                return;
+            }
+        };
+        let topic = Topic::new(rack_id.clone(), Channel::Snapshot).to_string();
+        // Retained: a rack that connects later finds its latest snapshot waiting.
+        match self.client.publish(topic, QoS::AtLeastOnce, true, payload).await {
+            Ok(()) => {
+                self.metrics.snapshots_published.inc();
+                tracing::debug!(rack = %rack_id, generation = generation.0, "snapshot published");
+            }
+            Err(error) => tracing::warn!(rack = %rack_id, %error, "cannot publish snapshot"),
+        }
+    }
+
+    async fn publish_to_all(&self) {
+        let (snapshot, racks) = match (snapshot::build(&self.store).await, self.store.list_racks().await) {
+            (Ok(snapshot), Ok(racks)) => (snapshot, racks),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(%error, "cannot build snapshots");
+                return;
+            }
+        };
+        self.metrics.config_generation.set(snapshot.generation.0);
+        for rack in racks {
+            if let Ok(rack_id) = RackId::new(&rack.id) {
+                self.last_sent.lock().await.insert(rack_id.clone(), Instant::now());
+                self.publish_snapshot(&rack_id, snapshot.clone()).await;
+            }
+        }
+    }
+
+    async fn sweep(&self, timeout: Duration) {
+        let cutoff = now_ms() - timeout.as_millis() as i64;
+        match self.store.mark_silent_racks_offline(cutoff).await {
+            Ok(silent) => {
+                for rack in silent {
+                    tracing::warn!(%rack, "rack missed its heartbeats; marked offline");
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot sweep silent racks"),
+        }
+        if let Ok(racks) = self.store.list_racks().await {
+            let online = racks.iter().filter(|r| r.status == "online").count();
+            self.metrics.racks_online.set(online as i64);
+        }
+    }
+}
+
+fn publish_channel(inbound: &inbound::Inbound) -> String {
+    inbound.envelope.body.channel().as_str().to_string()
+}
+
+/// A fresh random message id.
+pub fn new_message_id() -> MessageId {
+    let mut id = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut id);
+    MessageId(id)
+}

@@ -1,0 +1,95 @@
+//! The region's Prometheus metrics, served as text on `/metrics`.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Every metric the region exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Link messages accepted, by channel.
+    pub link_messages: Family<Labels, Counter>,
+    /// Link payloads dropped, by reason (bad topic, undecodable, unsupported version…).
+    pub link_rejected: Family<Labels, Counter>,
+    /// Snapshots published to racks.
+    pub snapshots_published: Counter,
+    /// HTTP API requests, by status code.
+    pub http_requests: Family<Labels, Counter>,
+    /// Racks currently online.
+    pub racks_online: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Current configuration generation.
+    pub config_generation: Gauge<u64, AtomicU64>,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("edgemetal_region");
+        let metrics = Metrics {
+            link_messages: Family::default(),
+            link_rejected: Family::default(),
+            snapshots_published: Counter::default(),
+            http_requests: Family::default(),
+            racks_online: Gauge::default(),
+            config_generation: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "link_messages",
+            "Messages accepted from racks, by channel",
+            metrics.link_messages.clone(),
+        );
+        registry.register(
+            "link_rejected",
+            "Payloads from the broker that were dropped, by reason",
+            metrics.link_rejected.clone(),
+        );
+        registry.register(
+            "snapshots_published",
+            "Configuration snapshots published to racks",
+            metrics.snapshots_published.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP API requests by status code",
+            metrics.http_requests.clone(),
+        );
+        registry.register("racks_online", "Racks currently online", metrics.racks_online.clone());
+        registry.register(
+            "config_generation",
+            "Current configuration generation",
+            metrics.config_generation.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Counts a dropped link payload.
+    pub fn reject(&self, reason: &'static str) {
+        self.link_rejected
+            .get_or_create(&vec![("reason", reason.to_string())])
+            .inc();
+    }
+
+    /// The metrics in Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

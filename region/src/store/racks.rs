@@ -1,0 +1,205 @@
+//! Racks as the region sees them: identity from their hello, presence from
+//! heartbeats and last wills, and which configuration they serve.
+
+use edgemetal_protocol::{ApplyOutcome, Heartbeat, Hello, RackId, SnapshotAck};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use utoipa::ToSchema;
+
+use super::{Store, StoreError};
+
+/// What the region stores from a rack's hello.
+pub type RackHello = Hello;
+
+/// A rack as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RackRecord {
+    /// The rack's id.
+    pub id: String,
+    /// Host name of the appliance.
+    pub hostname: String,
+    /// Rack software version.
+    pub software_version: String,
+    /// Protocol version the rack speaks.
+    pub protocol_version: u16,
+    /// `online` or `offline`.
+    pub status: String,
+    /// First hello, ms since the epoch.
+    pub first_seen_ms: i64,
+    /// Last message, ms since the epoch.
+    pub last_seen_ms: i64,
+    /// Generation of the snapshot the rack serves from.
+    pub applied_generation: Option<u64>,
+    /// The region's current generation (filled in by the API).
+    pub config_generation: u64,
+    /// Whether the rack serves the region's current configuration.
+    pub in_sync: bool,
+    /// Why the last snapshot was refused, if it was.
+    pub last_apply_error: Option<String>,
+    /// Interfaces and addresses the rack reported.
+    #[schema(value_type = Object)]
+    pub interfaces: serde_json::Value,
+    /// Services the rack runs.
+    #[schema(value_type = Object)]
+    pub services: serde_json::Value,
+    /// Service health from the last heartbeat.
+    #[schema(value_type = Object)]
+    pub health: serde_json::Value,
+}
+
+const RACK_COLUMNS: &str = "id, hostname, software_version, protocol_version, online, \
+    first_seen_ms, last_seen_ms, applied_generation, last_apply_error, interfaces_json, \
+    services_json, health_json";
+
+fn json_column(row: &AnyRow, column: &str) -> Result<serde_json::Value, StoreError> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Invalid(format!("stored {column}: {e}")))
+}
+
+fn rack_from_row(row: &AnyRow, config_generation: u64) -> Result<RackRecord, StoreError> {
+    let online: i64 = row.try_get("online")?;
+    let protocol_version: i64 = row.try_get("protocol_version")?;
+    let applied: Option<i64> = row.try_get("applied_generation")?;
+    let applied_generation = applied.map(|g| g as u64);
+    Ok(RackRecord {
+        id: row.try_get("id")?,
+        hostname: row.try_get("hostname")?,
+        software_version: row.try_get("software_version")?,
+        protocol_version: protocol_version as u16,
+        status: if online != 0 { "online" } else { "offline" }.to_string(),
+        first_seen_ms: row.try_get("first_seen_ms")?,
+        last_seen_ms: row.try_get("last_seen_ms")?,
+        applied_generation,
+        config_generation,
+        in_sync: applied_generation == Some(config_generation),
+        last_apply_error: row.try_get("last_apply_error")?,
+        interfaces: json_column(row, "interfaces_json")?,
+        services: json_column(row, "services_json")?,
+        health: json_column(row, "health_json")?,
+    })
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+impl Store {
+    /// Records a hello: creates the rack or refreshes what it reported, and marks it online.
+    pub async fn record_hello(&self, hello: &RackHello, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO racks (id, hostname, software_version, protocol_version, online, \
+             first_seen_ms, last_seen_ms, applied_generation, last_apply_error, interfaces_json, \
+             services_json, health_json) VALUES ($1, $2, $3, $4, 1, $5, $5, $6, NULL, $7, $8, '[]') \
+             ON CONFLICT (id) DO UPDATE SET hostname = $2, software_version = $3, \
+             protocol_version = $4, online = 1, last_seen_ms = $5, applied_generation = $6, \
+             interfaces_json = $7, services_json = $8",
+        )
+        .bind(hello.rack_id.as_str())
+        .bind(&hello.hostname)
+        .bind(&hello.software_version)
+        .bind(i64::from(hello.protocol_version))
+        .bind(now_ms)
+        .bind(hello.applied_generation.map(|g| g.0 as i64))
+        .bind(to_json(&hello.interfaces))
+        .bind(to_json(&hello.services))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a heartbeat; returns false when the rack is unknown (no hello yet).
+    pub async fn record_heartbeat(
+        &self,
+        rack_id: &RackId,
+        heartbeat: &Heartbeat,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE racks SET online = 1, last_seen_ms = $1, applied_generation = $2, \
+             health_json = $3 WHERE id = $4",
+        )
+        .bind(now_ms)
+        .bind(heartbeat.applied_generation.map(|g| g.0 as i64))
+        .bind(to_json(&heartbeat.services))
+        .bind(rack_id.as_str())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
+    /// Records a snapshot ack; returns false when the rack is unknown.
+    pub async fn record_snapshot_ack(
+        &self,
+        rack_id: &RackId,
+        ack: &SnapshotAck,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let query = match &ack.outcome {
+            ApplyOutcome::Applied => sqlx::query(
+                "UPDATE racks SET online = 1, last_seen_ms = $1, applied_generation = $2, \
+                 last_apply_error = NULL WHERE id = $3",
+            )
+            .bind(now_ms)
+            .bind(ack.generation.0 as i64)
+            .bind(rack_id.as_str()),
+            ApplyOutcome::Failed { reason } => sqlx::query(
+                "UPDATE racks SET online = 1, last_seen_ms = $1, last_apply_error = $2 \
+                 WHERE id = $3",
+            )
+            .bind(now_ms)
+            .bind(format!("generation {}: {reason}", ack.generation))
+            .bind(rack_id.as_str()),
+        };
+        Ok(query.execute(&self.pool).await?.rows_affected() > 0)
+    }
+
+    /// Marks one rack offline (its last will fired or it said goodbye).
+    pub async fn mark_rack_offline(&self, rack_id: &RackId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE racks SET online = 0 WHERE id = $1")
+            .bind(rack_id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks every online rack not heard from since `cutoff_ms` offline; returns their ids.
+    pub async fn mark_silent_racks_offline(&self, cutoff_ms: i64) -> Result<Vec<String>, StoreError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM racks WHERE online = 1 AND last_seen_ms < $1")
+                .bind(cutoff_ms)
+                .fetch_all(&self.pool)
+                .await?;
+        for id in &ids {
+            sqlx::query("UPDATE racks SET online = 0 WHERE id = $1 AND last_seen_ms < $2")
+                .bind(id)
+                .bind(cutoff_ms)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(ids)
+    }
+
+    /// All racks, ordered by id.
+    pub async fn list_racks(&self) -> Result<Vec<RackRecord>, StoreError> {
+        let generation = self.generation().await?;
+        sqlx::query(&format!("SELECT {RACK_COLUMNS} FROM racks ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| rack_from_row(row, generation))
+            .collect()
+    }
+
+    /// One rack.
+    pub async fn get_rack(&self, id: &str) -> Result<RackRecord, StoreError> {
+        let generation = self.generation().await?;
+        let row = sqlx::query(&format!("SELECT {RACK_COLUMNS} FROM racks WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::not_found("rack", id))?;
+        rack_from_row(&row, generation)
+    }
+}
