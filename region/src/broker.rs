@@ -2,13 +2,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
-/// Starts rumqttd on `listen` in its own threads and waits until it accepts connections.
-pub async fn start(listen: SocketAddr) -> anyhow::Result<()> {
+/// Starts rumqttd on `listen` in its own threads. Clients retry until it accepts.
+pub fn start(listen: SocketAddr) -> anyhow::Result<()> {
     let server = ServerSettings {
         name: "edgemetal-v4".to_string(),
         listen,
@@ -37,6 +36,9 @@ pub async fn start(listen: SocketAddr) -> anyhow::Result<()> {
         v4: Some(HashMap::from([("v4".to_string(), server)])),
         ..Default::default()
     };
+    // Fail clearly if the port is taken, rather than have rumqttd log it from its thread.
+    std::net::TcpListener::bind(listen)
+        .with_context(|| format!("embedded broker cannot listen on {listen}"))?;
     let mut broker = Broker::new(config);
     std::thread::Builder::new()
         .name("embedded-broker".into())
@@ -46,13 +48,6 @@ pub async fn start(listen: SocketAddr) -> anyhow::Result<()> {
             }
         })
         .context("cannot start the embedded broker thread")?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(listen).await.is_err() {
-        if Instant::now() > deadline {
-            anyhow::bail!("embedded broker did not start listening on {listen}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     tracing::info!(%listen, "embedded MQTT broker listening");
     Ok(())
 }

@@ -54,7 +54,7 @@ async fn broker_url(config: &RegionConfig) -> anyhow::Result<BrokerUrl> {
     #[cfg(feature = "embedded-broker")]
     {
         let listen = config.broker.embedded_listen;
-        crate::broker::start(listen).await?;
+        crate::broker::start(listen)?;
         let host = if listen.ip().is_unspecified() {
             "127.0.0.1".to_string()
         } else {

@@ -1,1 +1,17 @@
-//! placeholder
+//! The harness for edgemetal's end-to-end tests: it starts real peers
+//! (PostgreSQL, Mosquitto) and our own binaries as processes, on free
+//! loopback ports, in throwaway directories, and cleans them up on drop.
+
+pub mod api;
+pub mod mosquitto;
+pub mod packages;
+pub mod ports;
+pub mod postgres;
+pub mod process;
+pub mod wait;
+
+pub use api::ApiClient;
+pub use mosquitto::Mosquitto;
+pub use postgres::Postgres;
+pub use process::{RackProcess, RegionOptions, RegionProcess};
+pub use wait::wait_until;

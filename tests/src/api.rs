@@ -1,0 +1,101 @@
+//! A small client for the region's HTTP API.
+
+use std::net::SocketAddr;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// Talks to one region's API with an optional bearer key.
+#[derive(Clone)]
+pub struct ApiClient {
+    base: String,
+    key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    /// A client for the API at `address`.
+    pub fn new(address: SocketAddr, key: Option<String>) -> Self {
+        ApiClient {
+            base: format!("http://{address}"),
+            key,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The same API with another key (or none).
+    pub fn with_key(&self, key: Option<&str>) -> Self {
+        ApiClient {
+            key: key.map(str::to_string),
+            ..self.clone()
+        }
+    }
+
+    /// Whether `/healthz` answers 200.
+    pub async fn healthz(&self) -> bool {
+        self.http
+            .get(format!("{}/healthz", self.base))
+            .send()
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
+    }
+
+    /// Sends a request with an optional JSON body; returns status and body (JSON or text).
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("API request");
+        let status = response.status();
+        let text = response.text().await.expect("API body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    /// Sends raw bytes as a JSON body.
+    pub async fn call_raw(&self, method: Method, path: &str, body: &'static str) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("API request");
+        let status = response.status();
+        let text = response.text().await.expect("API body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// GET that must succeed; returns the JSON body.
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    /// POST that must answer 201; returns the JSON body.
+    pub async fn create(&self, path: &str, body: Value) -> Value {
+        let (status, response) = self.call(Method::POST, path, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "POST {path}: {response}");
+        response
+    }
+
+    /// The region's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+}

@@ -1,0 +1,238 @@
+//! Our own binaries as child processes, with logs kept per test.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::Duration;
+
+use crate::{ports, wait_until, ApiClient};
+
+static BUILD: Once = Once::new();
+
+/// The directory our binaries are built into (the test binary's profile dir).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test-binary>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Path of one of our binaries, building them once per test binary so a
+/// plain `cargo test` never runs stale ones.
+pub fn binary(name: &str) -> PathBuf {
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = Command::new(cargo);
+        command.args(["build", "--quiet", "-p", "edgemetal-region", "-p", "edgemetal-rack", "--bins"]);
+        if profile_dir().ends_with("release") {
+            command.arg("--release");
+        }
+        let status = command.status().expect("run cargo build");
+        assert!(status.success(), "building the binaries failed");
+    });
+    profile_dir().join(name)
+}
+
+/// Where a test's process logs go: `target/test-logs/<test>/`.
+pub fn log_dir(test: &str) -> PathBuf {
+    let dir = profile_dir().parent().expect("target dir").join("test-logs").join(test);
+    std::fs::create_dir_all(&dir).expect("create log dir");
+    dir
+}
+
+fn spawn_logged(mut command: Command, log: &Path) -> Child {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open log");
+    command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("clone log handle"))
+        .stderr(file)
+        .env("EDGEMETAL_LOG", "info,edgemetal_region=debug,edgemetal_rack=debug,rumqttd=warn")
+        .env("NO_COLOR", "1")
+        .spawn()
+        .expect("spawn process")
+}
+
+fn kill(child: &mut Child, signal: i32) {
+    // SAFETY: kill(2) on a pid we own; the worst case is ESRCH, which we ignore.
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+    let _ = child.wait();
+}
+
+/// How to start a region.
+pub struct RegionOptions {
+    /// The region's data dir (SQLite database by default); keep it to restart the region.
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL instead of SQLite.
+    pub database_url: Option<String>,
+    /// An external broker; `None` embeds one on `embedded_broker`.
+    pub broker_url: Option<String>,
+    /// Where the embedded broker listens.
+    pub embedded_broker: SocketAddr,
+    /// Seconds without heartbeat before a rack is offline.
+    pub heartbeat_timeout_secs: u64,
+    /// Log file name prefix.
+    pub log: PathBuf,
+}
+
+impl RegionOptions {
+    /// SQLite + embedded broker on a free port, data in `data_dir`, logs in `log_dir`.
+    pub fn embedded(data_dir: &Path, log_dir: &Path) -> Self {
+        RegionOptions {
+            data_dir: data_dir.to_path_buf(),
+            database_url: None,
+            broker_url: None,
+            embedded_broker: ports::free_loopback(),
+            heartbeat_timeout_secs: 30,
+            log: log_dir.join("region.log"),
+        }
+    }
+
+    /// The broker URL racks should use.
+    pub fn broker_url(&self) -> String {
+        self.broker_url
+            .clone()
+            .unwrap_or_else(|| format!("mqtt://{}", self.embedded_broker))
+    }
+}
+
+/// A running `edgemetal-region`, killed on drop.
+pub struct RegionProcess {
+    child: Child,
+    /// API address.
+    pub http: SocketAddr,
+    /// An admin API key.
+    pub api_key: String,
+}
+
+impl RegionProcess {
+    fn command(options: &RegionOptions, http: SocketAddr) -> Command {
+        let mut command = Command::new(binary("edgemetal-region"));
+        command
+            .env("EDGEMETAL_DATA_DIR", &options.data_dir)
+            .env("EDGEMETAL_HTTP_LISTEN", http.to_string())
+            .env("EDGEMETAL_EMBEDDED_BROKER_LISTEN", options.embedded_broker.to_string())
+            .env("EDGEMETAL_HEARTBEAT_TIMEOUT_SECS", options.heartbeat_timeout_secs.to_string());
+        if let Some(url) = &options.database_url {
+            command.env("EDGEMETAL_DATABASE_URL", url);
+        }
+        if let Some(url) = &options.broker_url {
+            command.env("EDGEMETAL_BROKER_URL", url);
+        }
+        command
+    }
+
+    /// Creates an API key, starts the region and waits until its API answers.
+    pub async fn start(options: &RegionOptions) -> RegionProcess {
+        let http = ports::free_loopback();
+        let output = Self::command(options, http)
+            .args(["api-key", "create", "--name", "test"])
+            .output()
+            .expect("run api-key create");
+        assert!(
+            output.status.success(),
+            "api-key create failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let api_key = String::from_utf8(output.stdout).expect("utf-8 key").trim().to_string();
+        let mut command = Self::command(options, http);
+        command.arg("serve");
+        let child = spawn_logged(command, &options.log);
+        let region = RegionProcess {
+            child,
+            http,
+            api_key,
+        };
+        let client = region.client();
+        wait_until("the region API", Duration::from_secs(20), || async {
+            client.healthz().await.then_some(())
+        })
+        .await;
+        region
+    }
+
+    /// An API client with the admin key.
+    pub fn client(&self) -> ApiClient {
+        ApiClient::new(self.http, Some(self.api_key.clone()))
+    }
+
+    /// Kills the process with SIGKILL.
+    pub fn kill(mut self) {
+        kill(&mut self.child, libc::SIGKILL);
+    }
+}
+
+impl Drop for RegionProcess {
+    fn drop(&mut self) {
+        kill(&mut self.child, libc::SIGKILL);
+    }
+}
+
+/// A running `edgemetal-rack`, killed on drop.
+pub struct RackProcess {
+    child: Child,
+    /// Its local status endpoint.
+    pub status: SocketAddr,
+}
+
+impl RackProcess {
+    /// Starts a rack with `rack_id` against `broker_url`, keeping state in `state_dir`.
+    pub async fn start(rack_id: &str, broker_url: &str, state_dir: &Path, log: &Path) -> RackProcess {
+        let status = ports::free_loopback();
+        let mut command = Command::new(binary("edgemetal-rack"));
+        command
+            .arg("run")
+            .args(["--rack-id", rack_id, "--broker-url", broker_url])
+            .arg("--state-dir")
+            .arg(state_dir)
+            .args(["--status-listen", &status.to_string(), "--heartbeat-secs", "1"]);
+        let child = spawn_logged(command, log);
+        let rack = RackProcess { child, status };
+        let url = format!("http://{status}/healthz");
+        wait_until("the rack status endpoint", Duration::from_secs(20), || {
+            let url = url.clone();
+            async move { reqwest::get(&url).await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+        })
+        .await;
+        rack
+    }
+
+    /// The rack's `/status` document.
+    pub async fn status(&self) -> serde_json::Value {
+        reqwest::get(format!("http://{}/status", self.status))
+            .await
+            .expect("rack status")
+            .json()
+            .await
+            .expect("rack status JSON")
+    }
+
+    /// The rack's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.status))
+            .await
+            .expect("rack metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// Kills the process with SIGKILL (no clean shutdown, as in a crash).
+    pub fn kill(mut self) {
+        kill(&mut self.child, libc::SIGKILL);
+    }
+}
+
+impl Drop for RackProcess {
+    fn drop(&mut self) {
+        kill(&mut self.child, libc::SIGKILL);
+    }
+}
