@@ -73,7 +73,12 @@ fn subnet() -> impl Strategy<Value = SubnetConfig> {
 
 fn up_message() -> impl Strategy<Value = UpMessage> {
     prop_oneof![
-        (rack_id(), ".{0,12}", proptest::collection::vec((".{1,8}", proptest::option::of(mac()), any::<u32>()), 0..3), proptest::option::of(any::<u64>()))
+        (
+            rack_id(),
+            ".{0,12}",
+            proptest::collection::vec((".{1,8}", proptest::option::of(mac()), any::<u32>()), 0..3),
+            proptest::option::of(any::<u64>())
+        )
             .prop_map(|(rack_id, version, ifaces, gen)| UpMessage::Hello(Hello {
                 rack_id,
                 software_version: version,
@@ -93,21 +98,26 @@ fn up_message() -> impl Strategy<Value = UpMessage> {
                 services: vec![ServiceKind::Link, ServiceKind::Dhcp],
                 applied_generation: gen.map(Generation),
             })),
-        (any::<u64>(), proptest::option::of(any::<u64>()), any::<u64>()).prop_map(|(up, gen, count)| {
-            UpMessage::Heartbeat(Heartbeat {
-                uptime_secs: up,
-                applied_generation: gen.map(Generation),
-                services: vec![ServiceHealth {
-                    service: ServiceKind::Link,
-                    state: HealthState::Degraded,
-                    detail: "slow".into(),
-                }],
-                counters: vec![Counter {
-                    name: "x_total".into(),
-                    value: count,
-                }],
-            })
-        }),
+        (
+            any::<u64>(),
+            proptest::option::of(any::<u64>()),
+            any::<u64>()
+        )
+            .prop_map(|(up, gen, count)| {
+                UpMessage::Heartbeat(Heartbeat {
+                    uptime_secs: up,
+                    applied_generation: gen.map(Generation),
+                    services: vec![ServiceHealth {
+                        service: ServiceKind::Link,
+                        state: HealthState::Degraded,
+                        detail: "slow".into(),
+                    }],
+                    counters: vec![Counter {
+                        name: "x_total".into(),
+                        value: count,
+                    }],
+                })
+            }),
         (any::<u64>(), proptest::option::of(".{0,20}")).prop_map(|(gen, reason)| {
             UpMessage::SnapshotAck(SnapshotAck {
                 generation: Generation(gen),
@@ -186,7 +196,10 @@ fn empty_truncated_and_padded_payloads_are_typed_errors() {
     ));
     let mut padded = bytes.clone();
     padded.push(0);
-    assert_eq!(Envelope::<UpMessage>::decode(&padded), Err(DecodeError::TrailingBytes(1)));
+    assert_eq!(
+        Envelope::<UpMessage>::decode(&padded),
+        Err(DecodeError::TrailingBytes(1))
+    );
 }
 
 #[test]
@@ -207,8 +220,14 @@ fn topics_outside_the_scheme_are_refused() {
 #[test]
 fn cidr_validation() {
     assert!("10.0.0.0/24".parse::<Ipv4Cidr>().is_ok());
-    assert!(matches!("10.0.0.1/24".parse::<Ipv4Cidr>(), Err(InvalidCidr::HostBitsSet(_))));
-    assert!(matches!("10.0.0.0/33".parse::<Ipv4Cidr>(), Err(InvalidCidr::PrefixTooLong(33))));
+    assert!(matches!(
+        "10.0.0.1/24".parse::<Ipv4Cidr>(),
+        Err(InvalidCidr::HostBitsSet(_))
+    ));
+    assert!(matches!(
+        "10.0.0.0/33".parse::<Ipv4Cidr>(),
+        Err(InvalidCidr::PrefixTooLong(33))
+    ));
     assert!("10.0.0.0".parse::<Ipv4Cidr>().is_err());
     let net: Ipv4Cidr = "10.0.0.0/24".parse().unwrap();
     assert!(net.contains(Ipv4Addr::new(10, 0, 0, 200)));
@@ -223,7 +242,13 @@ fn broker_urls_parse() {
     let url: BrokerUrl = "mqtt://127.0.0.1:1883".parse().unwrap();
     assert_eq!((url.host.as_str(), url.port), ("127.0.0.1", 1883));
     assert_eq!(url.to_string(), "mqtt://127.0.0.1:1883");
-    for bad in ["127.0.0.1:1883", "mqtt://:1", "mqtt://h", "mqtt://h:x", "http://h:1"] {
+    for bad in [
+        "127.0.0.1:1883",
+        "mqtt://:1",
+        "mqtt://h",
+        "mqtt://h:x",
+        "http://h:1",
+    ] {
         assert!(bad.parse::<BrokerUrl>().is_err(), "{bad}");
     }
 }

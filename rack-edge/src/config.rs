@@ -8,7 +8,11 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 pub struct RackConfig {
     /// The region's broker, `mqtt://HOST:PORT`.
-    #[arg(long, env = "EDGEMETAL_RACK_BROKER_URL", default_value = "mqtt://127.0.0.1:1883")]
+    #[arg(
+        long,
+        env = "EDGEMETAL_RACK_BROKER_URL",
+        default_value = "mqtt://127.0.0.1:1883"
+    )]
     pub broker_url: String,
     /// Where the rack keeps its identity and applied snapshot.
     #[arg(long, env = "EDGEMETAL_RACK_STATE_DIR", default_value = "data/rack")]
@@ -17,7 +21,11 @@ pub struct RackConfig {
     #[arg(long, env = "EDGEMETAL_RACK_ID")]
     pub rack_id: Option<String>,
     /// Local status endpoint (health, status, metrics).
-    #[arg(long, env = "EDGEMETAL_RACK_STATUS_LISTEN", default_value = "127.0.0.1:5250")]
+    #[arg(
+        long,
+        env = "EDGEMETAL_RACK_STATUS_LISTEN",
+        default_value = "127.0.0.1:5250"
+    )]
     pub status_listen: SocketAddr,
     /// Seconds between heartbeats.
     #[arg(long, env = "EDGEMETAL_RACK_HEARTBEAT_SECS", default_value_t = 5)]

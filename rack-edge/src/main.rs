@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use edgemetal_rack::config::RackConfig;
 
 #[derive(Parser)]
-#[command(name = "edgemetal-rack", version, about = "The edgemetal rack-edge appliance")]
+#[command(
+    name = "edgemetal-rack",
+    version,
+    about = "The edgemetal rack-edge appliance"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,7 +25,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGEMETAL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("EDGEMETAL_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {

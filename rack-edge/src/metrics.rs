@@ -39,13 +39,21 @@ impl Metrics {
             "Payloads from the broker that were dropped, by reason",
             link_rejected.clone(),
         );
-        registry.register("snapshots_applied", "Snapshots applied", snapshots_applied.clone());
+        registry.register(
+            "snapshots_applied",
+            "Snapshots applied",
+            snapshots_applied.clone(),
+        );
         registry.register(
             "snapshots_refused",
             "Snapshots refused or not persisted",
             snapshots_refused.clone(),
         );
-        registry.register("link_connected", "1 while connected to the broker", link_connected.clone());
+        registry.register(
+            "link_connected",
+            "1 while connected to the broker",
+            link_connected.clone(),
+        );
         registry.register(
             "applied_generation",
             "Generation of the applied snapshot",

@@ -32,7 +32,9 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
             subnets = snapshot.subnets.len(),
             "serving from the persisted snapshot"
         ),
-        None => tracing::info!(rack = %rack_id, "no persisted snapshot yet; waiting for the region"),
+        None => {
+            tracing::info!(rack = %rack_id, "no persisted snapshot yet; waiting for the region")
+        }
     }
 
     let status = Arc::new(LiveStatus {

@@ -92,9 +92,9 @@ impl RegionConfig {
             })?;
         }
         if let Some(secs) = var("EDGEMETAL_HEARTBEAT_TIMEOUT_SECS") {
-            self.heartbeat_timeout_secs = secs
-                .parse()
-                .with_context(|| format!("EDGEMETAL_HEARTBEAT_TIMEOUT_SECS={secs:?} is not a number"))?;
+            self.heartbeat_timeout_secs = secs.parse().with_context(|| {
+                format!("EDGEMETAL_HEARTBEAT_TIMEOUT_SECS={secs:?} is not a number")
+            })?;
         }
         Ok(())
     }
@@ -102,7 +102,10 @@ impl RegionConfig {
     /// The database URL, defaulting to SQLite in the data directory.
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}?mode=rwc", self.data_dir.join("region.db").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("region.db").display()
+            )
         })
     }
 }
@@ -114,7 +117,8 @@ mod tests {
     #[test]
     fn environment_overrides_the_file() {
         let mut config: RegionConfig =
-            toml::from_str("http_listen = \"127.0.0.1:1\"\n[broker]\nurl = \"mqtt://a:1\"").unwrap();
+            toml::from_str("http_listen = \"127.0.0.1:1\"\n[broker]\nurl = \"mqtt://a:1\"")
+                .unwrap();
         config
             .apply_env(|name| (name == "EDGEMETAL_HTTP_LISTEN").then(|| "127.0.0.1:2".to_string()))
             .unwrap();

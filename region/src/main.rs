@@ -55,7 +55,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Openapi => {
-            println!("{}", serde_json::to_string_pretty(&edgemetal_region::api::openapi())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&edgemetal_region::api::openapi())?
+            );
             Ok(())
         }
     }
@@ -64,7 +67,9 @@ async fn main() -> anyhow::Result<()> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGEMETAL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("EDGEMETAL_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {

@@ -60,7 +60,11 @@ impl Metrics {
             "HTTP API requests by status code",
             metrics.http_requests.clone(),
         );
-        registry.register("racks_online", "Racks currently online", metrics.racks_online.clone());
+        registry.register(
+            "racks_online",
+            "Racks currently online",
+            metrics.racks_online.clone(),
+        );
         registry.register(
             "config_generation",
             "Current configuration generation",

@@ -42,7 +42,12 @@ impl ApiClient {
     }
 
     /// Sends a request with an optional JSON body; returns status and body (JSON or text).
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(key) = &self.key {
             request = request.bearer_auth(key);
@@ -58,7 +63,12 @@ impl ApiClient {
     }
 
     /// Sends raw bytes as a JSON body.
-    pub async fn call_raw(&self, method: Method, path: &str, body: &'static str) -> (StatusCode, Value) {
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: &'static str,
+    ) -> (StatusCode, Value) {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -70,7 +80,10 @@ impl ApiClient {
         let response = request.send().await.expect("API request");
         let status = response.status();
         let text = response.text().await.expect("API body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// GET that must succeed; returns the JSON body.

@@ -20,7 +20,10 @@ impl Mosquitto {
     pub fn start() -> Mosquitto {
         packages::ensure("/usr/sbin/mosquitto", "mosquitto");
         packages::ensure("/usr/bin/mosquitto_pub", "mosquitto-clients");
-        let dir = tempfile::Builder::new().prefix("edgemetal-mqtt").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("edgemetal-mqtt")
+            .tempdir()
+            .expect("temp dir");
         let address = ports::free_loopback();
         let config = dir.path().join("mosquitto.conf");
         std::fs::write(
@@ -42,7 +45,10 @@ impl Mosquitto {
             .expect("start mosquitto");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(address).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start on {address}");
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not start on {address}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Mosquitto {
@@ -76,7 +82,17 @@ pub fn publish_raw(broker: SocketAddr, topic: &str, payload: &[u8]) {
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), payload).expect("write payload");
     let status = Command::new("/usr/bin/mosquitto_pub")
-        .args(["-h", &broker.ip().to_string(), "-p", &broker.port().to_string(), "-q", "1", "-t", topic, "-f"])
+        .args([
+            "-h",
+            &broker.ip().to_string(),
+            "-p",
+            &broker.port().to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-f",
+        ])
         .arg(file.path())
         .status()
         .expect("run mosquitto_pub");

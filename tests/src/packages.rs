@@ -20,7 +20,10 @@ pub fn ensure(program: &str, package: &str) {
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
         .expect("run apt-get");
-    assert!(status.success(), "apt-get install {package} failed; run scripts/test.sh as root");
+    assert!(
+        status.success(),
+        "apt-get install {package} failed; run scripts/test.sh as root"
+    );
 }
 
 fn which(program: &str) -> bool {

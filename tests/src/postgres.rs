@@ -48,7 +48,10 @@ impl Postgres {
             packages::ensure("/usr/lib/postgresql/15/bin/initdb", "postgresql");
         }
         let bin = find_bin_dir().expect("PostgreSQL binaries under /usr/lib/postgresql");
-        let dir = tempfile::Builder::new().prefix("edgemetal-pg").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("edgemetal-pg")
+            .tempdir()
+            .expect("temp dir");
         if is_root() {
             let status = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -61,9 +64,23 @@ impl Postgres {
         let data_str = data.to_str().expect("utf-8 path");
         let out = run_as_owner(
             &bin.join("initdb"),
-            &["-D", data_str, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+            &[
+                "-D",
+                data_str,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
         );
-        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let port = ports::free_loopback().port();
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
@@ -72,7 +89,16 @@ impl Postgres {
         let log = dir.path().join("postgres.log");
         let out = run_as_owner(
             &bin.join("pg_ctl"),
-            &["-D", data_str, "-o", &options, "-l", log.to_str().unwrap(), "-w", "start"],
+            &[
+                "-D",
+                data_str,
+                "-o",
+                &options,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
         );
         assert!(
             out.status.success(),
@@ -88,11 +114,25 @@ impl Postgres {
         let out = run_as_owner(
             &self.bin.join("psql"),
             &[
-                "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres",
-                "-v", "ON_ERROR_STOP=1", "-c", &format!("CREATE DATABASE \"{name}\""),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                &format!("CREATE DATABASE \"{name}\""),
             ],
         );
-        assert!(out.status.success(), "CREATE DATABASE failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "CREATE DATABASE failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 }
@@ -102,7 +142,13 @@ impl Drop for Postgres {
         let data = self.dir.path().join("data");
         let _ = run_as_owner(
             &self.bin.join("pg_ctl"),
-            &["-D", data.to_str().unwrap_or_default(), "-m", "immediate", "stop"],
+            &[
+                "-D",
+                data.to_str().unwrap_or_default(),
+                "-m",
+                "immediate",
+                "stop",
+            ],
         );
     }
 }

@@ -3,12 +3,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::{ports, wait_until, ApiClient};
-
-static BUILD: Once = Once::new();
 
 /// The directory our binaries are built into (the test binary's profile dir).
 fn profile_dir() -> PathBuf {
@@ -20,25 +17,62 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Path of one of our binaries, building them once per test binary so a
-/// plain `cargo test` never runs stale ones.
-pub fn binary(name: &str) -> PathBuf {
-    BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut command = Command::new(cargo);
-        command.args(["build", "--quiet", "-p", "edgemetal-region", "-p", "edgemetal-rack", "--bins"]);
-        if profile_dir().ends_with("release") {
-            command.arg("--release");
+fn newest_source(dir: &Path) -> SystemTime {
+    let mut newest = SystemTime::UNIX_EPOCH;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let modified = if path.is_dir() {
+                newest_source(&path)
+            } else {
+                entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH)
+            };
+            newest = newest.max(modified);
         }
-        let status = command.status().expect("run cargo build");
-        assert!(status.success(), "building the binaries failed");
-    });
-    profile_dir().join(name)
+    }
+    newest
+}
+
+/// Path of one of our binaries, refusing to run a missing or stale one.
+///
+/// The tests do not build the binaries themselves: a `cargo build` with a
+/// narrower package selection than the test run unifies features
+/// differently and rebuilds half the tree. `scripts/test.sh` builds the
+/// workspace once, then runs the tests.
+pub fn binary(name: &str) -> PathBuf {
+    let path = profile_dir().join(name);
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run `cargo build --workspace --all-targets` (scripts/test.sh does)",
+                path.display()
+            )
+        });
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    for crate_dir in ["protocol", "region", "rack-edge"] {
+        let newest = newest_source(&workspace.join(crate_dir));
+        assert!(
+            newest <= built,
+            "{} is older than the sources in {crate_dir}/: run `cargo build --workspace --all-targets` (scripts/test.sh does)",
+            path.display()
+        );
+    }
+    path
 }
 
 /// Where a test's process logs go: `target/test-logs/<test>/`.
 pub fn log_dir(test: &str) -> PathBuf {
-    let dir = profile_dir().parent().expect("target dir").join("test-logs").join(test);
+    let dir = profile_dir()
+        .parent()
+        .expect("target dir")
+        .join("test-logs")
+        .join(test);
     std::fs::create_dir_all(&dir).expect("create log dir");
     dir
 }
@@ -53,7 +87,10 @@ fn spawn_logged(mut command: Command, log: &Path) -> Child {
         .stdin(Stdio::null())
         .stdout(file.try_clone().expect("clone log handle"))
         .stderr(file)
-        .env("EDGEMETAL_LOG", "info,edgemetal_region=debug,edgemetal_rack=debug,rumqttd=warn")
+        .env(
+            "EDGEMETAL_LOG",
+            "info,edgemetal_region=debug,edgemetal_rack=debug,rumqttd=warn",
+        )
         .env("NO_COLOR", "1")
         .spawn()
         .expect("spawn process")
@@ -119,8 +156,14 @@ impl RegionProcess {
         command
             .env("EDGEMETAL_DATA_DIR", &options.data_dir)
             .env("EDGEMETAL_HTTP_LISTEN", http.to_string())
-            .env("EDGEMETAL_EMBEDDED_BROKER_LISTEN", options.embedded_broker.to_string())
-            .env("EDGEMETAL_HEARTBEAT_TIMEOUT_SECS", options.heartbeat_timeout_secs.to_string());
+            .env(
+                "EDGEMETAL_EMBEDDED_BROKER_LISTEN",
+                options.embedded_broker.to_string(),
+            )
+            .env(
+                "EDGEMETAL_HEARTBEAT_TIMEOUT_SECS",
+                options.heartbeat_timeout_secs.to_string(),
+            );
         if let Some(url) = &options.database_url {
             command.env("EDGEMETAL_DATABASE_URL", url);
         }
@@ -142,7 +185,10 @@ impl RegionProcess {
             "api-key create failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let api_key = String::from_utf8(output.stdout).expect("utf-8 key").trim().to_string();
+        let api_key = String::from_utf8(output.stdout)
+            .expect("utf-8 key")
+            .trim()
+            .to_string();
         let mut command = Self::command(options, http);
         command.arg("serve");
         let child = spawn_logged(command, &options.log);
@@ -185,7 +231,12 @@ pub struct RackProcess {
 
 impl RackProcess {
     /// Starts a rack with `rack_id` against `broker_url`, keeping state in `state_dir`.
-    pub async fn start(rack_id: &str, broker_url: &str, state_dir: &Path, log: &Path) -> RackProcess {
+    pub async fn start(
+        rack_id: &str,
+        broker_url: &str,
+        state_dir: &Path,
+        log: &Path,
+    ) -> RackProcess {
         let status = ports::free_loopback();
         let mut command = Command::new(binary("edgemetal-rack"));
         command
@@ -193,13 +244,24 @@ impl RackProcess {
             .args(["--rack-id", rack_id, "--broker-url", broker_url])
             .arg("--state-dir")
             .arg(state_dir)
-            .args(["--status-listen", &status.to_string(), "--heartbeat-secs", "1"]);
+            .args([
+                "--status-listen",
+                &status.to_string(),
+                "--heartbeat-secs",
+                "1",
+            ]);
         let child = spawn_logged(command, log);
         let rack = RackProcess { child, status };
         let url = format!("http://{status}/healthz");
         wait_until("the rack status endpoint", Duration::from_secs(20), || {
             let url = url.clone();
-            async move { reqwest::get(&url).await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+            async move {
+                reqwest::get(&url)
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
         })
         .await;
         rack
@@ -228,6 +290,14 @@ impl RackProcess {
     /// Kills the process with SIGKILL (no clean shutdown, as in a crash).
     pub fn kill(mut self) {
         kill(&mut self.child, libc::SIGKILL);
+    }
+
+    /// Sends a signal without waiting (e.g. SIGSTOP / SIGCONT to freeze and thaw it).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on a pid we own.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
     }
 }
 

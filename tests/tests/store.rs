@@ -1,44 +1,110 @@
 //! The store's behaviour, run identically on SQLite and on a real PostgreSQL.
 
-use edgemetal_protocol::{Generation, Hello, RackId, SnapshotAck, ApplyOutcome, PROTOCOL_VERSION};
+use edgemetal_protocol::{ApplyOutcome, Generation, Hello, RackId, SnapshotAck, PROTOCOL_VERSION};
 use edgemetal_region::store::{IpRangeSpec, NewMachine, Store, StoreError, SubnetSpec};
 use edgemetal_tests::Postgres;
 
 fn subnet(name: &str, cidr: &str) -> SubnetSpec {
-    serde_json::from_value(serde_json::json!({"name": name, "cidr": cidr, "gateway": null})).unwrap()
+    serde_json::from_value(serde_json::json!({"name": name, "cidr": cidr, "gateway": null}))
+        .unwrap()
 }
 
 fn range(start: &str, end: &str) -> IpRangeSpec {
-    serde_json::from_value(serde_json::json!({"start": start, "end": end, "purpose": "dynamic"})).unwrap()
+    serde_json::from_value(serde_json::json!({"start": start, "end": end, "purpose": "dynamic"}))
+        .unwrap()
 }
 
 async fn subnets_ranges_and_generations(store: &Store) {
     let start = store.generation().await.unwrap();
-    let a = store.create_subnet(subnet("a", "10.1.0.0/24")).await.unwrap();
-    assert_eq!(store.generation().await.unwrap(), start + 1, "a change bumps the generation");
+    let a = store
+        .create_subnet(subnet("a", "10.1.0.0/24"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.generation().await.unwrap(),
+        start + 1,
+        "a change bumps the generation"
+    );
 
-    assert!(matches!(store.create_subnet(subnet("b", "10.1.0.128/25")).await, Err(StoreError::Conflict(_))));
-    assert!(matches!(store.create_subnet(subnet("a", "10.2.0.0/24")).await, Err(StoreError::Conflict(_))));
-    assert!(matches!(store.create_subnet(subnet("bad name!", "10.3.0.0/24")).await, Err(StoreError::Invalid(_))));
-    assert_eq!(store.generation().await.unwrap(), start + 1, "refused changes leave the generation alone");
+    assert!(matches!(
+        store.create_subnet(subnet("b", "10.1.0.128/25")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.create_subnet(subnet("a", "10.2.0.0/24")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .create_subnet(subnet("bad name!", "10.3.0.0/24"))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(
+        store.generation().await.unwrap(),
+        start + 1,
+        "refused changes leave the generation alone"
+    );
 
-    let r1 = store.create_range(&a.id, range("10.1.0.10", "10.1.0.20")).await.unwrap();
-    assert!(matches!(store.create_range(&a.id, range("10.1.0.20", "10.1.0.30")).await, Err(StoreError::Conflict(_))));
-    assert!(matches!(store.create_range(&a.id, range("10.1.1.1", "10.1.1.5")).await, Err(StoreError::Invalid(_))));
-    assert!(matches!(store.create_range(&a.id, range("10.1.0.9", "10.1.0.5")).await, Err(StoreError::Invalid(_))));
-    assert!(matches!(store.create_range(&a.id, range("10.1.0.0", "10.1.0.5")).await, Err(StoreError::Invalid(_))), "network address");
-    assert!(matches!(store.create_range("nope", range("10.1.0.30", "10.1.0.40")).await, Err(StoreError::NotFound { .. })));
-    let r2 = store.create_range(&a.id, range("10.1.0.21", "10.1.0.30")).await.unwrap();
+    let r1 = store
+        .create_range(&a.id, range("10.1.0.10", "10.1.0.20"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_range(&a.id, range("10.1.0.20", "10.1.0.30"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .create_range(&a.id, range("10.1.1.1", "10.1.1.5"))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store
+            .create_range(&a.id, range("10.1.0.9", "10.1.0.5"))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(
+        matches!(
+            store
+                .create_range(&a.id, range("10.1.0.0", "10.1.0.5"))
+                .await,
+            Err(StoreError::Invalid(_))
+        ),
+        "network address"
+    );
+    assert!(matches!(
+        store
+            .create_range("nope", range("10.1.0.30", "10.1.0.40"))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let r2 = store
+        .create_range(&a.id, range("10.1.0.21", "10.1.0.30"))
+        .await
+        .unwrap();
 
-    let updated = store.update_range(&a.id, &r2.id, range("10.1.0.100", "10.1.0.200")).await.unwrap();
+    let updated = store
+        .update_range(&a.id, &r2.id, range("10.1.0.100", "10.1.0.200"))
+        .await
+        .unwrap();
     assert_eq!(updated.spec.start.to_string(), "10.1.0.100");
     assert!(matches!(
-        store.update_range(&a.id, &r2.id, range("10.1.0.15", "10.1.0.200")).await,
+        store
+            .update_range(&a.id, &r2.id, range("10.1.0.15", "10.1.0.200"))
+            .await,
         Err(StoreError::Conflict(_))
     ));
 
     let shrunk = store.update_subnet(&a.id, subnet("a", "10.1.0.0/25")).await;
-    assert!(matches!(shrunk, Err(StoreError::Conflict(_))), "ranges must still fit: {shrunk:?}");
+    assert!(
+        matches!(shrunk, Err(StoreError::Conflict(_))),
+        "ranges must still fit: {shrunk:?}"
+    );
     let mut spec = subnet("a-renamed", "10.1.0.0/24");
     spec.gateway = Some("10.1.0.1".parse().unwrap());
     let renamed = store.update_subnet(&a.id, spec).await.unwrap();
@@ -46,9 +112,15 @@ async fn subnets_ranges_and_generations(store: &Store) {
     assert_eq!(renamed.ranges.len(), 2);
 
     store.delete_range(&a.id, &r1.id).await.unwrap();
-    assert!(matches!(store.delete_range(&a.id, &r1.id).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.delete_range(&a.id, &r1.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
     store.delete_subnet(&a.id).await.unwrap();
-    assert!(matches!(store.get_subnet(&a.id).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.get_subnet(&a.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
     assert!(store.list_subnets().await.unwrap().is_empty());
 }
 
@@ -58,18 +130,40 @@ async fn machines(store: &Store) {
         hostname: hostname.map(str::to_string),
         architecture: "amd64".into(),
     };
-    let m = store.create_machine(new("52:54:00:00:00:01", Some("node1"))).await.unwrap();
-    let generated = store.create_machine(new("52:54:00:00:00:02", None)).await.unwrap();
+    let m = store
+        .create_machine(new("52:54:00:00:00:01", Some("node1")))
+        .await
+        .unwrap();
+    let generated = store
+        .create_machine(new("52:54:00:00:00:02", None))
+        .await
+        .unwrap();
     assert_eq!(generated.hostname, "machine-525400000002");
-    assert!(matches!(store.create_machine(new("52:54:00:00:00:01", Some("node9"))).await, Err(StoreError::Conflict(_))));
-    assert!(matches!(store.create_machine(new("52:54:00:00:00:03", Some("Bad_Name"))).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        store
+            .create_machine(new("52:54:00:00:00:01", Some("node9")))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .create_machine(new("52:54:00:00:00:03", Some("Bad_Name")))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
     let mut bad_arch = new("52:54:00:00:00:04", None);
     bad_arch.architecture = "vax".into();
-    assert!(matches!(store.create_machine(bad_arch).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        store.create_machine(bad_arch).await,
+        Err(StoreError::Invalid(_))
+    ));
     assert_eq!(store.get_machine(&m.id).await.unwrap(), m);
     assert_eq!(store.list_machines().await.unwrap().len(), 2);
     store.delete_machine(&m.id).await.unwrap();
-    assert!(matches!(store.get_machine(&m.id).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.get_machine(&m.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 async fn racks(store: &Store) {
@@ -83,35 +177,68 @@ async fn racks(store: &Store) {
         services: vec![],
         applied_generation: None,
     };
-    store.record_hello(&hello, 1_000).await.unwrap();
+    store.record_hello(&hello, 1_000, true).await.unwrap();
     let record = store.get_rack("rack-a").await.unwrap();
     assert_eq!(record.status, "online");
     assert_eq!(record.applied_generation, None);
     assert!(!record.in_sync);
 
     let current = store.generation().await.unwrap();
-    let ack = SnapshotAck { generation: Generation(current), outcome: ApplyOutcome::Applied };
+    let ack = SnapshotAck {
+        generation: Generation(current),
+        outcome: ApplyOutcome::Applied,
+    };
     assert!(store.record_snapshot_ack(&rack, &ack, 2_000).await.unwrap());
     let record = store.get_rack("rack-a").await.unwrap();
     assert!(record.in_sync);
     assert_eq!(record.last_seen_ms, 2_000);
 
-    let failed = SnapshotAck { generation: Generation(current + 1), outcome: ApplyOutcome::Failed { reason: "bad".into() } };
-    store.record_snapshot_ack(&rack, &failed, 2_500).await.unwrap();
+    let failed = SnapshotAck {
+        generation: Generation(current + 1),
+        outcome: ApplyOutcome::Failed {
+            reason: "bad".into(),
+        },
+    };
+    store
+        .record_snapshot_ack(&rack, &failed, 2_500)
+        .await
+        .unwrap();
     let record = store.get_rack("rack-a").await.unwrap();
-    assert_eq!(record.applied_generation, Some(current), "a refusal keeps the applied generation");
+    assert_eq!(
+        record.applied_generation,
+        Some(current),
+        "a refusal keeps the applied generation"
+    );
     assert!(record.last_apply_error.unwrap().contains("bad"));
 
-    assert_eq!(store.mark_silent_racks_offline(2_400).await.unwrap(), Vec::<String>::new());
-    assert_eq!(store.mark_silent_racks_offline(3_000).await.unwrap(), vec!["rack-a".to_string()]);
+    assert_eq!(
+        store.mark_silent_racks_offline(2_400).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        store.mark_silent_racks_offline(3_000).await.unwrap(),
+        vec!["rack-a".to_string()]
+    );
     assert_eq!(store.get_rack("rack-a").await.unwrap().status, "offline");
-    store.record_hello(&hello, 4_000).await.unwrap();
+    store.record_hello(&hello, 3_500, false).await.unwrap();
+    assert_eq!(
+        store.get_rack("rack-a").await.unwrap().status,
+        "offline",
+        "a retained hello is not a sign of life"
+    );
+    store.record_hello(&hello, 4_000, true).await.unwrap();
     let record = store.get_rack("rack-a").await.unwrap();
-    assert_eq!((record.status.as_str(), record.first_seen_ms), ("online", 1_000));
+    assert_eq!(
+        (record.status.as_str(), record.first_seen_ms),
+        ("online", 1_000)
+    );
 
     let unknown = RackId::new("ghost").unwrap();
     assert!(!store.record_snapshot_ack(&unknown, &ack, 1).await.unwrap());
-    assert!(matches!(store.get_rack("ghost").await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.get_rack("ghost").await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 async fn api_keys(store: &Store) {
@@ -122,17 +249,28 @@ async fn api_keys(store: &Store) {
     tampered.pop();
     tampered.push('x');
     assert!(store.verify_api_key(&tampered).await.unwrap().is_none());
-    assert!(store.verify_api_key("em_nope_nope").await.unwrap().is_none());
+    assert!(store
+        .verify_api_key("em_nope_nope")
+        .await
+        .unwrap()
+        .is_none());
     assert!(store.verify_api_key("garbage").await.unwrap().is_none());
 }
 
 async fn concurrent_range_creation_never_overlaps(store: &Store) {
-    let s = store.create_subnet(subnet("race", "10.9.0.0/24")).await.unwrap();
+    let s = store
+        .create_subnet(subnet("race", "10.9.0.0/24"))
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let store = store.clone();
         let id = s.id.clone();
-        tasks.push(tokio::spawn(async move { store.create_range(&id, range("10.9.0.10", "10.9.0.20")).await }));
+        tasks.push(tokio::spawn(async move {
+            store
+                .create_range(&id, range("10.9.0.10", "10.9.0.20"))
+                .await
+        }));
     }
     let mut created = 0;
     for task in tasks {
@@ -140,7 +278,10 @@ async fn concurrent_range_creation_never_overlaps(store: &Store) {
             created += 1;
         }
     }
-    assert_eq!(created, 1, "exactly one of the overlapping ranges may be created");
+    assert_eq!(
+        created, 1,
+        "exactly one of the overlapping ranges may be created"
+    );
     assert_eq!(store.get_subnet(&s.id).await.unwrap().ranges.len(), 1);
 }
 
@@ -160,7 +301,11 @@ async fn suite(url: &str) {
 #[tokio::test]
 async fn store_suite_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    suite(&format!("sqlite://{}?mode=rwc", dir.path().join("r.db").display())).await;
+    suite(&format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("r.db").display()
+    ))
+    .await;
 }
 
 #[tokio::test]
@@ -172,5 +317,8 @@ async fn store_suite_on_postgres() {
 
 #[tokio::test]
 async fn unsupported_database_urls_are_refused() {
-    assert!(matches!(Store::connect("mysql://x").await, Err(StoreError::UnsupportedUrl(_))));
+    assert!(matches!(
+        Store::connect("mysql://x").await,
+        Err(StoreError::UnsupportedUrl(_))
+    ));
 }

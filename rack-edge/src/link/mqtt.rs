@@ -48,7 +48,12 @@ pub async fn run(
     options.set_keep_alive(Duration::from_secs(10));
     options.set_clean_session(true);
     options.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
-    options.set_last_will(LastWill::new(will.topic, will.payload, QoS::AtLeastOnce, will.retain));
+    options.set_last_will(LastWill::new(
+        will.topic,
+        will.payload,
+        QoS::AtLeastOnce,
+        will.retain,
+    ));
     let (client, mut eventloop) = AsyncClient::new(options, 256);
 
     // Publishing happens in its own task so that it never waits on the event
@@ -58,7 +63,12 @@ pub async fn run(
     tokio::spawn(async move {
         while let Some(message) = outgoing_rx.recv().await {
             if let Err(error) = publisher
-                .publish(message.topic, QoS::AtLeastOnce, message.retain, message.payload)
+                .publish(
+                    message.topic,
+                    QoS::AtLeastOnce,
+                    message.retain,
+                    message.payload,
+                )
                 .await
             {
                 tracing::warn!(%error, "cannot queue a publish");

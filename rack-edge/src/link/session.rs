@@ -91,7 +91,8 @@ impl Session {
         self.outgoing(now_ms, UpMessage::Status(RackStatus::Offline), true)
     }
 
-    /// What to publish right after a (re)connect: presence, then hello.
+    /// What to publish right after a (re)connect: presence, then hello. Both
+    /// are retained, so a region that subscribes later still learns of us.
     pub fn on_connected(&mut self, now_ms: u64, interfaces: Vec<InterfaceInfo>) -> Vec<Outgoing> {
         let hello = Hello {
             rack_id: self.rack_id.clone(),
@@ -104,7 +105,7 @@ impl Session {
         };
         vec![
             self.outgoing(now_ms, UpMessage::Status(RackStatus::Online), true),
-            self.outgoing(now_ms, UpMessage::Hello(hello), false),
+            self.outgoing(now_ms, UpMessage::Hello(hello), true),
         ]
     }
 
@@ -128,7 +129,8 @@ impl Session {
     /// Handles a payload received on `topic`.
     pub fn on_publish(&mut self, now_ms: u64, topic: &str, payload: &[u8]) -> Inbound {
         match Topic::parse(topic) {
-            Ok(parsed) if parsed.rack_id == self.rack_id && parsed.channel == Channel::Snapshot => {}
+            Ok(parsed) if parsed.rack_id == self.rack_id && parsed.channel == Channel::Snapshot => {
+            }
             _ => return Inbound::Dropped("bad_topic", format!("unexpected topic {topic}")),
         }
         let envelope = match Envelope::<DownMessage>::decode(payload) {
@@ -225,7 +227,10 @@ mod tests {
         )
     }
 
-    fn snapshot_payload(generation: u64, subnets: Vec<edgemetal_protocol::SubnetConfig>) -> Vec<u8> {
+    fn snapshot_payload(
+        generation: u64,
+        subnets: Vec<edgemetal_protocol::SubnetConfig>,
+    ) -> Vec<u8> {
         Envelope::new(
             MessageId([1; 16]),
             0,
@@ -239,7 +244,10 @@ mod tests {
     }
 
     fn decode_ack(outgoing: &Outgoing) -> SnapshotAck {
-        match Envelope::<UpMessage>::decode(&outgoing.payload).unwrap().body {
+        match Envelope::<UpMessage>::decode(&outgoing.payload)
+            .unwrap()
+            .body
+        {
             UpMessage::SnapshotAck(ack) => ack,
             other => panic!("expected an ack, got {other:?}"),
         }
@@ -269,7 +277,10 @@ mod tests {
         let Inbound::Answer(older) = s.on_publish(0, TOPIC, &snapshot_payload(4, vec![])) else {
             panic!()
         };
-        assert!(matches!(decode_ack(&older).outcome, ApplyOutcome::Failed { .. }));
+        assert!(matches!(
+            decode_ack(&older).outcome,
+            ApplyOutcome::Failed { .. }
+        ));
         assert_eq!(s.applied_generation(), Some(Generation(5)));
     }
 
@@ -302,18 +313,28 @@ mod tests {
             }],
             reservations: vec![],
         };
-        let Inbound::Answer(answer) = s.on_publish(0, TOPIC, &snapshot_payload(3, vec![bad])) else {
+        let Inbound::Answer(answer) = s.on_publish(0, TOPIC, &snapshot_payload(3, vec![bad]))
+        else {
             panic!()
         };
-        assert!(matches!(decode_ack(&answer).outcome, ApplyOutcome::Failed { .. }));
+        assert!(matches!(
+            decode_ack(&answer).outcome,
+            ApplyOutcome::Failed { .. }
+        ));
         assert_eq!(s.applied_generation(), None);
     }
 
     #[test]
     fn hostile_payloads_and_foreign_topics_are_dropped() {
         let mut s = session(None);
-        assert!(matches!(s.on_publish(0, TOPIC, b""), Inbound::Dropped("malformed", _)));
-        assert!(matches!(s.on_publish(0, TOPIC, &[0x7f, 0xff]), Inbound::Dropped("unsupported_version", _)));
+        assert!(matches!(
+            s.on_publish(0, TOPIC, b""),
+            Inbound::Dropped("malformed", _)
+        ));
+        assert!(matches!(
+            s.on_publish(0, TOPIC, &[0x7f, 0xff]),
+            Inbound::Dropped("unsupported_version", _)
+        ));
         let other = "edgemetal/v1/rack/r2/down/snapshot";
         assert!(matches!(
             s.on_publish(0, other, &snapshot_payload(1, vec![])),
@@ -326,7 +347,11 @@ mod tests {
         let mut s = session(None);
         let a = s.heartbeat(0, 1, vec![], vec![]);
         let b = s.heartbeat(0, 1, vec![], vec![]);
-        let id = |o: &Outgoing| Envelope::<UpMessage>::decode(&o.payload).unwrap().message_id;
+        let id = |o: &Outgoing| {
+            Envelope::<UpMessage>::decode(&o.payload)
+                .unwrap()
+                .message_id
+        };
         assert_ne!(id(&a), id(&b));
     }
 }

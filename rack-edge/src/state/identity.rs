@@ -55,7 +55,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = load_or_create_rack_id(dir.path(), None).unwrap();
         assert_eq!(load_or_create_rack_id(dir.path(), None).unwrap(), first);
-        assert_eq!(load_or_create_rack_id(dir.path(), Some(first.as_str())).unwrap(), first);
+        assert_eq!(
+            load_or_create_rack_id(dir.path(), Some(first.as_str())).unwrap(),
+            first
+        );
         assert!(load_or_create_rack_id(dir.path(), Some("other")).is_err());
     }
 }

@@ -60,19 +60,24 @@ impl SnapshotFile {
                 })
             }
         };
-        let envelope =
-            Envelope::<DownMessage>::decode(&bytes).map_err(|source| SnapshotFileError::Decode {
+        let envelope = Envelope::<DownMessage>::decode(&bytes).map_err(|source| {
+            SnapshotFileError::Decode {
                 path: self.path.clone(),
                 source,
-            })?;
+            }
+        })?;
         let DownMessage::Snapshot(snapshot) = envelope.body;
         Ok(Some(snapshot))
     }
 
     /// Persists `snapshot` atomically and durably.
     pub fn store(&self, snapshot: &ConfigSnapshot) -> Result<(), SnapshotFileError> {
-        let bytes = Envelope::new(MessageId([0; 16]), 0, DownMessage::Snapshot(snapshot.clone()))
-            .encode()?;
+        let bytes = Envelope::new(
+            MessageId([0; 16]),
+            0,
+            DownMessage::Snapshot(snapshot.clone()),
+        )
+        .encode()?;
         atomic_file::write(&self.path, &bytes).map_err(|source| SnapshotFileError::Io {
             path: self.path.clone(),
             source,

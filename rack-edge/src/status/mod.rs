@@ -44,7 +44,10 @@ impl LiveStatus {
 /// The endpoint's routes.
 pub fn router(status: Arc<LiveStatus>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/status", get(status_json))
         .route("/metrics", get(metrics))
         .with_state(status)

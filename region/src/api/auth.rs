@@ -8,7 +8,11 @@ use super::error::ApiError;
 use super::AppState;
 
 /// Refuses requests without a valid `Authorization: Bearer <key>`.
-pub async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn require_api_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let token = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)

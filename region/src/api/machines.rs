@@ -24,7 +24,10 @@ pub async fn create_machine(
     State(state): State<AppState>,
     ApiJson(new): ApiJson<NewMachine>,
 ) -> Result<(StatusCode, Json<Machine>), ApiError> {
-    Ok((StatusCode::CREATED, Json(state.store.create_machine(new).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.store.create_machine(new).await?),
+    ))
 }
 
 /// Get a machine.

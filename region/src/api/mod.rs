@@ -67,9 +67,17 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(racks::list_racks))
         .routes(routes!(racks::get_rack))
         .routes(routes!(subnets::list_subnets, subnets::create_subnet))
-        .routes(routes!(subnets::get_subnet, subnets::update_subnet, subnets::delete_subnet))
+        .routes(routes!(
+            subnets::get_subnet,
+            subnets::update_subnet,
+            subnets::delete_subnet
+        ))
         .routes(routes!(subnets::list_ranges, subnets::create_range))
-        .routes(routes!(subnets::get_range, subnets::update_range, subnets::delete_range))
+        .routes(routes!(
+            subnets::get_range,
+            subnets::update_range,
+            subnets::delete_range
+        ))
         .routes(routes!(machines::list_machines, machines::create_machine))
         .routes(routes!(machines::get_machine, machines::delete_machine))
         .split_for_parts()
@@ -93,10 +101,16 @@ pub fn router(state: AppState) -> Router {
     let v1 = v1
         .route("/openapi.json", get(move || async move { Json(doc) }))
         .fallback(|| async { ApiError::no_route() })
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ));
     Router::new()
         .nest("/api/v1", v1)
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async {
@@ -106,7 +120,10 @@ pub fn router(state: AppState) -> Router {
                 "this route does not accept that method",
             )
         })
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 

@@ -12,7 +12,9 @@ use crate::store::{IpRangeRecord, IpRangeSpec, SubnetRecord, SubnetSpec};
 /// List subnets with their ranges.
 #[utoipa::path(get, path = "/subnets", tag = "subnets",
     responses((status = 200, body = Vec<SubnetRecord>), (status = 401, body = ErrorBody)))]
-pub async fn list_subnets(State(state): State<AppState>) -> Result<Json<Vec<SubnetRecord>>, ApiError> {
+pub async fn list_subnets(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<SubnetRecord>>, ApiError> {
     Ok(Json(state.store.list_subnets().await?))
 }
 

@@ -61,7 +61,10 @@ pub async fn apply(store: &Store, inbound: &Inbound) -> Result<FollowUp, StoreEr
     };
     match &inbound.envelope.body {
         UpMessage::Hello(hello) => {
-            store.record_hello(hello, now).await?;
+            // Hellos are retained, so a region that (re)subscribes learns every
+            // rack. A retained one says who the rack is, not that it is alive now:
+            // presence comes from the retained status and from heartbeats.
+            store.record_hello(hello, now, !inbound.retained).await?;
             tracing::info!(
                 rack = %inbound.rack_id,
                 version = %hello.software_version,
@@ -69,18 +72,27 @@ pub async fn apply(store: &Store, inbound: &Inbound) -> Result<FollowUp, StoreEr
                 applied = ?hello.applied_generation.map(|g| g.0),
                 "rack said hello"
             );
-            // Always (re)send on hello: the rack may have missed a retained message.
-            Ok(FollowUp::SendSnapshot)
+            // Always (re)send on a live hello: the rack may have missed a retained message.
+            Ok(if inbound.retained {
+                behind(hello.applied_generation)
+            } else {
+                FollowUp::SendSnapshot
+            })
         }
         UpMessage::Heartbeat(heartbeat) => {
-            if !store.record_heartbeat(&inbound.rack_id, heartbeat, now).await? {
+            if !store
+                .record_heartbeat(&inbound.rack_id, heartbeat, now)
+                .await?
+            {
                 tracing::debug!(rack = %inbound.rack_id, "heartbeat from a rack that has not said hello");
                 return Ok(FollowUp::None);
             }
             Ok(behind(heartbeat.applied_generation))
         }
         UpMessage::SnapshotAck(ack) => {
-            store.record_snapshot_ack(&inbound.rack_id, ack, now).await?;
+            store
+                .record_snapshot_ack(&inbound.rack_id, ack, now)
+                .await?;
             match &ack.outcome {
                 edgemetal_protocol::ApplyOutcome::Applied => {
                     tracing::info!(rack = %inbound.rack_id, generation = ack.generation.0, "rack applied snapshot");
@@ -97,6 +109,9 @@ pub async fn apply(store: &Store, inbound: &Inbound) -> Result<FollowUp, StoreEr
             tracing::warn!(rack = %inbound.rack_id, "rack went offline");
             Ok(FollowUp::None)
         }
-        UpMessage::Status(RackStatus::Online) => Ok(FollowUp::None),
+        UpMessage::Status(RackStatus::Online) => {
+            store.mark_rack_online(&inbound.rack_id, now).await?;
+            Ok(FollowUp::None)
+        }
     }
 }

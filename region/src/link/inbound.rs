@@ -10,6 +10,8 @@ pub struct Inbound {
     pub rack_id: RackId,
     /// The decoded envelope.
     pub envelope: Envelope<UpMessage>,
+    /// Delivered from the broker's retained store (on subscribe), not live.
+    pub retained: bool,
 }
 
 /// Why a payload was dropped; each is a metric label.
@@ -56,7 +58,7 @@ impl Rejection {
 }
 
 /// Checks and decodes one publish received on the region's subscription.
-pub fn decode(topic: &str, payload: &[u8]) -> Result<Inbound, Rejection> {
+pub fn decode(topic: &str, payload: &[u8], retained: bool) -> Result<Inbound, Rejection> {
     let parsed = Topic::parse(topic).map_err(|e| Rejection::Topic(e.to_string()))?;
     if parsed.direction() != edgemetal_protocol::Direction::Up {
         return Err(Rejection::Topic(format!("{topic} is not an upward topic")));
@@ -85,6 +87,7 @@ pub fn decode(topic: &str, payload: &[u8]) -> Result<Inbound, Rejection> {
     Ok(Inbound {
         rack_id: parsed.rack_id,
         envelope,
+        retained,
     })
 }
 
@@ -101,7 +104,7 @@ mod tests {
 
     #[test]
     fn accepts_a_message_on_its_channel() {
-        let inbound = decode("edgemetal/v1/rack/r1/up/status", &status_payload()).unwrap();
+        let inbound = decode("edgemetal/v1/rack/r1/up/status", &status_payload(), false).unwrap();
         assert_eq!(inbound.rack_id.as_str(), "r1");
     }
 
@@ -109,12 +112,28 @@ mod tests {
     fn drops_each_kind_of_bad_input_with_its_label() {
         let cases: [(&str, &[u8], &str); 4] = [
             ("other/topic", &status_payload(), "bad_topic"),
-            ("edgemetal/v1/rack/r1/up/status", &[0xff, 0xff, 0xff], "malformed"),
-            ("edgemetal/v1/rack/r1/up/heartbeat", &status_payload(), "channel_mismatch"),
-            ("edgemetal/v1/rack/r1/up/status", &[0x09, 1, 2], "unsupported_version"),
+            (
+                "edgemetal/v1/rack/r1/up/status",
+                &[0xff, 0xff, 0xff],
+                "malformed",
+            ),
+            (
+                "edgemetal/v1/rack/r1/up/heartbeat",
+                &status_payload(),
+                "channel_mismatch",
+            ),
+            (
+                "edgemetal/v1/rack/r1/up/status",
+                &[0x09, 1, 2],
+                "unsupported_version",
+            ),
         ];
         for (topic, payload, label) in cases {
-            assert_eq!(decode(topic, payload).unwrap_err().label(), label, "{topic}");
+            assert_eq!(
+                decode(topic, payload, false).unwrap_err().label(),
+                label,
+                "{topic}"
+            );
         }
         let _ = Channel::Status;
     }

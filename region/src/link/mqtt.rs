@@ -57,7 +57,11 @@ pub fn spawn(settings: LinkSettings, store: Store, metrics: Arc<Metrics>) -> Lin
     rand::thread_rng().fill_bytes(&mut id);
     // Replicas need distinct client ids, or the broker would kick one out for the other.
     let client_id = format!("edgemetal-region-{}", hex::encode(id));
-    let mut options = MqttOptions::new(client_id, settings.broker.host.clone(), settings.broker.port);
+    let mut options = MqttOptions::new(
+        client_id,
+        settings.broker.host.clone(),
+        settings.broker.port,
+    );
     options.set_keep_alive(Duration::from_secs(15));
     options.set_clean_session(true);
     options.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
@@ -77,12 +81,16 @@ pub fn spawn(settings: LinkSettings, store: Store, metrics: Arc<Metrics>) -> Lin
     let broker = settings.broker.clone();
     tokio::spawn(async move {
         let mut connected = false;
+        let mut ever_connected = false;
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     tracing::info!(%broker, "region connected to broker");
                     connected = true;
-                    if let Err(error) = client.try_subscribe(Topic::all_racks_up_filter(), QoS::AtLeastOnce) {
+                    ever_connected = true;
+                    if let Err(error) =
+                        client.try_subscribe(Topic::all_racks_up_filter(), QoS::AtLeastOnce)
+                    {
                         tracing::error!(%error, "cannot subscribe to rack topics");
                     }
                 }
@@ -98,8 +106,11 @@ pub fn spawn(settings: LinkSettings, store: Store, metrics: Arc<Metrics>) -> Lin
                     } else {
                         tracing::debug!(%broker, %error, "broker not reachable yet");
                     }
+                    // Retry quickly at start-up (the embedded broker may still be
+                    // binding), calmly after a loss.
+                    let pause = if ever_connected { 1000 } else { 50 };
                     connected = false;
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
             }
         }
@@ -139,7 +150,7 @@ pub fn spawn(settings: LinkSettings, store: Store, metrics: Arc<Metrics>) -> Lin
 
 impl Link {
     async fn handle_publish(&self, publish: &rumqttc::Publish, recent: &mut RecentIds) {
-        let inbound = match inbound::decode(&publish.topic, &publish.payload) {
+        let inbound = match inbound::decode(&publish.topic, &publish.payload, publish.retain) {
             Ok(inbound) => inbound,
             Err(rejection) => {
                 self.metrics.reject(rejection.label());
@@ -158,11 +169,16 @@ impl Link {
             .inc();
         match handler::apply(&self.store, &inbound).await {
             Ok(FollowUp::SendSnapshot) => {
-                let is_hello = matches!(inbound.envelope.body, edgemetal_protocol::UpMessage::Hello(_));
+                let is_hello = matches!(
+                    inbound.envelope.body,
+                    edgemetal_protocol::UpMessage::Hello(_)
+                );
                 self.send_snapshot(&inbound.rack_id, is_hello).await;
             }
             Ok(FollowUp::None) => {}
-            Err(error) => tracing::error!(rack = %inbound.rack_id, %error, "cannot record rack message"),
+            Err(error) => {
+                tracing::error!(rack = %inbound.rack_id, %error, "cannot record rack message")
+            }
         }
     }
 
@@ -184,9 +200,17 @@ impl Link {
         }
     }
 
-    async fn publish_snapshot(&self, rack_id: &RackId, snapshot: edgemetal_protocol::ConfigSnapshot) {
+    async fn publish_snapshot(
+        &self,
+        rack_id: &RackId,
+        snapshot: edgemetal_protocol::ConfigSnapshot,
+    ) {
         let generation = snapshot.generation;
-        let envelope = Envelope::new(new_message_id(), now_ms() as u64, DownMessage::Snapshot(snapshot));
+        let envelope = Envelope::new(
+            new_message_id(),
+            now_ms() as u64,
+            DownMessage::Snapshot(snapshot),
+        );
         let payload = match envelope.encode() {
             Ok(payload) => payload,
             Err(error) => {
@@ -196,7 +220,11 @@ impl Link {
         };
         let topic = Topic::new(rack_id.clone(), Channel::Snapshot).to_string();
         // Retained: a rack that connects later finds its latest snapshot waiting.
-        match self.client.publish(topic, QoS::AtLeastOnce, true, payload).await {
+        match self
+            .client
+            .publish(topic, QoS::AtLeastOnce, true, payload)
+            .await
+        {
             Ok(()) => {
                 self.metrics.snapshots_published.inc();
                 tracing::debug!(rack = %rack_id, generation = generation.0, "snapshot published");
@@ -206,7 +234,10 @@ impl Link {
     }
 
     async fn publish_to_all(&self) {
-        let (snapshot, racks) = match (snapshot::build(&self.store).await, self.store.list_racks().await) {
+        let (snapshot, racks) = match (
+            snapshot::build(&self.store).await,
+            self.store.list_racks().await,
+        ) {
             (Ok(snapshot), Ok(racks)) => (snapshot, racks),
             (Err(error), _) | (_, Err(error)) => {
                 tracing::error!(%error, "cannot build snapshots");
@@ -216,7 +247,10 @@ impl Link {
         self.metrics.config_generation.set(snapshot.generation.0);
         for rack in racks {
             if let Ok(rack_id) = RackId::new(&rack.id) {
-                self.last_sent.lock().await.insert(rack_id.clone(), Instant::now());
+                self.last_sent
+                    .lock()
+                    .await
+                    .insert(rack_id.clone(), Instant::now());
                 self.publish_snapshot(&rack_id, snapshot.clone()).await;
             }
         }

@@ -77,10 +77,11 @@ impl Store {
         else {
             return Ok(None);
         };
-        let row = sqlx::query("SELECT id, name, secret_sha256, created_ms FROM api_keys WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, name, secret_sha256, created_ms FROM api_keys WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         let Some(row) = row else { return Ok(None) };
         let stored: String = row.try_get("secret_sha256")?;
         if !constant_time_eq(stored.as_bytes(), hash_secret(secret).as_bytes()) {

@@ -9,7 +9,9 @@ use utoipa::ToSchema;
 use super::{new_id, now_ms, Store, StoreError};
 
 /// CPU architectures a machine can have, MAAS-style names.
-pub const ARCHITECTURES: &[&str] = &["amd64", "arm64", "i386", "armhf", "ppc64el", "s390x", "riscv64"];
+pub const ARCHITECTURES: &[&str] = &[
+    "amd64", "arm64", "i386", "armhf", "ppc64el", "s390x", "riscv64",
+];
 
 /// What an operator gives to create a machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -114,12 +116,14 @@ impl Store {
 
     /// All machines, ordered by host name.
     pub async fn list_machines(&self) -> Result<Vec<Machine>, StoreError> {
-        sqlx::query("SELECT id, mac, hostname, architecture, created_ms FROM machines ORDER BY hostname")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(machine_from_row)
-            .collect()
+        sqlx::query(
+            "SELECT id, mac, hostname, architecture, created_ms FROM machines ORDER BY hostname",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(machine_from_row)
+        .collect()
     }
 
     /// One machine.

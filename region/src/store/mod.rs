@@ -22,7 +22,7 @@ use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Any, Transaction};
+use sqlx::{Any, AnyPool, Transaction};
 
 pub use api_keys::{ApiKey, CreatedApiKey};
 pub use machines::{Machine, NewMachine};
@@ -114,9 +114,15 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // WAL: readers never block the writer; busy_timeout: writers queue
                         // instead of failing while another holds the write lock.
-                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -143,9 +149,10 @@ impl Store {
 
     /// The current configuration generation.
     pub async fn generation(&self) -> Result<u64, StoreError> {
-        let generation: i64 = sqlx::query_scalar("SELECT generation FROM config_state WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
+        let generation: i64 =
+            sqlx::query_scalar("SELECT generation FROM config_state WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
         Ok(generation as u64)
     }
 

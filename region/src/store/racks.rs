@@ -85,15 +85,22 @@ fn to_json<T: Serialize>(value: &T) -> String {
 }
 
 impl Store {
-    /// Records a hello: creates the rack or refreshes what it reported, and marks it online.
-    pub async fn record_hello(&self, hello: &RackHello, now_ms: i64) -> Result<(), StoreError> {
+    /// Records a hello: creates the rack or refreshes what it reported; a
+    /// live hello (`alive`) also marks it online.
+    pub async fn record_hello(
+        &self,
+        hello: &RackHello,
+        now_ms: i64,
+        alive: bool,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO racks (id, hostname, software_version, protocol_version, online, \
              first_seen_ms, last_seen_ms, applied_generation, last_apply_error, interfaces_json, \
-             services_json, health_json) VALUES ($1, $2, $3, $4, 1, $5, $5, $6, NULL, $7, $8, '[]') \
+             services_json, health_json) VALUES ($1, $2, $3, $4, $9, $5, $5, $6, NULL, $7, $8, '[]') \
              ON CONFLICT (id) DO UPDATE SET hostname = $2, software_version = $3, \
-             protocol_version = $4, online = 1, last_seen_ms = $5, applied_generation = $6, \
-             interfaces_json = $7, services_json = $8",
+             protocol_version = $4, online = CASE WHEN $9 = 1 THEN 1 ELSE racks.online END, \
+             last_seen_ms = CASE WHEN $9 = 1 THEN $5 ELSE racks.last_seen_ms END, \
+             applied_generation = $6, interfaces_json = $7, services_json = $8",
         )
         .bind(hello.rack_id.as_str())
         .bind(&hello.hostname)
@@ -103,6 +110,7 @@ impl Store {
         .bind(hello.applied_generation.map(|g| g.0 as i64))
         .bind(to_json(&hello.interfaces))
         .bind(to_json(&hello.services))
+        .bind(i64::from(alive))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -155,6 +163,16 @@ impl Store {
         Ok(query.execute(&self.pool).await?.rows_affected() > 0)
     }
 
+    /// Marks a known rack online (its presence message said so).
+    pub async fn mark_rack_online(&self, rack_id: &RackId, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE racks SET online = 1, last_seen_ms = $1 WHERE id = $2")
+            .bind(now_ms)
+            .bind(rack_id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Marks one rack offline (its last will fired or it said goodbye).
     pub async fn mark_rack_offline(&self, rack_id: &RackId) -> Result<(), StoreError> {
         sqlx::query("UPDATE racks SET online = 0 WHERE id = $1")
@@ -165,7 +183,10 @@ impl Store {
     }
 
     /// Marks every online rack not heard from since `cutoff_ms` offline; returns their ids.
-    pub async fn mark_silent_racks_offline(&self, cutoff_ms: i64) -> Result<Vec<String>, StoreError> {
+    pub async fn mark_silent_racks_offline(
+        &self,
+        cutoff_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
         let ids: Vec<String> =
             sqlx::query_scalar("SELECT id FROM racks WHERE online = 1 AND last_seen_ms < $1")
                 .bind(cutoff_ms)

@@ -78,7 +78,9 @@ impl RangePurpose {
         match text {
             "dynamic" => Ok(RangePurpose::Dynamic),
             "reserved" => Ok(RangePurpose::Reserved),
-            other => Err(StoreError::Invalid(format!("unknown range purpose {other:?}"))),
+            other => Err(StoreError::Invalid(format!(
+                "unknown range purpose {other:?}"
+            ))),
         }
     }
 }
@@ -161,7 +163,9 @@ fn validate_subnet(spec: &SubnetSpec) -> Result<(), StoreError> {
                     && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             });
         if !valid {
-            return Err(StoreError::Invalid(format!("invalid domain name {domain:?}")));
+            return Err(StoreError::Invalid(format!(
+                "invalid domain name {domain:?}"
+            )));
         }
     }
     if !(60..=31_536_000).contains(&spec.lease_time_secs) {
@@ -254,10 +258,12 @@ async fn load_subnets(
 ) -> Result<Vec<SubnetRecord>, StoreError> {
     let (subnet_rows, range_rows) = match only {
         Some(id) => (
-            sqlx::query(&format!("SELECT {SUBNET_COLUMNS} FROM subnets WHERE id = $1"))
-                .bind(id)
-                .fetch_all(&mut *executor)
-                .await?,
+            sqlx::query(&format!(
+                "SELECT {SUBNET_COLUMNS} FROM subnets WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_all(&mut *executor)
+            .await?,
             sqlx::query(&format!(
                 "SELECT {RANGE_COLUMNS} FROM ip_ranges WHERE subnet_id = $1"
             ))
@@ -354,7 +360,9 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await
-        .map_err(|e| StoreError::from_write(e, || format!("subnet {} already exists", spec.cidr)))?;
+        .map_err(|e| {
+            StoreError::from_write(e, || format!("subnet {} already exists", spec.cidr))
+        })?;
         tx.commit().await?;
         self.get_subnet(&id).await
     }
@@ -394,7 +402,9 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await
-        .map_err(|e| StoreError::from_write(e, || format!("subnet {} already exists", spec.cidr)))?;
+        .map_err(|e| {
+            StoreError::from_write(e, || format!("subnet {} already exists", spec.cidr))
+        })?;
         tx.commit().await?;
         self.get_subnet(id).await
     }

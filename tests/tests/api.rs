@@ -1,0 +1,320 @@
+//! The region's HTTP API as an operator meets it: auth, CRUD, validation,
+//! JSON errors, the OpenAPI document and the metrics endpoint.
+
+use edgemetal_tests::process::log_dir;
+use edgemetal_tests::{RegionOptions, RegionProcess};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+async fn region(test: &str) -> (RegionProcess, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let options = RegionOptions::embedded(data.path(), &log_dir(test));
+    (RegionProcess::start(&options).await, data)
+}
+
+#[tokio::test]
+async fn every_api_route_needs_a_valid_key_but_healthz_does_not() {
+    let (region, _data) = region("api_auth").await;
+    let api = region.client();
+    let anonymous = api.with_key(None);
+    let wrong = api.with_key(Some("em_000000000000_0000"));
+    for path in [
+        "/api/v1/racks",
+        "/api/v1/subnets",
+        "/api/v1/machines",
+        "/api/v1/openapi.json",
+    ] {
+        for client in [&anonymous, &wrong] {
+            let (status, body) = client.call(Method::GET, path, None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+            assert_eq!(body["code"], "unauthorized");
+        }
+    }
+    let (status, _) = anonymous
+        .call(Method::POST, "/api/v1/subnets", Some(json!({})))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "writes are checked before the body"
+    );
+    assert!(anonymous.healthz().await);
+}
+
+#[tokio::test]
+async fn subnets_ranges_and_machines_round_trip_with_json_errors() {
+    let (region, _data) = region("api_crud").await;
+    let api = region.client();
+
+    let subnet = api
+        .create(
+            "/api/v1/subnets",
+            json!({"name": "site", "cidr": "10.20.0.0/24", "gateway": "10.20.0.1",
+            "dns_servers": ["10.20.0.2"], "domain": "site.internal", "lease_time_secs": 600}),
+        )
+        .await;
+    let id = subnet["id"].as_str().unwrap();
+    assert_eq!(subnet["cidr"], "10.20.0.0/24");
+    assert_eq!(api.get(&format!("/api/v1/subnets/{id}")).await, subnet);
+
+    let range = api
+        .create(
+            &format!("/api/v1/subnets/{id}/ranges"),
+            json!({"start": "10.20.0.100", "end": "10.20.0.199", "purpose": "dynamic"}),
+        )
+        .await;
+    let range_id = range["id"].as_str().unwrap();
+    assert_eq!(
+        api.get(&format!("/api/v1/subnets/{id}/ranges"))
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (status, updated) = api
+        .call(Method::PUT, &format!("/api/v1/subnets/{id}/ranges/{range_id}"),
+            Some(json!({"start": "10.20.0.100", "end": "10.20.0.150", "purpose": "dynamic", "comment": "smaller"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["end"], "10.20.0.150");
+
+    // Validation: each refusal is a 4xx JSON error with a stable code.
+    let cases = [
+        (
+            Method::POST,
+            "/api/v1/subnets".to_string(),
+            json!({"name": "x", "cidr": "10.20.0.128/25"}),
+            StatusCode::CONFLICT,
+            "conflict",
+        ),
+        (
+            Method::POST,
+            "/api/v1/subnets".to_string(),
+            json!({"name": "x", "cidr": "10.30.0.1/24"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            "/api/v1/subnets".to_string(),
+            json!({"name": "x", "cidr": "10.30.0.0/24", "gateway": "10.31.0.1"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            Method::POST,
+            "/api/v1/subnets".to_string(),
+            json!({"name": "x", "cidr": "10.30.0.0/24", "surprise": 1}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/subnets/{id}/ranges"),
+            json!({"start": "10.20.0.120", "end": "10.20.0.130", "purpose": "reserved"}),
+            StatusCode::CONFLICT,
+            "conflict",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/subnets/{id}/ranges"),
+            json!({"start": "10.21.0.1", "end": "10.21.0.9", "purpose": "dynamic"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/subnets/{id}/ranges"),
+            json!({"start": "10.20.0.1", "end": "10.20.0.9", "purpose": "dynamic"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/subnets/{id}"),
+            json!({"name": "site", "cidr": "10.20.0.0/26"}),
+            StatusCode::CONFLICT,
+            "conflict",
+        ),
+        (
+            Method::GET,
+            "/api/v1/subnets/does-not-exist".to_string(),
+            json!(null),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/machines/does-not-exist".to_string(),
+            json!(null),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::GET,
+            "/api/v1/racks/nope".to_string(),
+            json!(null),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::GET,
+            "/api/v1/no-such-route".to_string(),
+            json!(null),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::POST,
+            "/api/v1/machines".to_string(),
+            json!({"mac": "zz:zz", "architecture": "amd64"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            "/api/v1/machines".to_string(),
+            json!({"mac": "52:54:00:00:00:01", "architecture": "vax"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+    ];
+    for (method, path, body, expected, code) in cases {
+        let body = (!body.is_null()).then_some(body);
+        let (status, response) = api.call(method.clone(), &path, body.clone()).await;
+        assert_eq!(status, expected, "{method} {path} {body:?}: {response}");
+        assert_eq!(response["code"], code, "{method} {path}: {response}");
+        assert!(response["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    for raw in ["{", "[1,2", "\"just a string\"", "\u{0}"] {
+        let (status, response) = api.call_raw(Method::POST, "/api/v1/subnets", raw).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{raw:?}: {response}");
+        assert!(response["code"].is_string());
+    }
+
+    let machine = api
+        .create(
+            "/api/v1/machines",
+            json!({"mac": "52:54:00:ab:cd:ef", "hostname": "node1", "architecture": "amd64"}),
+        )
+        .await;
+    let machine_id = machine["id"].as_str().unwrap();
+    assert_eq!(machine["mac"], "52:54:00:ab:cd:ef");
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/machines",
+            Some(json!({"mac": "52:54:00:ab:cd:ef", "architecture": "amd64"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        api.get("/api/v1/machines").await.as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(
+        api.call(
+            Method::DELETE,
+            &format!("/api/v1/machines/{machine_id}"),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+
+    assert_eq!(
+        api.call(
+            Method::DELETE,
+            &format!("/api/v1/subnets/{id}/ranges/{range_id}"),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(Method::DELETE, &format!("/api/v1/subnets/{id}"), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(Method::GET, &format!("/api/v1/subnets/{id}"), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    let metrics = api.metrics().await;
+    assert!(
+        metrics.contains("edgemetal_region_http_requests_total{status=\"409\"}"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("status=\"500\""),
+        "no request may end in a 500:\n{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_matches_the_routes() {
+    let (region, _data) = region("api_openapi").await;
+    let api = region.client();
+    let doc = api.get("/api/v1/openapi.json").await;
+    assert_eq!(
+        doc["openapi"].as_str().map(|v| v.starts_with("3.")),
+        Some(true)
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    let expected = [
+        ("/api/v1/racks", vec!["get"]),
+        ("/api/v1/racks/{id}", vec!["get"]),
+        ("/api/v1/subnets", vec!["get", "post"]),
+        ("/api/v1/subnets/{id}", vec!["delete", "get", "put"]),
+        ("/api/v1/subnets/{id}/ranges", vec!["get", "post"]),
+        (
+            "/api/v1/subnets/{id}/ranges/{range_id}",
+            vec!["delete", "get", "put"],
+        ),
+        ("/api/v1/machines", vec!["get", "post"]),
+        ("/api/v1/machines/{id}", vec!["delete", "get"]),
+    ];
+    assert_eq!(
+        paths.len(),
+        expected.len(),
+        "documented paths: {:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
+    for (path, methods) in expected {
+        let item = paths
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} is not documented"));
+        let mut documented: Vec<&str> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .filter(|k| ["get", "post", "put", "delete", "patch"].contains(k))
+            .collect();
+        documented.sort();
+        assert_eq!(documented, methods, "{path}");
+        // Every documented operation is routed: it never answers "no such route" or 405.
+        for method in methods {
+            let concrete = path.replace("{id}", "x").replace("{range_id}", "y");
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let body = matches!(method, Method::POST | Method::PUT).then(|| json!({}));
+            let (status, response) = api.call(method.clone(), &concrete, body).await;
+            assert_ne!(
+                status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {concrete}"
+            );
+            assert!(
+                !(status == StatusCode::NOT_FOUND && response["message"] == "no such route"),
+                "{method} {concrete} is documented but not routed"
+            );
+        }
+    }
+}
