@@ -1,4 +1,5 @@
-//! Parsing of `mqtt://host:port` broker addresses, shared by region and racks.
+//! Parsing of `mqtts://host:port` (TLS) and `mqtt://host:port` (plaintext)
+//! broker addresses, shared by region and racks.
 
 use alloc::string::{String, ToString};
 use core::fmt;
@@ -11,18 +12,23 @@ pub struct BrokerUrl {
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// Whether the connection uses TLS (`mqtts://`).
+    pub tls: bool,
 }
 
 /// Why a broker URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid broker URL {0:?}: expected mqtt://HOST:PORT")]
+#[error("invalid broker URL {0:?}: expected mqtts://HOST:PORT (or mqtt:// for plaintext)")]
 pub struct InvalidBrokerUrl(pub String);
 
 impl FromStr for BrokerUrl {
     type Err = InvalidBrokerUrl;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let invalid = || InvalidBrokerUrl(s.to_string());
-        let rest = s.strip_prefix("mqtt://").ok_or_else(invalid)?;
+        let (tls, rest) = match s.strip_prefix("mqtts://") {
+            Some(rest) => (true, rest),
+            None => (false, s.strip_prefix("mqtt://").ok_or_else(invalid)?),
+        };
         let rest = rest.trim_end_matches('/');
         let (host, port) = rest.rsplit_once(':').ok_or_else(invalid)?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -32,12 +38,14 @@ impl FromStr for BrokerUrl {
         Ok(BrokerUrl {
             host: host.to_string(),
             port: port.parse().map_err(|_| invalid())?,
+            tls,
         })
     }
 }
 
 impl fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "mqtt://{}:{}", self.host, self.port)
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
     }
 }

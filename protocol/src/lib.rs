@@ -16,8 +16,10 @@
 extern crate alloc;
 
 pub mod broker_url;
+pub mod enrolment;
 pub mod envelope;
 pub mod message;
+pub mod seal;
 pub mod topic;
 pub mod types;
 

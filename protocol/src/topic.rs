@@ -13,7 +13,7 @@ use crate::types::{InvalidRackId, RackId};
 pub const TOPIC_ROOT: &str = "edgemetal/v1/rack";
 
 /// Which way a message travels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Direction {
     /// Rack to region.
     Up,

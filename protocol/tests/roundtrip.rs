@@ -242,6 +242,10 @@ fn broker_urls_parse() {
     let url: BrokerUrl = "mqtt://127.0.0.1:1883".parse().unwrap();
     assert_eq!((url.host.as_str(), url.port), ("127.0.0.1", 1883));
     assert_eq!(url.to_string(), "mqtt://127.0.0.1:1883");
+    assert!(!url.tls);
+    let url: BrokerUrl = "mqtts://broker.example:8883".parse().unwrap();
+    assert!(url.tls);
+    assert_eq!(url.to_string(), "mqtts://broker.example:8883");
     for bad in [
         "127.0.0.1:1883",
         "mqtt://:1",

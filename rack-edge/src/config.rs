@@ -7,19 +7,24 @@ use std::time::Duration;
 /// Everything the rack needs to start.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RackConfig {
-    /// The region's broker, `mqtt://HOST:PORT`.
-    #[arg(
-        long,
-        env = "EDGEMETAL_RACK_BROKER_URL",
-        default_value = "mqtt://127.0.0.1:1883"
-    )]
-    pub broker_url: String,
-    /// Where the rack keeps its identity and applied snapshot.
+    /// Where the rack keeps its identity, counters and applied snapshot.
     #[arg(long, env = "EDGEMETAL_RACK_STATE_DIR", default_value = "data/rack")]
     pub state_dir: PathBuf,
-    /// The rack's id; by default one is generated on first start and kept in the state dir.
-    #[arg(long, env = "EDGEMETAL_RACK_ID")]
-    pub rack_id: Option<String>,
+    /// Override the broker URL from enrolment (`mqtts://HOST:PORT`).
+    #[arg(long, env = "EDGEMETAL_RACK_BROKER_URL")]
+    pub broker_url: Option<String>,
+    /// First start only: enrol with this single-use token at `--region-url`.
+    #[arg(long, env = "EDGEMETAL_RACK_ENROLMENT_TOKEN", hide_env_values = true)]
+    pub enrolment_token: Option<String>,
+    /// First start only: the region's API, e.g. `https://region.example:5240`.
+    #[arg(long, env = "EDGEMETAL_RACK_REGION_URL")]
+    pub region_url: Option<String>,
+    /// CA (PEM) the region's HTTPS certificate chains to, for enrolment.
+    #[arg(long, env = "EDGEMETAL_RACK_REGION_CA_FILE")]
+    pub region_ca_file: Option<PathBuf>,
+    /// Allow a plaintext `mqtt://` broker. Logged as a warning at every start.
+    #[arg(long, env = "EDGEMETAL_RACK_INSECURE_PLAINTEXT")]
+    pub insecure_plaintext: bool,
     /// Local status endpoint (health, status, metrics).
     #[arg(
         long,

@@ -1,5 +1,7 @@
 //! `edgemetal-rack`: the rack-edge appliance.
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 use edgemetal_rack::config::RackConfig;
 
@@ -18,6 +20,21 @@ struct Cli {
 enum Command {
     /// Connect to the region and serve the site.
     Run(RackConfig),
+    /// Enrol with the region using a single-use token, then exit.
+    Enrol {
+        /// The region's API, e.g. `https://region.example:5240`.
+        #[arg(long, env = "EDGEMETAL_RACK_REGION_URL")]
+        region_url: String,
+        /// The enrolment token (`emt_…`).
+        #[arg(long, env = "EDGEMETAL_RACK_ENROLMENT_TOKEN", hide_env_values = true)]
+        token: String,
+        /// CA (PEM) the region's HTTPS certificate chains to.
+        #[arg(long, env = "EDGEMETAL_RACK_REGION_CA_FILE")]
+        region_ca_file: Option<PathBuf>,
+        /// Where to keep the identity.
+        #[arg(long, env = "EDGEMETAL_RACK_STATE_DIR", default_value = "data/rack")]
+        state_dir: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -35,5 +52,24 @@ async fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Run(config) => edgemetal_rack::run::run(config).await,
+        Command::Enrol {
+            region_url,
+            token,
+            region_ca_file,
+            state_dir,
+        } => {
+            if let Some(existing) = edgemetal_rack::state::identity::load(&state_dir)? {
+                anyhow::bail!(
+                    "{} already holds the identity of rack {}; use another --state-dir",
+                    state_dir.display(),
+                    existing.rack_id
+                );
+            }
+            let bundle =
+                edgemetal_rack::enrol::enrol(&region_url, &token, region_ca_file.as_deref()).await?;
+            edgemetal_rack::state::identity::store(&state_dir, &bundle)?;
+            println!("{}", bundle.rack_id);
+            Ok(())
+        }
     }
 }

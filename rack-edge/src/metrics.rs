@@ -78,14 +78,21 @@ impl Metrics {
 
     /// Total dropped payloads, for the heartbeat.
     pub fn rejected_total(&self) -> u64 {
-        ["bad_topic", "malformed", "unsupported_version"]
-            .iter()
-            .map(|reason| {
-                self.link_rejected
-                    .get_or_create(&vec![("reason", reason.to_string())])
-                    .get()
-            })
-            .sum()
+        [
+            "bad_topic",
+            "malformed",
+            "unsupported_version",
+            "forged",
+            "replay",
+            "wrong_epoch",
+        ]
+        .iter()
+        .map(|reason| {
+            self.link_rejected
+                .get_or_create(&vec![("reason", reason.to_string())])
+                .get()
+        })
+        .sum()
     }
 
     /// Prometheus text exposition.

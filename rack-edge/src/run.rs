@@ -7,17 +7,49 @@ use anyhow::Context;
 use rand::RngCore;
 
 use crate::config::RackConfig;
+use crate::link::session::LinkKeys;
 use crate::link::{mqtt, Session};
 use crate::metrics::Metrics;
-use crate::state::{load_or_create_rack_id, SnapshotFile};
+use crate::state::{identity, CountersFile, SnapshotFile};
 use crate::status::{self, LiveStatus};
 
 /// Runs the rack until SIGINT or SIGTERM.
 pub async fn run(config: RackConfig) -> anyhow::Result<()> {
-    let broker = config.broker_url.parse().context("invalid broker URL")?;
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create state dir {}", config.state_dir.display()))?;
-    let rack_id = load_or_create_rack_id(&config.state_dir, config.rack_id.as_deref())?;
+    let bundle = match identity::load(&config.state_dir)? {
+        Some(bundle) => bundle,
+        None => {
+            let (Some(region_url), Some(token)) = (&config.region_url, &config.enrolment_token)
+            else {
+                anyhow::bail!(
+                    "this rack is not enrolled: run `edgemetal-rack enrol --region-url URL --token TOKEN`, \
+                     or start with --region-url and --enrolment-token"
+                );
+            };
+            let bundle =
+                crate::enrol::enrol(region_url, token, config.region_ca_file.as_deref()).await?;
+            identity::store(&config.state_dir, &bundle)?;
+            tracing::info!(rack = %bundle.rack_id, "enrolled with the region");
+            bundle
+        }
+    };
+    let (rack_id, secret) = identity::link_material(&bundle)?;
+    let broker: edgemetal_protocol::BrokerUrl = config
+        .broker_url
+        .as_deref()
+        .unwrap_or(&bundle.broker_url)
+        .parse()
+        .context("invalid broker URL")?;
+    if !broker.tls {
+        anyhow::ensure!(
+            config.insecure_plaintext,
+            "refusing the plaintext broker {broker}: use mqtts://, or pass --insecure-plaintext"
+        );
+        tracing::warn!(%broker, "INSECURE: the broker link is plaintext (--insecure-plaintext)");
+    }
+    let counters_file = CountersFile::in_dir(&config.state_dir);
+    let counters = counters_file.load()?;
 
     let snapshot_file = SnapshotFile::in_dir(&config.state_dir);
     // A snapshot that does not decode is set aside, not fatal: the region sends a fresh one.
@@ -58,21 +90,33 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         }
     });
 
-    let mut nonce = [0u8; 8];
+    let mut nonce = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut nonce);
     let session = Session::new(
         rack_id,
         env!("CARGO_PKG_VERSION").to_string(),
         crate::system::hostname(),
         applied,
+        LinkKeys {
+            secret,
+            key_epoch: bundle.key_epoch,
+        },
+        counters,
         nonce,
     );
     let settings = mqtt::LinkSettings {
         broker,
         heartbeat: config.heartbeat_interval(),
+        username: bundle.broker_username.clone(),
+        password: bundle.broker_password.clone(),
+        ca_pem: bundle.ca_pem.clone(),
+    };
+    let files = mqtt::StateFiles {
+        snapshot: snapshot_file,
+        counters: counters_file,
     };
     tokio::select! {
-        _ = mqtt::run(settings, session, snapshot_file, status) => {}
+        _ = mqtt::run(settings, session, files, status) => {}
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())

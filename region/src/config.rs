@@ -21,16 +21,55 @@ pub struct RegionConfig {
     pub heartbeat_timeout_secs: u64,
     /// The MQTT broker.
     pub broker: BrokerConfig,
+    /// The HTTP API's transport security.
+    pub api: ApiConfig,
+}
+
+/// How the HTTP API is served: HTTPS when `tls_cert` and `tls_key` are set;
+/// otherwise plain HTTP, which is refused on a non-loopback `http_listen`
+/// unless `allow_plaintext` says a TLS-terminating proxy sits in front.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// PEM certificate chain (leaf first) for HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address anyway (warned at every start).
+    pub allow_plaintext: bool,
 }
 
 /// Which broker the region uses.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
-    /// An external broker, `mqtt://HOST:PORT`; when absent the region embeds one.
+    /// An external broker, `mqtts://HOST:PORT`; when absent the region embeds one.
     pub url: Option<String>,
     /// Where the embedded broker listens.
     pub embedded_listen: SocketAddr,
+    /// The broker URL racks are told at enrolment; default: the region's own view.
+    pub public_url: Option<String>,
+    /// Names and addresses the generated broker certificate is valid for.
+    pub tls_names: Vec<String>,
+    /// CA (PEM file) that an external broker's certificate chains to; default: the region's CA.
+    pub ca_file: Option<PathBuf>,
+    /// Run the embedded broker without TLS. Logged as a warning at every start.
+    pub insecure_plaintext: bool,
+    /// For an external Mosquitto: where the region writes the password file
+    /// and ACL file it keeps current, and the pid file of the process to reload.
+    pub mosquitto: Option<MosquittoFiles>,
+}
+
+/// Files the region maintains for an external Mosquitto.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MosquittoFiles {
+    /// `password_file` of the Mosquitto listener.
+    pub password_file: PathBuf,
+    /// `acl_file` of the Mosquitto listener.
+    pub acl_file: PathBuf,
+    /// Mosquitto's pid file; it gets SIGHUP after each change.
+    pub pid_file: Option<PathBuf>,
 }
 
 impl Default for RegionConfig {
@@ -41,6 +80,7 @@ impl Default for RegionConfig {
             http_listen: "127.0.0.1:5240".parse().expect("valid default"),
             heartbeat_timeout_secs: 30,
             broker: BrokerConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -49,7 +89,12 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             url: None,
-            embedded_listen: "127.0.0.1:1883".parse().expect("valid default"),
+            embedded_listen: "127.0.0.1:8883".parse().expect("valid default"),
+            public_url: None,
+            tls_names: vec!["localhost".to_string(), "127.0.0.1".to_string()],
+            ca_file: None,
+            insecure_plaintext: false,
+            mosquitto: None,
         }
     }
 }
@@ -86,6 +131,28 @@ impl RegionConfig {
         if let Some(url) = var("EDGEMETAL_BROKER_URL") {
             self.broker.url = Some(url);
         }
+        if let Some(url) = var("EDGEMETAL_BROKER_PUBLIC_URL") {
+            self.broker.public_url = Some(url);
+        }
+        if let Some(names) = var("EDGEMETAL_BROKER_TLS_NAMES") {
+            self.broker.tls_names = names.split(',').map(|n| n.trim().to_string()).collect();
+        }
+        if let Some(file) = var("EDGEMETAL_BROKER_CA_FILE") {
+            self.broker.ca_file = Some(file.into());
+        }
+        if let Some(flag) = var("EDGEMETAL_BROKER_INSECURE_PLAINTEXT") {
+            self.broker.insecure_plaintext = matches!(flag.as_str(), "1" | "true" | "yes");
+        }
+        if let (Some(password_file), Some(acl_file)) = (
+            var("EDGEMETAL_MOSQUITTO_PASSWORD_FILE"),
+            var("EDGEMETAL_MOSQUITTO_ACL_FILE"),
+        ) {
+            self.broker.mosquitto = Some(MosquittoFiles {
+                password_file: password_file.into(),
+                acl_file: acl_file.into(),
+                pid_file: var("EDGEMETAL_MOSQUITTO_PID_FILE").map(PathBuf::from),
+            });
+        }
         if let Some(listen) = var("EDGEMETAL_EMBEDDED_BROKER_LISTEN") {
             self.broker.embedded_listen = listen.parse().with_context(|| {
                 format!("EDGEMETAL_EMBEDDED_BROKER_LISTEN={listen:?} is not HOST:PORT")
@@ -94,6 +161,18 @@ impl RegionConfig {
         if let Some(secs) = var("EDGEMETAL_HEARTBEAT_TIMEOUT_SECS") {
             self.heartbeat_timeout_secs = secs.parse().with_context(|| {
                 format!("EDGEMETAL_HEARTBEAT_TIMEOUT_SECS={secs:?} is not a number")
+            })?;
+        }
+        if let Some(cert) = var("EDGEMETAL_API_TLS_CERT") {
+            self.api.tls_cert = Some(cert.into());
+        }
+        if let Some(key) = var("EDGEMETAL_API_TLS_KEY") {
+            self.api.tls_key = Some(key.into());
+        }
+        if let Some(flag) = var("EDGEMETAL_API_ALLOW_PLAINTEXT") {
+            // A typo must not silently fall back to the safe-looking default.
+            self.api.allow_plaintext = parse_flag(&flag).with_context(|| {
+                format!("EDGEMETAL_API_ALLOW_PLAINTEXT={flag:?} is not 1/0, true/false or yes/no")
             })?;
         }
         Ok(())
@@ -107,6 +186,15 @@ impl RegionConfig {
                 self.data_dir.join("region.db").display()
             )
         })
+    }
+}
+
+/// A boolean from an environment variable.
+fn parse_flag(text: &str) -> anyhow::Result<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => anyhow::bail!("not a boolean"),
     }
 }
 
@@ -129,5 +217,31 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<RegionConfig>("htp_listen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn api_tls_comes_from_the_file_or_the_environment() {
+        let mut config: RegionConfig = toml::from_str(
+            "http_listen = \"0.0.0.0:5240\"\n[api]\ntls_cert = \"/etc/c.pem\"\nallow_plaintext = false",
+        )
+        .unwrap();
+        assert_eq!(
+            config.api.tls_cert.as_deref(),
+            Some(Path::new("/etc/c.pem"))
+        );
+        assert_eq!(config.api.tls_key, None);
+        config
+            .apply_env(|name| match name {
+                "EDGEMETAL_API_TLS_KEY" => Some("/etc/k.pem".to_string()),
+                "EDGEMETAL_API_ALLOW_PLAINTEXT" => Some("1".to_string()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.api.tls_key.as_deref(), Some(Path::new("/etc/k.pem")));
+        assert!(config.api.allow_plaintext);
+        assert!(config
+            .apply_env(|name| (name == "EDGEMETAL_API_ALLOW_PLAINTEXT").then(|| "maybe".into()))
+            .is_err());
+        assert!(toml::from_str::<RegionConfig>("[api]\ntls_crt = \"x\"").is_err());
     }
 }

@@ -1,11 +1,16 @@
 //! The edgemetal region: HTTP API, store, and the region side of the rack link.
 
+pub mod admin;
 pub mod api;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod config;
+pub mod enrolment;
 pub mod link;
 pub mod metrics;
+pub mod mosquitto;
+pub mod pki;
+pub mod secrets;
 pub mod serve;
 pub mod snapshot;
 pub mod store;

@@ -23,6 +23,16 @@ impl ApiClient {
         }
     }
 
+    /// A client for the API at `base` (e.g. `https://127.0.0.1:5240`) through
+    /// a ready-made `http` client (e.g. one that trusts a test CA).
+    pub fn with_http(base: &str, http: reqwest::Client, key: Option<String>) -> Self {
+        ApiClient {
+            base: base.trim_end_matches('/').to_string(),
+            key,
+            http,
+        }
+    }
+
     /// The same API with another key (or none).
     pub fn with_key(&self, key: Option<&str>) -> Self {
         ApiClient {

@@ -3,6 +3,7 @@
 //! loopback ports, in throwaway directories, and cleans them up on drop.
 
 pub mod api;
+pub mod configured;
 pub mod mosquitto;
 pub mod packages;
 pub mod ports;
@@ -11,6 +12,7 @@ pub mod process;
 pub mod wait;
 
 pub use api::ApiClient;
+pub use configured::ConfiguredRegion;
 pub use mosquitto::Mosquitto;
 pub use postgres::Postgres;
 pub use process::{RackProcess, RegionOptions, RegionProcess};

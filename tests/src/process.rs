@@ -55,7 +55,11 @@ pub fn binary(name: &str) -> PathBuf {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root");
-    for crate_dir in ["protocol", "region", "rack-edge"] {
+    let sources: &[&str] = match name {
+        "edgemetal-rack" => &["protocol/src", "rack-edge/src"],
+        _ => &["protocol/src", "region/src", "region/migrations"],
+    };
+    for crate_dir in sources {
         let newest = newest_source(&workspace.join(crate_dir));
         assert!(
             newest <= built,
@@ -116,6 +120,8 @@ pub struct RegionOptions {
     pub embedded_broker: SocketAddr,
     /// Seconds without heartbeat before a rack is offline.
     pub heartbeat_timeout_secs: u64,
+    /// Extra environment for the region.
+    pub env: Vec<(String, String)>,
     /// Log file name prefix.
     pub log: PathBuf,
 }
@@ -129,15 +135,23 @@ impl RegionOptions {
             broker_url: None,
             embedded_broker: ports::free_loopback(),
             heartbeat_timeout_secs: 30,
+            env: Vec::new(),
             log: log_dir.join("region.log"),
         }
     }
 
-    /// The broker URL racks should use.
-    pub fn broker_url(&self) -> String {
-        self.broker_url
-            .clone()
-            .unwrap_or_else(|| format!("mqtt://{}", self.embedded_broker))
+    /// Runs an administrative subcommand of the region binary; returns its stdout.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let output = RegionProcess::command(self, ports::free_loopback())
+            .args(args)
+            .output()
+            .expect("run edgemetal-region");
+        assert!(
+            output.status.success(),
+            "edgemetal-region {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8").trim().to_string()
     }
 }
 
@@ -169,6 +183,9 @@ impl RegionProcess {
         }
         if let Some(url) = &options.broker_url {
             command.env("EDGEMETAL_BROKER_URL", url);
+        }
+        for (name, value) in &options.env {
+            command.env(name, value);
         }
         command
     }
@@ -210,6 +227,37 @@ impl RegionProcess {
         ApiClient::new(self.http, Some(self.api_key.clone()))
     }
 
+    /// The API's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// Creates an enrolment token for `rack_name` through the API.
+    pub async fn enrolment_token(&self, rack_name: &str) -> String {
+        let created = self
+            .client()
+            .create(
+                "/api/v1/enrolment-tokens",
+                serde_json::json!({"rack_name": rack_name}),
+            )
+            .await;
+        created["token"].as_str().expect("token text").to_string()
+    }
+
+    /// Enrols a rack named `rack_name` into `state_dir` with the rack binary.
+    pub async fn enrol_rack(&self, rack_name: &str, state_dir: &Path) {
+        let token = self.enrolment_token(rack_name).await;
+        let output = enrol_command(&self.url(), &token, state_dir)
+            .output()
+            .expect("run edgemetal-rack enrol");
+        assert!(
+            output.status.success(),
+            "enrolment failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), rack_name);
+    }
+
     /// Kills the process with SIGKILL.
     pub fn kill(mut self) {
         kill(&mut self.child, libc::SIGKILL);
@@ -230,26 +278,15 @@ pub struct RackProcess {
 }
 
 impl RackProcess {
-    /// Starts a rack with `rack_id` against `broker_url`, keeping state in `state_dir`.
-    pub async fn start(
-        rack_id: &str,
-        broker_url: &str,
-        state_dir: &Path,
-        log: &Path,
-    ) -> RackProcess {
+    /// Starts an enrolled rack whose state (identity included) is in `state_dir`.
+    pub async fn start(state_dir: &Path, log: &Path) -> RackProcess {
         let status = ports::free_loopback();
         let mut command = Command::new(binary("edgemetal-rack"));
         command
             .arg("run")
-            .args(["--rack-id", rack_id, "--broker-url", broker_url])
             .arg("--state-dir")
             .arg(state_dir)
-            .args([
-                "--status-listen",
-                &status.to_string(),
-                "--heartbeat-secs",
-                "1",
-            ]);
+            .args(["--status-listen", &status.to_string(), "--heartbeat-secs", "1"]);
         let child = spawn_logged(command, log);
         let rack = RackProcess { child, status };
         let url = format!("http://{status}/healthz");
@@ -305,4 +342,14 @@ impl Drop for RackProcess {
     fn drop(&mut self) {
         kill(&mut self.child, libc::SIGKILL);
     }
+}
+
+/// `edgemetal-rack enrol` with a token, ready to run (tests may expect it to fail).
+pub fn enrol_command(region_url: &str, token: &str, state_dir: &Path) -> Command {
+    let mut command = Command::new(binary("edgemetal-rack"));
+    command
+        .args(["enrol", "--region-url", region_url, "--token", token])
+        .arg("--state-dir")
+        .arg(state_dir);
+    command
 }

@@ -280,6 +280,12 @@ async fn openapi_document_matches_the_routes() {
         ),
         ("/api/v1/machines", vec!["get", "post"]),
         ("/api/v1/machines/{id}", vec!["delete", "get"]),
+        ("/api/v1/api-keys", vec!["get", "post"]),
+        ("/api/v1/api-keys/{id}", vec!["delete", "get"]),
+        ("/api/v1/audit", vec!["get"]),
+        ("/api/v1/enrolment-tokens", vec!["get", "post"]),
+        ("/api/v1/rack-identities", vec!["get"]),
+        ("/api/v1/racks/{id}/revoke", vec!["post"]),
     ];
     assert_eq!(
         paths.len(),

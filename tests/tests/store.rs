@@ -1,7 +1,10 @@
 //! The store's behaviour, run identically on SQLite and on a real PostgreSQL.
 
 use edgemetal_protocol::{ApplyOutcome, Generation, Hello, RackId, SnapshotAck, PROTOCOL_VERSION};
-use edgemetal_region::store::{IpRangeSpec, NewMachine, Store, StoreError, SubnetSpec};
+use edgemetal_region::store::{
+    ApiKeyRole, IpRangeSpec, KeyCheck, NewApiKey, NewAuditEntry, NewMachine, Store, StoreError,
+    SubnetSpec,
+};
 use edgemetal_tests::Postgres;
 
 fn subnet(name: &str, cidr: &str) -> SubnetSpec {
@@ -241,10 +244,22 @@ async fn racks(store: &Store) {
     ));
 }
 
+fn new_key(name: &str, role: ApiKeyRole, expires_in_secs: Option<u64>) -> NewApiKey {
+    NewApiKey {
+        name: name.to_string(),
+        role,
+        expires_in_secs,
+    }
+}
+
 async fn api_keys(store: &Store) {
-    let created = store.create_api_key("ops").await.unwrap();
+    let created = store
+        .create_api_key(&new_key("ops", ApiKeyRole::Operator, None))
+        .await
+        .unwrap();
     let found = store.verify_api_key(&created.token).await.unwrap().unwrap();
     assert_eq!(found, created.key);
+    assert_eq!(found.role, ApiKeyRole::Operator);
     let mut tampered = created.token.clone();
     tampered.pop();
     tampered.push('x');
@@ -255,6 +270,122 @@ async fn api_keys(store: &Store) {
         .unwrap()
         .is_none());
     assert!(store.verify_api_key("garbage").await.unwrap().is_none());
+    assert!(
+        store
+            .get_api_key(&created.key.id)
+            .await
+            .unwrap()
+            .last_used_ms
+            .is_some(),
+        "a successful check records the use"
+    );
+
+    // Expiry: a key that expires in a second works, then is reported expired.
+    let short = store
+        .create_api_key(&new_key("short", ApiKeyRole::ReadOnly, Some(1)))
+        .await
+        .unwrap();
+    let expires = short.key.expires_ms.unwrap();
+    assert_eq!(expires, short.key.created_ms + 1000);
+    assert!(matches!(
+        store.check_api_key(&short.token).await.unwrap(),
+        KeyCheck::Valid(_)
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert!(matches!(
+        store.check_api_key(&short.token).await.unwrap(),
+        KeyCheck::Expired(key) if key.id == short.key.id
+    ));
+
+    // Revocation is immediate, keeps the record and the first revocation time.
+    let revoked = store.revoke_api_key(&created.key.id).await.unwrap();
+    let revoked_ms = revoked.revoked_ms.unwrap();
+    assert!(matches!(
+        store.check_api_key(&created.token).await.unwrap(),
+        KeyCheck::Revoked(_)
+    ));
+    assert_eq!(
+        store
+            .revoke_api_key(&created.key.id)
+            .await
+            .unwrap()
+            .revoked_ms,
+        Some(revoked_ms)
+    );
+    assert!(matches!(
+        store.revoke_api_key("nope").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let listed = store.list_api_keys().await.unwrap();
+    assert!(listed
+        .iter()
+        .any(|k| k.id == created.key.id && k.revoked_ms.is_some()));
+    assert!(listed.iter().any(|k| k.id == short.key.id));
+
+    for bad in [
+        new_key("", ApiKeyRole::Admin, None),
+        new_key("a\u{7}", ApiKeyRole::Admin, None),
+        new_key("ok", ApiKeyRole::Admin, Some(0)),
+        new_key("ok", ApiKeyRole::Admin, Some(u64::MAX)),
+    ] {
+        assert!(
+            matches!(
+                store.create_api_key(&bad).await,
+                Err(StoreError::Invalid(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+async fn audit_log(store: &Store) {
+    let mut recorded = Vec::new();
+    for (i, status) in [201u16, 403, 401, 204, 422].into_iter().enumerate() {
+        let entry = store
+            .record_audit(&NewAuditEntry {
+                key_id: (status != 401).then(|| "k1".to_string()),
+                source_ip: "127.0.0.1".to_string(),
+                method: "POST".to_string(),
+                path: format!("/api/v1/subnets/{i}"),
+                status,
+                action: "subnet.create".to_string(),
+            })
+            .await
+            .unwrap();
+        recorded.push(entry);
+    }
+    let all = store.list_audit(None, 1000).await.unwrap();
+    let newest_first: Vec<_> = recorded.iter().rev().cloned().collect();
+    assert_eq!(&all[..5], &newest_first[..], "newest first, as recorded");
+    assert_eq!(all[2].key_id, None);
+
+    // Paging by before_ms loses nothing, even for entries made in one millisecond.
+    let first = store.list_audit(None, 2).await.unwrap();
+    let second = store.list_audit(Some(first[1].time_ms), 2).await.unwrap();
+    let third = store.list_audit(Some(second[1].time_ms), 2).await.unwrap();
+    let paged: Vec<_> = first.into_iter().chain(second).chain(third).collect();
+    assert_eq!(&paged[..5], &newest_first[..]);
+
+    assert!(matches!(
+        store.list_audit(None, 0).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.list_audit(None, 1001).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let long = store
+        .record_audit(&NewAuditEntry {
+            key_id: None,
+            source_ip: "::1".to_string(),
+            method: "DELETE".to_string(),
+            path: format!("/api/v1/{}", "x".repeat(5000)),
+            status: 404,
+            action: "unknown".to_string(),
+        })
+        .await
+        .unwrap();
+    assert!(long.path.chars().count() <= 513, "paths are bounded");
 }
 
 async fn concurrent_range_creation_never_overlaps(store: &Store) {
@@ -291,6 +422,7 @@ async fn suite(url: &str) {
     machines(&store).await;
     racks(&store).await;
     api_keys(&store).await;
+    audit_log(&store).await;
     concurrent_range_creation_never_overlaps(&store).await;
     store.close().await;
     // Reopening runs the migrations again: they must be idempotent.

@@ -1,27 +1,43 @@
 //! The MQTT adapter around [`Session`]: owns the connection, the heartbeat
-//! timer and the snapshot file; the session decides everything else.
+//! timer and the state files; the session decides everything else.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use edgemetal_protocol::{BrokerUrl, HealthState, ServiceHealth, ServiceKind};
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{
+    AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
 use tokio::sync::mpsc;
 
 use super::session::{Inbound, Outgoing, Session};
-use crate::state::SnapshotFile;
+use crate::state::{CountersFile, SnapshotFile};
 use crate::status::LiveStatus;
 
 /// Largest payload the link accepts or sends.
 const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
 
 /// Settings of the rack's link.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LinkSettings {
     /// The broker.
     pub broker: BrokerUrl,
     /// Heartbeat period.
     pub heartbeat: Duration,
+    /// The rack's broker user name.
+    pub username: String,
+    /// The rack's broker password.
+    pub password: String,
+    /// CA (PEM) the broker's certificate must chain to.
+    pub ca_pem: String,
+}
+
+/// The files the link keeps current.
+pub struct StateFiles {
+    /// The applied snapshot.
+    pub snapshot: SnapshotFile,
+    /// The sequence counters.
+    pub counters: CountersFile,
 }
 
 fn now_ms() -> u64 {
@@ -31,15 +47,36 @@ fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
+/// Persists the session's counters if they changed. It must succeed before
+/// the output that changed them is acted on; false means hold it back.
+async fn persist_counters(session: &mut Session, file: &CountersFile) -> bool {
+    let Some(counters) = session.take_counters() else {
+        return true;
+    };
+    let file = file.clone();
+    match tokio::task::spawn_blocking(move || file.store(&counters)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(error)) => {
+            tracing::error!(%error, "cannot persist link counters; holding messages back");
+            false
+        }
+        Err(error) => {
+            tracing::error!(%error, "counter persistence task failed");
+            false
+        }
+    }
+}
+
 /// Runs the link forever, reconnecting as needed.
 pub async fn run(
     settings: LinkSettings,
     mut session: Session,
-    snapshot_file: SnapshotFile,
+    files: StateFiles,
     status: Arc<LiveStatus>,
 ) {
     let started = Instant::now();
     let will = session.last_will(now_ms());
+    persist_counters(&mut session, &files.counters).await;
     let mut options = MqttOptions::new(
         format!("edgemetal-rack-{}", session.rack_id()),
         settings.broker.host.clone(),
@@ -54,6 +91,14 @@ pub async fn run(
         QoS::AtLeastOnce,
         will.retain,
     ));
+    options.set_credentials(settings.username.clone(), settings.password.clone());
+    if settings.broker.tls {
+        options.set_transport(Transport::Tls(TlsConfiguration::Simple {
+            ca: settings.ca_pem.clone().into_bytes(),
+            alpn: None,
+            client_auth: None,
+        }));
+    }
     let (client, mut eventloop) = AsyncClient::new(options, 256);
 
     // Publishing happens in its own task so that it never waits on the event
@@ -94,14 +139,21 @@ pub async fn run(
                     if let Err(error) = client.try_subscribe(session.subscription(), QoS::AtLeastOnce) {
                         tracing::error!(%error, "cannot subscribe to the rack's topics");
                     }
-                    for message in session.on_connected(now_ms(), crate::system::interfaces()) {
-                        send(message);
+                    let messages = session.on_connected(now_ms(), crate::system::interfaces());
+                    if persist_counters(&mut session, &files.counters).await {
+                        for message in messages {
+                            send(message);
+                        }
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    match session.on_publish(now_ms(), &publish.topic, &publish.payload) {
+                    let inbound = session.on_publish(now_ms(), &publish.topic, &publish.payload, publish.retain);
+                    if !persist_counters(&mut session, &files.counters).await {
+                        continue;
+                    }
+                    match inbound {
                         Inbound::Apply(snapshot) => {
-                            let file = snapshot_file.clone();
+                            let file = files.snapshot.clone();
                             let to_store = snapshot.clone();
                             let persisted = tokio::task::spawn_blocking(move || file.store(&to_store))
                                 .await
@@ -118,12 +170,19 @@ pub async fn run(
                                     tracing::error!(%error, "cannot persist snapshot; keeping the previous one");
                                 }
                             }
-                            send(session.applied(now_ms(), snapshot, persisted));
+                            let ack = session.applied(now_ms(), snapshot, persisted);
+                            if persist_counters(&mut session, &files.counters).await {
+                                send(ack);
+                            }
                         }
-                        Inbound::Answer(answer) => send(answer),
+                        Inbound::Answer(answer) => {
+                            if persist_counters(&mut session, &files.counters).await {
+                                send(answer);
+                            }
+                        }
                         Inbound::Dropped(reason, detail) => {
                             status.metrics.reject(reason);
-                            tracing::warn!(topic = %publish.topic, bytes = publish.payload.len(), %detail, "dropped link payload");
+                            tracing::warn!(topic = %publish.topic, bytes = publish.payload.len(), %reason, %detail, "dropped link payload");
                         }
                     }
                 }
@@ -149,7 +208,10 @@ pub async fn run(
                     name: "link_rejected_total".into(),
                     value: status.metrics.rejected_total(),
                 }];
-                send(session.heartbeat(now_ms(), started.elapsed().as_secs(), health, counters));
+                let heartbeat = session.heartbeat(now_ms(), started.elapsed().as_secs(), health, counters);
+                if persist_counters(&mut session, &files.counters).await {
+                    send(heartbeat);
+                }
             }
         }
     }

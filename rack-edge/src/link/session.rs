@@ -1,12 +1,19 @@
 //! The link session as a pure state machine: time and payloads in, payloads
 //! to publish and snapshots to apply out. No sockets, no clock, no disk, so
 //! every path (including hostile payloads) is testable in microseconds.
+//!
+//! Every payload is sealed end to end (see `edgemetal_protocol::seal`).
+//! Sequence numbers make replays detectable in both directions; their
+//! high-water marks must survive restarts, so the session hands the adapter
+//! [`LinkCounters`] to persist *before* the adapter acts on its output.
 
+use edgemetal_protocol::seal::{self, FrameHeader, LinkSecret};
 use edgemetal_protocol::{
-    ApplyOutcome, Channel, ConfigSnapshot, DownMessage, Envelope, Generation, Heartbeat, Hello,
-    InterfaceInfo, MessageId, RackId, RackStatus, ServiceHealth, ServiceKind, SnapshotAck, Topic,
-    UpMessage, PROTOCOL_VERSION,
+    ApplyOutcome, Channel, ConfigSnapshot, Direction, DownMessage, Envelope, Generation, Heartbeat,
+    Hello, InterfaceInfo, MessageId, RackId, RackStatus, ServiceHealth, ServiceKind, SnapshotAck,
+    Topic, UpMessage, PROTOCOL_VERSION,
 };
+use serde::{Deserialize, Serialize};
 
 use super::validate;
 
@@ -19,6 +26,27 @@ pub struct Outgoing {
     pub payload: Vec<u8>,
     /// Whether the broker should retain it.
     pub retain: bool,
+}
+
+/// Sequence state that must survive restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LinkCounters {
+    /// Upward sequences below this may have been used; a restart continues from here.
+    pub up_reserved: u64,
+    /// Highest downward sequence accepted.
+    pub down_high_water: u64,
+}
+
+/// How many upward sequence numbers one persisted reservation covers.
+const RESERVATION_BLOCK: u64 = 1024;
+
+/// The rack's key material for the link.
+#[derive(Debug, Clone)]
+pub struct LinkKeys {
+    /// The secret from enrolment.
+    pub secret: LinkSecret,
+    /// Its epoch.
+    pub key_epoch: u32,
 }
 
 /// What the adapter must do with a received payload.
@@ -39,21 +67,26 @@ pub struct Session {
     hostname: String,
     services: Vec<ServiceKind>,
     applied: Option<ConfigSnapshot>,
-    boot_nonce: [u8; 8],
-    next_sequence: u64,
+    keys: LinkKeys,
+    boot_nonce: [u8; 16],
+    next_up: u64,
+    counters: LinkCounters,
+    counters_dirty: bool,
 }
 
 impl Session {
-    /// A session for `rack_id`, starting from the persisted snapshot if any.
+    /// A session for `rack_id`, starting from the persisted snapshot and counters.
     ///
-    /// `boot_nonce` must be random per process start: with a counter it makes
-    /// message ids unique across restarts without a clock or RNG in the core.
+    /// `boot_nonce` must be random per process start: it prefixes message ids
+    /// and seal nonces, so no RNG or clock is needed inside the core.
     pub fn new(
         rack_id: RackId,
         software_version: String,
         hostname: String,
         applied: Option<ConfigSnapshot>,
-        boot_nonce: [u8; 8],
+        keys: LinkKeys,
+        counters: LinkCounters,
+        boot_nonce: [u8; 16],
     ) -> Self {
         Session {
             rack_id,
@@ -61,9 +94,19 @@ impl Session {
             hostname,
             services: vec![ServiceKind::Link],
             applied,
+            keys,
             boot_nonce,
-            next_sequence: 0,
+            // Anything below the reservation may have been sent before a crash.
+            next_up: counters.up_reserved.max(1),
+            counters,
+            counters_dirty: false,
         }
+    }
+
+    /// Counters to persist before publishing or applying what the session
+    /// just returned; `None` when nothing changed.
+    pub fn take_counters(&mut self) -> Option<LinkCounters> {
+        std::mem::take(&mut self.counters_dirty).then_some(self.counters)
     }
 
     /// The rack's id.
@@ -126,14 +169,49 @@ impl Session {
         self.outgoing(now_ms, UpMessage::Heartbeat(heartbeat), false)
     }
 
-    /// Handles a payload received on `topic`.
-    pub fn on_publish(&mut self, now_ms: u64, topic: &str, payload: &[u8]) -> Inbound {
+    /// Handles a payload received on `topic`; `retained` when the broker
+    /// delivered it from its retained store rather than live.
+    pub fn on_publish(
+        &mut self,
+        now_ms: u64,
+        topic: &str,
+        payload: &[u8],
+        retained: bool,
+    ) -> Inbound {
         match Topic::parse(topic) {
             Ok(parsed) if parsed.rack_id == self.rack_id && parsed.channel == Channel::Snapshot => {
             }
             _ => return Inbound::Dropped("bad_topic", format!("unexpected topic {topic}")),
         }
-        let envelope = match Envelope::<DownMessage>::decode(payload) {
+        let frame = match seal::parse(payload) {
+            Ok(frame) => frame,
+            Err(seal::OpenError::UnsupportedVersion(version)) => {
+                return Inbound::Dropped(
+                    "unsupported_version",
+                    format!("protocol version {version}"),
+                )
+            }
+            Err(error) => return Inbound::Dropped("malformed", error.to_string()),
+        };
+        let header = &frame.header;
+        if header.rack_id != self.rack_id || header.direction != Direction::Down {
+            return Inbound::Dropped(
+                "forged",
+                format!(
+                    "frame for rack {} ({:?}) on our topic",
+                    header.rack_id, header.direction
+                ),
+            );
+        }
+        if header.key_epoch != self.keys.key_epoch {
+            return Inbound::Dropped("wrong_epoch", format!("key epoch {}", header.key_epoch));
+        }
+        let Ok(plaintext) = seal::open(&self.keys.secret, &frame) else {
+            return Inbound::Dropped("forged", "seal does not verify".to_string());
+        };
+        let sequence = header.sequence;
+        let replayed = sequence <= self.counters.down_high_water;
+        let envelope = match Envelope::<DownMessage>::decode(&plaintext) {
             Ok(envelope) => envelope,
             Err(error @ edgemetal_protocol::DecodeError::UnsupportedVersion { .. }) => {
                 return Inbound::Dropped("unsupported_version", error.to_string())
@@ -142,6 +220,16 @@ impl Session {
         };
         let DownMessage::Snapshot(snapshot) = envelope.body;
         let generation = snapshot.generation;
+        if replayed {
+            // The retained snapshot comes back after every reconnect: harmless,
+            // and the region may want our ack again. A live replay is an attack.
+            if retained && Some(generation) == self.applied_generation() {
+                return Inbound::Answer(self.ack(now_ms, generation, ApplyOutcome::Applied));
+            }
+            return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
+        }
+        self.counters.down_high_water = sequence;
+        self.counters_dirty = true;
         match self.applied_generation() {
             Some(applied) if applied == generation => {
                 // A redelivery of what we serve: confirm again, the region may have missed it.
@@ -193,14 +281,29 @@ impl Session {
 
     fn outgoing(&mut self, now_ms: u64, body: UpMessage, retain: bool) -> Outgoing {
         let topic = Topic::new(self.rack_id.clone(), body.channel()).to_string();
+        let sequence = self.next_up;
+        self.next_up += 1;
+        if sequence >= self.counters.up_reserved {
+            self.counters.up_reserved = sequence + RESERVATION_BLOCK;
+            self.counters_dirty = true;
+        }
         let mut id = [0u8; 16];
-        id[..8].copy_from_slice(&self.boot_nonce);
-        id[8..].copy_from_slice(&self.next_sequence.to_be_bytes());
-        self.next_sequence += 1;
-        let payload = Envelope::new(MessageId(id), now_ms, body)
+        id[..8].copy_from_slice(&self.boot_nonce[..8]);
+        id[8..].copy_from_slice(&sequence.to_be_bytes());
+        let header = FrameHeader {
+            version: PROTOCOL_VERSION,
+            rack_id: self.rack_id.clone(),
+            direction: Direction::Up,
+            key_epoch: self.keys.key_epoch,
+            sequence,
+        };
+        // Encoding and sealing into a Vec only fail for types postcard cannot
+        // represent or absurd sizes; link messages are neither.
+        let plaintext = Envelope::new(MessageId(id), now_ms, body)
             .encode()
-            // Encoding into a Vec only fails for types postcard cannot represent; ours are all plain.
             .expect("link messages always encode");
+        let payload = seal::seal(&self.keys.secret, header, self.boot_nonce, &plaintext)
+            .expect("link messages always seal");
         Outgoing {
             topic,
             payload,
@@ -214,6 +317,15 @@ mod tests {
     use super::*;
     use edgemetal_protocol::Ipv4Cidr;
 
+    const SECRET: LinkSecret = LinkSecret([4; 32]);
+
+    fn keys() -> LinkKeys {
+        LinkKeys {
+            secret: SECRET,
+            key_epoch: 1,
+        }
+    }
+
     fn session(applied: Option<u64>) -> Session {
         Session::new(
             RackId::new("r1").unwrap(),
@@ -223,15 +335,21 @@ mod tests {
                 generation: Generation(g),
                 subnets: vec![],
             }),
-            [9; 8],
+            keys(),
+            LinkCounters::default(),
+            [9; 16],
         )
     }
 
-    fn snapshot_payload(
+    /// A snapshot sealed the way the region seals it.
+    fn sealed(
+        rack: &str,
+        secret: &LinkSecret,
+        sequence: u64,
         generation: u64,
         subnets: Vec<edgemetal_protocol::SubnetConfig>,
     ) -> Vec<u8> {
-        Envelope::new(
+        let plain = Envelope::new(
             MessageId([1; 16]),
             0,
             DownMessage::Snapshot(ConfigSnapshot {
@@ -240,14 +358,32 @@ mod tests {
             }),
         )
         .encode()
-        .unwrap()
+        .unwrap();
+        let header = FrameHeader {
+            version: PROTOCOL_VERSION,
+            rack_id: RackId::new(rack).unwrap(),
+            direction: Direction::Down,
+            key_epoch: 1,
+            sequence,
+        };
+        seal::seal(secret, header, [2; 16], &plain).unwrap()
+    }
+
+    fn snapshot_payload(sequence: u64, generation: u64) -> Vec<u8> {
+        sealed("r1", &SECRET, sequence, generation, vec![])
+    }
+
+    fn decode_up(outgoing: &Outgoing) -> (u64, UpMessage) {
+        let frame = seal::parse(&outgoing.payload).unwrap();
+        let plain = seal::open(&SECRET, &frame).unwrap();
+        (
+            frame.header.sequence,
+            Envelope::<UpMessage>::decode(&plain).unwrap().body,
+        )
     }
 
     fn decode_ack(outgoing: &Outgoing) -> SnapshotAck {
-        match Envelope::<UpMessage>::decode(&outgoing.payload)
-            .unwrap()
-            .body
-        {
+        match decode_up(outgoing).1 {
             UpMessage::SnapshotAck(ack) => ack,
             other => panic!("expected an ack, got {other:?}"),
         }
@@ -258,9 +394,15 @@ mod tests {
     #[test]
     fn newer_snapshot_is_applied_then_acked() {
         let mut s = session(Some(1));
-        let Inbound::Apply(snapshot) = s.on_publish(0, TOPIC, &snapshot_payload(2, vec![])) else {
+        let Inbound::Apply(snapshot) = s.on_publish(0, TOPIC, &snapshot_payload(1, 2), false)
+        else {
             panic!("expected apply");
         };
+        assert_eq!(
+            s.take_counters().unwrap().down_high_water,
+            1,
+            "the high-water mark must be persisted"
+        );
         let ack = decode_ack(&s.applied(0, snapshot, Ok(())));
         assert_eq!(ack.generation, Generation(2));
         assert_eq!(ack.outcome, ApplyOutcome::Applied);
@@ -270,11 +412,11 @@ mod tests {
     #[test]
     fn redelivery_is_reacked_and_older_is_refused() {
         let mut s = session(Some(5));
-        let Inbound::Answer(same) = s.on_publish(0, TOPIC, &snapshot_payload(5, vec![])) else {
+        let Inbound::Answer(same) = s.on_publish(0, TOPIC, &snapshot_payload(1, 5), false) else {
             panic!()
         };
         assert_eq!(decode_ack(&same).outcome, ApplyOutcome::Applied);
-        let Inbound::Answer(older) = s.on_publish(0, TOPIC, &snapshot_payload(4, vec![])) else {
+        let Inbound::Answer(older) = s.on_publish(0, TOPIC, &snapshot_payload(2, 4), false) else {
             panic!()
         };
         assert!(matches!(
@@ -285,9 +427,55 @@ mod tests {
     }
 
     #[test]
+    fn a_live_replay_is_dropped_but_the_retained_copy_is_reacked() {
+        let mut s = session(None);
+        let payload = snapshot_payload(7, 3);
+        let Inbound::Apply(snapshot) = s.on_publish(0, TOPIC, &payload, false) else {
+            panic!()
+        };
+        s.applied(0, snapshot, Ok(()));
+        assert!(matches!(
+            s.on_publish(0, TOPIC, &payload, false),
+            Inbound::Dropped("replay", _)
+        ));
+        let Inbound::Answer(ack) = s.on_publish(0, TOPIC, &payload, true) else {
+            panic!()
+        };
+        assert_eq!(decode_ack(&ack).outcome, ApplyOutcome::Applied);
+        assert!(matches!(
+            s.on_publish(0, TOPIC, &snapshot_payload(6, 9), false),
+            Inbound::Dropped("replay", _)
+        ));
+    }
+
+    #[test]
+    fn another_racks_key_or_frame_and_flipped_bits_are_forgeries() {
+        let mut s = session(None);
+        let other_key = sealed("r1", &LinkSecret([5; 32]), 1, 1, vec![]);
+        assert!(matches!(
+            s.on_publish(0, TOPIC, &other_key, false),
+            Inbound::Dropped("forged", _)
+        ));
+        let other_rack = sealed("r2", &SECRET, 1, 1, vec![]);
+        assert!(matches!(
+            s.on_publish(0, TOPIC, &other_rack, false),
+            Inbound::Dropped("forged", _)
+        ));
+        let mut flipped = snapshot_payload(1, 1);
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x01;
+        assert!(matches!(
+            s.on_publish(0, TOPIC, &flipped, false),
+            Inbound::Dropped("forged", _)
+        ));
+        assert_eq!(s.applied_generation(), None);
+    }
+
+    #[test]
     fn failed_persist_keeps_the_previous_snapshot() {
         let mut s = session(Some(1));
-        let Inbound::Apply(snapshot) = s.on_publish(0, TOPIC, &snapshot_payload(2, vec![])) else {
+        let Inbound::Apply(snapshot) = s.on_publish(0, TOPIC, &snapshot_payload(1, 2), false)
+        else {
             panic!()
         };
         let ack = decode_ack(&s.applied(0, snapshot, Err("disk full".into())));
@@ -313,8 +501,8 @@ mod tests {
             }],
             reservations: vec![],
         };
-        let Inbound::Answer(answer) = s.on_publish(0, TOPIC, &snapshot_payload(3, vec![bad]))
-        else {
+        let payload = sealed("r1", &SECRET, 1, 3, vec![bad]);
+        let Inbound::Answer(answer) = s.on_publish(0, TOPIC, &payload, false) else {
             panic!()
         };
         assert!(matches!(
@@ -328,30 +516,36 @@ mod tests {
     fn hostile_payloads_and_foreign_topics_are_dropped() {
         let mut s = session(None);
         assert!(matches!(
-            s.on_publish(0, TOPIC, b""),
+            s.on_publish(0, TOPIC, b"", false),
             Inbound::Dropped("malformed", _)
-        ));
-        assert!(matches!(
-            s.on_publish(0, TOPIC, &[0x7f, 0xff]),
-            Inbound::Dropped("unsupported_version", _)
         ));
         let other = "edgemetal/v1/rack/r2/down/snapshot";
         assert!(matches!(
-            s.on_publish(0, other, &snapshot_payload(1, vec![])),
+            s.on_publish(0, other, &snapshot_payload(1, 1), false),
             Inbound::Dropped("bad_topic", _)
         ));
     }
 
     #[test]
-    fn message_ids_are_unique_within_a_session() {
+    fn upward_sequences_grow_and_survive_a_restart_without_reuse() {
         let mut s = session(None);
-        let a = s.heartbeat(0, 1, vec![], vec![]);
-        let b = s.heartbeat(0, 1, vec![], vec![]);
-        let id = |o: &Outgoing| {
-            Envelope::<UpMessage>::decode(&o.payload)
-                .unwrap()
-                .message_id
-        };
-        assert_ne!(id(&a), id(&b));
+        let (a, _) = decode_up(&s.heartbeat(0, 1, vec![], vec![]));
+        let (b, _) = decode_up(&s.heartbeat(0, 1, vec![], vec![]));
+        assert!(b > a);
+        let persisted = s.take_counters().expect("first use reserves a block");
+        assert!(persisted.up_reserved > b);
+        // Crash and restart from the persisted counters: never below what may have been sent.
+        let mut restarted = Session::new(
+            RackId::new("r1").unwrap(),
+            "0.1.0".into(),
+            "h".into(),
+            None,
+            keys(),
+            persisted,
+            [8; 16],
+        );
+        let (c, _) = decode_up(&restarted.heartbeat(0, 1, vec![], vec![]));
+        assert!(c >= persisted.up_reserved);
+        assert!(restarted.take_counters().unwrap().up_reserved > c);
     }
 }

@@ -1,6 +1,6 @@
 //! API errors: JSON bodies with a stable code and a human message.
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -45,6 +45,25 @@ impl ApiError {
         )
     }
 
+    /// 401 with a specific reason, for a key whose secret matched but that no longer works.
+    pub fn unauthorized_because(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403: the key is valid but its role does not allow the request.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 500 for a failure that is ours, not the client's; the detail goes to the log.
+    pub fn internal() -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the region could not complete the request; see its log",
+        )
+    }
+
     /// 404 for a route that does not exist.
     pub fn no_route() -> Self {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
@@ -75,11 +94,7 @@ impl From<StoreError> for ApiError {
             }
             other => {
                 tracing::error!(error = %other, "store failure");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the region could not complete the request; see its log",
-                )
+                ApiError::internal()
             }
         }
     }
@@ -103,6 +118,16 @@ impl From<PathRejection> for ApiError {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_path",
+            rejection.body_text(),
+        )
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
             rejection.body_text(),
         )
     }

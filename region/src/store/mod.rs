@@ -14,6 +14,8 @@
 //! validation that follows (overlaps, containment) sees a stable view.
 
 mod api_keys;
+mod audit;
+mod identities;
 mod machines;
 mod racks;
 mod subnets;
@@ -24,7 +26,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Transaction};
 
-pub use api_keys::{ApiKey, CreatedApiKey};
+pub use api_keys::{
+    ApiKey, ApiKeyRole, CreatedApiKey, KeyCheck, KeyState, NewApiKey, MAX_KEY_LIFETIME_SECS,
+};
+pub use audit::{AuditEntry, NewAuditEntry, MAX_AUDIT_PAGE};
+pub use identities::{
+    CreatedEnrolmentToken, EnrolError, EnrolmentToken, NewIdentity, RackIdentity,
+};
 pub use machines::{Machine, NewMachine};
 pub use racks::{RackHello, RackRecord};
 pub use subnets::{IpRangeRecord, IpRangeSpec, SubnetRecord, SubnetSpec};
@@ -58,7 +66,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn not_found(kind: &'static str, id: impl Into<String>) -> Self {
+    pub(crate) fn not_found(kind: &'static str, id: impl Into<String>) -> Self {
         StoreError::NotFound {
             kind,
             id: id.into(),
