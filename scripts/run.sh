@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 DATA="${EDGEMETAL_DATA:-$PWD/data}"
 API="${EDGEMETAL_HTTP_LISTEN:-127.0.0.1:5240}"
-BROKER="${EDGEMETAL_EMBEDDED_BROKER_LISTEN:-127.0.0.1:1883}"
+BROKER="${EDGEMETAL_EMBEDDED_BROKER_LISTEN:-127.0.0.1:8883}"
 RACK_STATUS="${EDGEMETAL_RACK_STATUS_LISTEN:-127.0.0.1:5250}"
 
 # Same target selection as scripts/test.sh, so the two share one build.
@@ -36,8 +36,14 @@ for _ in $(seq 1 200); do
     sleep 0.05
 done
 
-"$BIN/edgemetal-rack" run --broker-url "mqtt://$BROKER" --state-dir "$DATA/rack" \
-    --status-listen "$RACK_STATUS" 2>"$DATA/rack.log" &
+# First start: the rack enrols with a single-use token (TLS broker, sealed link).
+rack_args=()
+if [[ ! -s "$DATA/rack/identity.json" ]]; then
+    TOKEN="$("$BIN/edgemetal-region" enrolment-token create --rack-name local-rack --expires-in-secs 600)"
+    rack_args=(--region-url "http://$API" --enrolment-token "$TOKEN")
+fi
+"$BIN/edgemetal-rack" run --state-dir "$DATA/rack" --status-listen "$RACK_STATUS" \
+    "${rack_args[@]}" 2>"$DATA/rack.log" &
 pids+=($!)
 
 cat <<BANNER

@@ -66,7 +66,8 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             let bundle =
-                edgemetal_rack::enrol::enrol(&region_url, &token, region_ca_file.as_deref()).await?;
+                edgemetal_rack::enrol::enrol(&region_url, &token, region_ca_file.as_deref())
+                    .await?;
             edgemetal_rack::state::identity::store(&state_dir, &bundle)?;
             println!("{}", bundle.rack_id);
             Ok(())

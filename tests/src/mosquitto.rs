@@ -52,10 +52,16 @@ impl Mosquitto {
         (mosquitto, files.expect("secured files"))
     }
 
-    fn launch(settings: impl FnOnce(&Path) -> String, secured: bool) -> (Mosquitto, Option<SecuredFiles>) {
+    fn launch(
+        settings: impl FnOnce(&Path) -> String,
+        secured: bool,
+    ) -> (Mosquitto, Option<SecuredFiles>) {
         packages::ensure("/usr/sbin/mosquitto", "mosquitto");
         packages::ensure("/usr/bin/mosquitto_pub", "mosquitto-clients");
-        let dir = tempfile::Builder::new().prefix("edgemetal-mqtt").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("edgemetal-mqtt")
+            .tempdir()
+            .expect("temp dir");
         let address = ports::free_loopback();
         let files = secured.then(|| SecuredFiles {
             password_file: dir.path().join("passwd"),
@@ -89,7 +95,10 @@ impl Mosquitto {
             .expect("start mosquitto");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(address).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start on {address}");
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not start on {address}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         (
@@ -134,13 +143,27 @@ pub struct ClientLogin {
     pub cafile: Option<PathBuf>,
     /// Client id.
     pub client_id: Option<String>,
+    /// Connect by this name instead of the broker's IP. OpenSSL clients send
+    /// an IP address as SNI, which rustls servers (the embedded broker) refuse.
+    pub host: Option<String>,
 }
 
 impl ClientLogin {
     fn args(&self, broker: SocketAddr) -> Vec<String> {
-        let mut args = vec!["-h".to_string(), broker.ip().to_string(), "-p".to_string(), broker.port().to_string()];
+        let host = self.host.clone().unwrap_or_else(|| broker.ip().to_string());
+        let mut args = vec![
+            "-h".to_string(),
+            host,
+            "-p".to_string(),
+            broker.port().to_string(),
+        ];
         if let Some((user, password)) = &self.credentials {
-            args.extend(["-u".to_string(), user.clone(), "-P".to_string(), password.clone()]);
+            args.extend([
+                "-u".to_string(),
+                user.clone(),
+                "-P".to_string(),
+                password.clone(),
+            ]);
         }
         if let Some(cafile) = &self.cafile {
             args.extend(["--cafile".to_string(), cafile.display().to_string()]);
@@ -154,7 +177,10 @@ impl ClientLogin {
 
 /// Publishes raw bytes with `mosquitto_pub`, as an outsider on the broker would.
 pub fn publish_raw(broker: SocketAddr, topic: &str, payload: &[u8]) {
-    assert!(publish_as(broker, &ClientLogin::default(), topic, payload), "mosquitto_pub to {topic} failed");
+    assert!(
+        publish_as(broker, &ClientLogin::default(), topic, payload),
+        "mosquitto_pub to {topic} failed"
+    );
 }
 
 /// Publishes with a given login; returns whether mosquitto_pub succeeded.
@@ -175,7 +201,12 @@ pub fn publish_as(broker: SocketAddr, login: &ClientLogin, topic: &str, payload:
 
 /// Subscribes to `filter` for `seconds` and returns every payload received
 /// (verbose mode: "topic payload" lines), or None if the login failed.
-pub fn subscribe_for(broker: SocketAddr, login: &ClientLogin, filter: &str, seconds: u32) -> Option<Vec<u8>> {
+pub fn subscribe_for(
+    broker: SocketAddr,
+    login: &ClientLogin,
+    filter: &str,
+    seconds: u32,
+) -> Option<Vec<u8>> {
     packages::ensure("/usr/bin/mosquitto_sub", "mosquitto-clients");
     let output = Command::new("/usr/bin/mosquitto_sub")
         .args(login.args(broker))

@@ -151,7 +151,10 @@ impl RegionOptions {
             "edgemetal-region {args:?} failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        String::from_utf8(output.stdout).expect("utf-8").trim().to_string()
+        String::from_utf8(output.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
     }
 }
 
@@ -282,11 +285,12 @@ impl RackProcess {
     pub async fn start(state_dir: &Path, log: &Path) -> RackProcess {
         let status = ports::free_loopback();
         let mut command = Command::new(binary("edgemetal-rack"));
-        command
-            .arg("run")
-            .arg("--state-dir")
-            .arg(state_dir)
-            .args(["--status-listen", &status.to_string(), "--heartbeat-secs", "1"]);
+        command.arg("run").arg("--state-dir").arg(state_dir).args([
+            "--status-listen",
+            &status.to_string(),
+            "--heartbeat-secs",
+            "1",
+        ]);
         let child = spawn_logged(command, log);
         let rack = RackProcess { child, status };
         let url = format!("http://{status}/healthz");

@@ -2,59 +2,15 @@
 //! racks survive restarts and outages, presence is tracked, junk is dropped.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use edgemetal_tests::mosquitto::{publish_as, ClientLogin};
 use edgemetal_tests::process::log_dir;
-use edgemetal_tests::{
-    wait_until, ApiClient, Mosquitto, Postgres, RackProcess, RegionOptions, RegionProcess,
+use edgemetal_tests::site::{
+    create_site, rack_login, secured_site, wait_in_sync, wait_status, PATIENCE,
 };
-use serde_json::{json, Value};
-
-const PATIENCE: Duration = Duration::from_secs(20);
-
-async fn rack_record(api: &ApiClient, rack: &str) -> Option<Value> {
-    let (status, body) = api
-        .call(reqwest::Method::GET, &format!("/api/v1/racks/{rack}"), None)
-        .await;
-    status.is_success().then_some(body)
-}
-
-/// Waits until the region shows `rack` online and serving the region's current generation.
-pub async fn wait_in_sync(api: &ApiClient, rack: &str) -> Value {
-    wait_until(&format!("rack {rack} online and in sync"), PATIENCE, || async {
-        rack_record(api, rack)
-            .await
-            .filter(|r| r["status"] == "online" && r["in_sync"] == true)
-    })
-    .await
-}
-
-async fn wait_status(api: &ApiClient, rack: &str, status: &str) {
-    wait_until(&format!("rack {rack} {status}"), PATIENCE, || async {
-        rack_record(api, rack)
-            .await
-            .filter(|r| r["status"] == status)
-            .map(|_| ())
-    })
-    .await
-}
-
-async fn create_site(api: &ApiClient, prefix: &str) -> String {
-    let subnet = api
-        .create(
-            "/api/v1/subnets",
-            json!({"name": format!("site-{}", prefix.replace('.', "-")), "cidr": format!("{prefix}.0/24"), "gateway": format!("{prefix}.1")}),
-        )
-        .await;
-    let id = subnet["id"].as_str().unwrap().to_string();
-    api.create(
-        &format!("/api/v1/subnets/{id}/ranges"),
-        json!({"start": format!("{prefix}.100"), "end": format!("{prefix}.199"), "purpose": "dynamic"}),
-    )
-    .await;
-    id
-}
+use edgemetal_tests::{wait_until, RackProcess, RegionOptions, RegionProcess};
+use serde_json::Value;
 
 /// The user story of the skeleton: an API change reaches the rack, which acks it.
 async fn config_flows_to_the_rack(region: &RegionProcess, state: &Path, logs: &Path) {
@@ -66,7 +22,10 @@ async fn config_flows_to_the_rack(region: &RegionProcess, state: &Path, logs: &P
     let started = Instant::now();
     create_site(&api, "10.50.0").await;
     let record = wait_in_sync(&api, "rack-one").await;
-    println!("API change to rack ack seen by the API: {:?}", started.elapsed());
+    println!(
+        "API change to rack ack seen by the API: {:?}",
+        started.elapsed()
+    );
     let generation = record["config_generation"].as_u64().unwrap();
     assert_eq!(record["applied_generation"].as_u64(), Some(generation));
 
@@ -74,7 +33,10 @@ async fn config_flows_to_the_rack(region: &RegionProcess, state: &Path, logs: &P
     assert_eq!(status["applied_generation"].as_u64(), Some(generation));
     assert_eq!(status["subnets"][0]["cidr"], "10.50.0.0/24");
     assert_eq!(status["subnets"][0]["ranges"], 1);
-    assert!(!record["interfaces"].as_array().unwrap().is_empty(), "the hello carries interfaces");
+    assert!(
+        !record["interfaces"].as_array().unwrap().is_empty(),
+        "the hello carries interfaces"
+    );
 
     // A crash: the broker publishes the rack's last will and the region marks it offline.
     rack.kill();
@@ -88,38 +50,6 @@ async fn config_reaches_the_rack_over_the_embedded_tls_broker() {
     let options = RegionOptions::embedded(&data.path().join("region"), &logs);
     let region = RegionProcess::start(&options).await;
     config_flows_to_the_rack(&region, &data.path().join("rack"), &logs).await;
-}
-
-/// Region, PostgreSQL and a Mosquitto with TLS, passwords and ACLs the region maintains.
-pub struct SecuredSite {
-    pub mosquitto: Mosquitto,
-    pub region: RegionProcess,
-    pub options: RegionOptions,
-    pub _postgres: Option<Postgres>,
-}
-
-pub async fn secured_site(data: &Path, logs: &Path, postgres: bool) -> SecuredSite {
-    let mut options = RegionOptions::embedded(&data.join("region"), logs);
-    let pki_ca = options.admin(&["init-pki"]);
-    let pki_dir = Path::new(&pki_ca).parent().unwrap().to_path_buf();
-    let (mosquitto, files) = Mosquitto::start_secured(&pki_dir);
-    let pg = postgres.then(Postgres::start);
-    if let Some(pg) = &pg {
-        options.database_url = Some(pg.create_database("site"));
-    }
-    options.broker_url = Some(mosquitto.tls_url());
-    options.env = vec![
-        ("EDGEMETAL_MOSQUITTO_PASSWORD_FILE".into(), files.password_file.display().to_string()),
-        ("EDGEMETAL_MOSQUITTO_ACL_FILE".into(), files.acl_file.display().to_string()),
-        ("EDGEMETAL_MOSQUITTO_PID_FILE".into(), files.pid_file.display().to_string()),
-    ];
-    let region = RegionProcess::start(&options).await;
-    SecuredSite {
-        mosquitto,
-        region,
-        options,
-        _postgres: pg,
-    }
 }
 
 #[tokio::test]
@@ -172,8 +102,14 @@ async fn a_killed_rack_restarts_from_its_snapshot_while_the_region_is_down() {
     region.kill();
     let rack = RackProcess::start(&state, &logs.join("rack-again.log")).await;
     let status = rack.status().await;
-    assert_eq!(status["link_connected"], false, "the region (and its broker) is down");
-    assert_eq!(status["applied_generation"], generation, "serves what it served before the crash");
+    assert_eq!(
+        status["link_connected"], false,
+        "the region (and its broker) is down"
+    );
+    assert_eq!(
+        status["applied_generation"], generation,
+        "serves what it served before the crash"
+    );
     assert_eq!(status["subnets"][0]["cidr"], "10.70.0.0/24");
 
     // When the region is back, the same identity picks up where it left off:
@@ -182,7 +118,10 @@ async fn a_killed_rack_restarts_from_its_snapshot_while_the_region_is_down() {
     let api = region.client();
     let record = wait_in_sync(&api, "sturdy").await;
     assert_eq!(record["config_generation"], generation);
-    assert!(!api.metrics().await.contains("reason=\"replay\""), "a restart is not a replay");
+    assert!(
+        !api.metrics().await.contains("reason=\"replay\""),
+        "a restart is not a replay"
+    );
 }
 
 #[tokio::test]
@@ -203,19 +142,6 @@ async fn a_rack_whose_heartbeats_stop_is_marked_offline_then_online_again() {
     wait_status(&api, "sleepy", "online").await;
 }
 
-/// A rack's broker login as enrolment gave it.
-pub fn rack_login(state: &Path, ca: &Path) -> (ClientLogin, Value) {
-    let identity: Value =
-        serde_json::from_slice(&std::fs::read(state.join("identity.json")).unwrap()).unwrap();
-    let user = identity["broker_username"].as_str().unwrap().to_string();
-    let login = ClientLogin {
-        credentials: Some((user.clone(), identity["broker_password"].as_str().unwrap().to_string())),
-        cafile: Some(ca.to_path_buf()),
-        client_id: Some(format!("edgemetal-rack-{user}")),
-    };
-    (login, identity)
-}
-
 #[tokio::test]
 async fn junk_on_any_topic_is_dropped_and_counted_never_a_crash() {
     let logs = log_dir("link_junk");
@@ -232,20 +158,33 @@ async fn junk_on_any_topic_is_dropped_and_counted_never_a_crash() {
     login.client_id = Some("junk-sender".into());
     let broker = site.mosquitto.address();
     for (topic, payload) in [
-        ("edgemetal/v1/rack/target/up/heartbeat", &b"\xff\xff\xff\xff"[..]),
+        (
+            "edgemetal/v1/rack/target/up/heartbeat",
+            &b"\xff\xff\xff\xff"[..],
+        ),
         ("edgemetal/v1/rack/target/up/hello", b""),
         ("edgemetal/v1/rack/target/up/status", b"\x63\x01"),
         ("edgemetal/v1/rack/target/up/no-such-channel", b"x"),
     ] {
-        assert!(publish_as(broker, &login, topic, payload), "publish to {topic}");
+        assert!(
+            publish_as(broker, &login, topic, payload),
+            "publish to {topic}"
+        );
     }
-    let region_secret = std::fs::read_to_string(data.path().join("region/broker-region.secret")).unwrap();
+    let region_secret =
+        std::fs::read_to_string(data.path().join("region/broker-region.secret")).unwrap();
     let region_login = ClientLogin {
         credentials: Some(("edgemetal-region".into(), region_secret)),
         cafile: Some(ca.clone()),
         client_id: Some("edgemetal-region-junk".into()),
+        host: None,
     };
-    assert!(publish_as(broker, &region_login, "edgemetal/v1/rack/target/down/snapshot", b"\x01\x02garbage"));
+    assert!(publish_as(
+        broker,
+        &region_login,
+        "edgemetal/v1/rack/target/down/snapshot",
+        b"\x01\x02garbage"
+    ));
 
     wait_until("the region to count the junk", PATIENCE, || async {
         let metrics = api.metrics().await;

@@ -119,7 +119,10 @@ pub async fn enrol(
     ConnectInfo(source): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<EnrolBody>,
 ) -> Result<(StatusCode, Json<EnrolmentBundle>), ApiError> {
-    let blocked = state.auth_failures().check(source.ip(), Instant::now()).is_err();
+    let blocked = state
+        .auth_failures()
+        .check(source.ip(), Instant::now())
+        .is_err();
     if blocked {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -137,12 +140,16 @@ pub async fn enrol(
             Ok((StatusCode::CREATED, Json(bundle)))
         }
         Err(error) => {
-            state.auth_failures().record_failure(source.ip(), Instant::now());
+            state
+                .auth_failures()
+                .record_failure(source.ip(), Instant::now());
             tracing::warn!(%source, %error, "enrolment refused");
             Err(match error {
-                EnrolError::Unknown | EnrolError::Used | EnrolError::Expired => {
-                    ApiError::new(StatusCode::UNAUTHORIZED, "enrolment_refused", error.to_string())
-                }
+                EnrolError::Unknown | EnrolError::Used | EnrolError::Expired => ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "enrolment_refused",
+                    error.to_string(),
+                ),
                 EnrolError::AlreadyEnrolled(_) => {
                     ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
                 }

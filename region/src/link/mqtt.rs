@@ -175,7 +175,7 @@ pub fn spawn(
             ticks += 1;
             // Enrolments and revocations made elsewhere (another replica, the
             // CLI) reach this process within a few seconds.
-            if ticks % 3 == 0 {
+            if ticks.is_multiple_of(3) {
                 if let Err(error) = sweeper.keyring.reload(&sweeper.store).await {
                     tracing::error!(%error, "cannot reload rack identities");
                 }

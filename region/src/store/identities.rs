@@ -309,6 +309,11 @@ impl Store {
         if updated == 0 && self.get_identity(rack_id).await?.is_none() {
             return Err(StoreError::not_found("rack", rack_id));
         }
+        // Nothing it sends is accepted from now on, its last will included.
+        sqlx::query("UPDATE racks SET online = 0 WHERE id = $1")
+            .bind(rack_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
