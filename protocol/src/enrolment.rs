@@ -33,6 +33,10 @@ pub struct EnrolmentBundle {
     pub broker_password: String,
     /// The CA certificate (PEM) the broker's certificate must chain to.
     pub ca_pem: String,
+    /// After a key rotation: the previous secret (hex) and its epoch, kept so
+    /// that frames sealed just before the switch still open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_link_secret: Option<(u32, String)>,
 }
 
 impl core::fmt::Debug for EnrolmentBundle {

@@ -23,6 +23,8 @@ pub enum UpMessage {
     SnapshotAck(SnapshotAck),
     /// Presence; the offline form is the rack's MQTT last will.
     Status(RackStatus),
+    /// The rack now seals with the key of this epoch (itself sealed with it).
+    RekeyAck(RekeyAck),
 }
 
 impl UpMessage {
@@ -33,6 +35,7 @@ impl UpMessage {
             UpMessage::Heartbeat(_) => Channel::Heartbeat,
             UpMessage::SnapshotAck(_) => Channel::SnapshotAck,
             UpMessage::Status(_) => Channel::Status,
+            UpMessage::RekeyAck(_) => Channel::RekeyAck,
         }
     }
 }
@@ -42,6 +45,8 @@ impl UpMessage {
 pub enum DownMessage {
     /// The rack's full configuration; published retained.
     Snapshot(ConfigSnapshot),
+    /// A new link secret for the next key epoch (key rotation).
+    Rekey(Rekey),
 }
 
 impl DownMessage {
@@ -49,6 +54,7 @@ impl DownMessage {
     pub fn channel(&self) -> Channel {
         match self {
             DownMessage::Snapshot(_) => Channel::Snapshot,
+            DownMessage::Rekey(_) => Channel::Rekey,
         }
     }
 }
@@ -168,6 +174,31 @@ pub enum RackStatus {
     Online,
     /// Disconnected (last will) or shutting down cleanly.
     Offline,
+}
+
+/// A new link secret, sent sealed under the current one.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rekey {
+    /// The epoch the new secret belongs to (current + 1).
+    pub key_epoch: u32,
+    /// The new link secret.
+    pub link_secret: [u8; 32],
+}
+
+impl core::fmt::Debug for Rekey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Secrets never reach logs through Debug.
+        f.debug_struct("Rekey")
+            .field("key_epoch", &self.key_epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The rack's answer to a [`Rekey`], sealed under the new key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RekeyAck {
+    /// The epoch the rack switched to.
+    pub key_epoch: u32,
 }
 
 /// The outcome of applying a snapshot.

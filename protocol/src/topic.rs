@@ -34,13 +34,17 @@ pub enum Channel {
     Status,
     /// Retained configuration snapshot for the rack. Down.
     Snapshot,
+    /// A new link key for the rack. Down.
+    Rekey,
+    /// The rack's proof that it switched to the new key. Up.
+    RekeyAck,
 }
 
 impl Channel {
     /// The direction messages on this channel travel.
     pub fn direction(self) -> Direction {
         match self {
-            Channel::Snapshot => Direction::Down,
+            Channel::Snapshot | Channel::Rekey => Direction::Down,
             _ => Direction::Up,
         }
     }
@@ -53,6 +57,8 @@ impl Channel {
             Channel::SnapshotAck => "snapshot-ack",
             Channel::Status => "status",
             Channel::Snapshot => "snapshot",
+            Channel::Rekey => "rekey",
+            Channel::RekeyAck => "rekey-ack",
         }
     }
 
@@ -63,6 +69,8 @@ impl Channel {
             "snapshot-ack" => Channel::SnapshotAck,
             "status" => Channel::Status,
             "snapshot" => Channel::Snapshot,
+            "rekey" => Channel::Rekey,
+            "rekey-ack" => Channel::RekeyAck,
             _ => return None,
         };
         (channel.direction() == direction).then_some(channel)

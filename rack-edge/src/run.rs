@@ -92,6 +92,8 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
 
     let mut nonce = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut nonce);
+    let previous = identity::previous_secret(&bundle)?
+        .map(|(key_epoch, secret)| LinkKeys { secret, key_epoch });
     let session = Session::new(
         rack_id,
         env!("CARGO_PKG_VERSION").to_string(),
@@ -103,7 +105,8 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         },
         counters,
         nonce,
-    );
+    )
+    .with_previous_keys(previous);
     let settings = mqtt::LinkSettings {
         broker,
         heartbeat: config.heartbeat_interval(),
@@ -114,6 +117,8 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
     let files = mqtt::StateFiles {
         snapshot: snapshot_file,
         counters: counters_file,
+        state_dir: config.state_dir.clone(),
+        identity: bundle,
     };
     tokio::select! {
         _ = mqtt::run(settings, session, files, status) => {}

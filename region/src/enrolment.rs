@@ -72,6 +72,7 @@ impl Enroller {
             broker_url: self.public_broker_url.clone(),
             broker_password: password,
             ca_pem: self.ca_pem.clone(),
+            previous_link_secret: None,
         })
     }
 }

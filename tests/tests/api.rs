@@ -286,6 +286,7 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/enrolment-tokens", vec!["get", "post"]),
         ("/api/v1/rack-identities", vec!["get"]),
         ("/api/v1/racks/{id}/revoke", vec!["post"]),
+        ("/api/v1/racks/{id}/rotate-key", vec!["post"]),
     ];
     assert_eq!(
         paths.len(),

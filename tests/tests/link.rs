@@ -205,3 +205,62 @@ async fn junk_on_any_topic_is_dropped_and_counted_never_a_crash() {
     wait_in_sync(&api, "target").await;
     assert_eq!(rack.status().await["subnets"][0]["cidr"], "10.80.0.0/24");
 }
+
+#[tokio::test]
+async fn link_keys_rotate_without_downtime_and_master_keys_rotate_at_rest() {
+    let logs = log_dir("link_key_rotation");
+    let data = tempfile::tempdir().unwrap();
+    let state = data.path().join("rack");
+    let options = RegionOptions::embedded(&data.path().join("region"), &logs);
+    let region = RegionProcess::start(&options).await;
+    let api = region.client();
+    region.enrol_rack("turning", &state).await;
+    let rack = RackProcess::start(&state, &logs.join("rack.log")).await;
+    wait_in_sync(&api, "turning").await;
+
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/racks/turning/rotate-key",
+            None,
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+    let identity = wait_until("the region to promote the new key", PATIENCE, || async {
+        let identities = api.get("/api/v1/rack-identities").await;
+        identities
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["rack_id"] == "turning" && i["key_epoch"] == 2)
+            .cloned()
+    })
+    .await;
+    assert!(identity["key_rotated_ms"].as_i64() > identity["enrolled_ms"].as_i64());
+    let on_disk: Value =
+        serde_json::from_slice(&std::fs::read(state.join("identity.json")).unwrap()).unwrap();
+    assert_eq!(on_disk["key_epoch"], 2);
+
+    // The link keeps working under the new key, across a rack restart too.
+    create_site(&api, "10.110.0").await;
+    wait_in_sync(&api, "turning").await;
+    rack.kill();
+    let rack = RackProcess::start(&state, &logs.join("rack-again.log")).await;
+    create_site(&api, "10.111.0").await;
+    wait_in_sync(&api, "turning").await;
+    let metrics = api.metrics().await;
+    assert!(!metrics.contains("reason=\"forged\""), "{metrics}");
+    assert!(!metrics.contains("reason=\"replay\""), "{metrics}");
+
+    // Master key rotation at rest: stop the region, reseal, start again.
+    region.kill();
+    let before = std::fs::read_to_string(data.path().join("region/master.key")).unwrap();
+    options.admin(&["rotate-master-key"]);
+    let after = std::fs::read_to_string(data.path().join("region/master.key")).unwrap();
+    assert_ne!(before, after);
+    let region = RegionProcess::start(&options).await;
+    let api = region.client();
+    create_site(&api, "10.112.0").await;
+    wait_in_sync(&api, "turning").await;
+    assert_eq!(rack.status().await["link_connected"], true);
+}

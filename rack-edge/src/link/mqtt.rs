@@ -38,6 +38,10 @@ pub struct StateFiles {
     pub snapshot: SnapshotFile,
     /// The sequence counters.
     pub counters: CountersFile,
+    /// Where the identity lives (rewritten on key rotation).
+    pub state_dir: std::path::PathBuf,
+    /// The identity as persisted.
+    pub identity: edgemetal_protocol::enrolment::EnrolmentBundle,
 }
 
 fn now_ms() -> u64 {
@@ -71,7 +75,7 @@ async fn persist_counters(session: &mut Session, file: &CountersFile) -> bool {
 pub async fn run(
     settings: LinkSettings,
     mut session: Session,
-    files: StateFiles,
+    mut files: StateFiles,
     status: Arc<LiveStatus>,
 ) {
     let started = Instant::now();
@@ -173,6 +177,27 @@ pub async fn run(
                             let ack = session.applied(now_ms(), snapshot, persisted);
                             if persist_counters(&mut session, &files.counters).await {
                                 send(ack);
+                            }
+                        }
+                        Inbound::Rekey(keys) => {
+                            // Persist first: a crash after the ack but before the write
+                            // would leave the rack unable to open the region's frames.
+                            let epoch = keys.key_epoch;
+                            let rotated = crate::state::identity::rotate(
+                                &files.state_dir,
+                                &mut files.identity,
+                                epoch,
+                                &keys.secret,
+                            );
+                            match rotated {
+                                Ok(()) => {
+                                    let ack = session.rekeyed(now_ms(), keys);
+                                    if persist_counters(&mut session, &files.counters).await {
+                                        send(ack);
+                                    }
+                                    tracing::info!(epoch, "switched to the new link key");
+                                }
+                                Err(error) => tracing::error!(%error, "cannot persist the new link key; staying on the old one"),
                             }
                         }
                         Inbound::Answer(answer) => {

@@ -41,7 +41,7 @@ pub struct LinkCounters {
 const RESERVATION_BLOCK: u64 = 1024;
 
 /// The rack's key material for the link.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkKeys {
     /// The secret from enrolment.
     pub secret: LinkSecret,
@@ -56,6 +56,8 @@ pub enum Inbound {
     Apply(ConfigSnapshot),
     /// Nothing to apply; publish this answer (re-ack or refusal).
     Answer(Outgoing),
+    /// A new link key: persist it, then call [`Session::rekeyed`].
+    Rekey(LinkKeys),
     /// The payload was dropped; the reason is a metric label.
     Dropped(&'static str, String),
 }
@@ -68,6 +70,7 @@ pub struct Session {
     services: Vec<ServiceKind>,
     applied: Option<ConfigSnapshot>,
     keys: LinkKeys,
+    previous_keys: Option<LinkKeys>,
     boot_nonce: [u8; 16],
     next_up: u64,
     counters: LinkCounters,
@@ -95,12 +98,37 @@ impl Session {
             services: vec![ServiceKind::Link],
             applied,
             keys,
+            previous_keys: None,
             boot_nonce,
             // Anything below the reservation may have been sent before a crash.
             next_up: counters.up_reserved.max(1),
             counters,
             counters_dirty: false,
         }
+    }
+
+    /// Also accept frames sealed under `previous` (the key before the last
+    /// rotation), e.g. a retained snapshot sealed just before the switch.
+    pub fn with_previous_keys(mut self, previous: Option<LinkKeys>) -> Self {
+        self.previous_keys = previous;
+        self
+    }
+
+    /// The current link keys.
+    pub fn keys(&self) -> &LinkKeys {
+        &self.keys
+    }
+
+    /// Switches to `keys` (already persisted) and answers the region under them,
+    /// which proves the switch.
+    pub fn rekeyed(&mut self, now_ms: u64, keys: LinkKeys) -> Outgoing {
+        let epoch = keys.key_epoch;
+        self.previous_keys = Some(std::mem::replace(&mut self.keys, keys));
+        self.outgoing(
+            now_ms,
+            UpMessage::RekeyAck(edgemetal_protocol::RekeyAck { key_epoch: epoch }),
+            false,
+        )
     }
 
     /// Counters to persist before publishing or applying what the session
@@ -179,8 +207,9 @@ impl Session {
         retained: bool,
     ) -> Inbound {
         match Topic::parse(topic) {
-            Ok(parsed) if parsed.rack_id == self.rack_id && parsed.channel == Channel::Snapshot => {
-            }
+            Ok(parsed)
+                if parsed.rack_id == self.rack_id
+                    && matches!(parsed.channel, Channel::Snapshot | Channel::Rekey) => {}
             _ => return Inbound::Dropped("bad_topic", format!("unexpected topic {topic}")),
         }
         let frame = match seal::parse(payload) {
@@ -203,10 +232,20 @@ impl Session {
                 ),
             );
         }
-        if header.key_epoch != self.keys.key_epoch {
-            return Inbound::Dropped("wrong_epoch", format!("key epoch {}", header.key_epoch));
-        }
-        let Ok(plaintext) = seal::open(&self.keys.secret, &frame) else {
+        let secret = if header.key_epoch == self.keys.key_epoch {
+            &self.keys.secret
+        } else {
+            match &self.previous_keys {
+                Some(previous) if previous.key_epoch == header.key_epoch => &previous.secret,
+                _ => {
+                    return Inbound::Dropped(
+                        "wrong_epoch",
+                        format!("key epoch {}", header.key_epoch),
+                    )
+                }
+            }
+        };
+        let Ok(plaintext) = seal::open(secret, &frame) else {
             return Inbound::Dropped("forged", "seal does not verify".to_string());
         };
         let sequence = header.sequence;
@@ -218,7 +257,17 @@ impl Session {
             }
             Err(error) => return Inbound::Dropped("malformed", error.to_string()),
         };
-        let DownMessage::Snapshot(snapshot) = envelope.body;
+        let snapshot = match envelope.body {
+            DownMessage::Snapshot(snapshot) => snapshot,
+            DownMessage::Rekey(rekey) => {
+                if replayed {
+                    return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
+                }
+                self.counters.down_high_water = sequence;
+                self.counters_dirty = true;
+                return self.on_rekey(now_ms, rekey);
+            }
+        };
         let generation = snapshot.generation;
         if replayed {
             // The retained snapshot comes back after every reconnect: harmless,
@@ -248,6 +297,27 @@ impl Session {
                     Inbound::Answer(self.ack(now_ms, generation, ApplyOutcome::Failed { reason }))
                 }
             },
+        }
+    }
+
+    fn on_rekey(&mut self, now_ms: u64, rekey: edgemetal_protocol::Rekey) -> Inbound {
+        let keys = LinkKeys {
+            secret: LinkSecret(rekey.link_secret),
+            key_epoch: rekey.key_epoch,
+        };
+        if rekey.key_epoch == self.keys.key_epoch.wrapping_add(1) {
+            Inbound::Rekey(keys)
+        } else if rekey.key_epoch == self.keys.key_epoch && keys.secret == self.keys.secret {
+            // Sent again (our ack was lost): answer again under the key we hold.
+            Inbound::Answer(self.outgoing(
+                now_ms,
+                UpMessage::RekeyAck(edgemetal_protocol::RekeyAck {
+                    key_epoch: rekey.key_epoch,
+                }),
+                false,
+            ))
+        } else {
+            Inbound::Dropped("wrong_epoch", format!("rekey to epoch {}", rekey.key_epoch))
         }
     }
 

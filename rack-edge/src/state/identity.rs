@@ -33,12 +33,43 @@ pub fn store(state_dir: &Path, bundle: &EnrolmentBundle) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path(state_dir).display()))
 }
 
-/// The rack id and link secret of an identity, validated.
-pub fn link_material(bundle: &EnrolmentBundle) -> anyhow::Result<(RackId, LinkSecret)> {
-    let rack_id = RackId::new(&bundle.rack_id)?;
-    let bytes = hex::decode(&bundle.link_secret_hex).context("link secret is not hex")?;
+fn secret_from_hex(hex_text: &str) -> anyhow::Result<LinkSecret> {
+    let bytes = hex::decode(hex_text).context("link secret is not hex")?;
     let secret: [u8; LINK_SECRET_LEN] = bytes
         .try_into()
         .map_err(|_| anyhow::anyhow!("link secret must be {LINK_SECRET_LEN} bytes"))?;
-    Ok((rack_id, LinkSecret(secret)))
+    Ok(LinkSecret(secret))
+}
+
+/// The previous key (epoch, secret) kept after a rotation, if any.
+pub fn previous_secret(bundle: &EnrolmentBundle) -> anyhow::Result<Option<(u32, LinkSecret)>> {
+    bundle
+        .previous_link_secret
+        .as_ref()
+        .map(|(epoch, hex_text)| Ok((*epoch, secret_from_hex(hex_text)?)))
+        .transpose()
+}
+
+/// Records a rotation: the new secret becomes current, the old one previous.
+pub fn rotate(
+    state_dir: &Path,
+    bundle: &mut EnrolmentBundle,
+    epoch: u32,
+    secret: &LinkSecret,
+) -> anyhow::Result<()> {
+    let mut next = bundle.clone();
+    next.previous_link_secret = Some((bundle.key_epoch, bundle.link_secret_hex.clone()));
+    next.link_secret_hex = hex::encode(secret.0);
+    next.key_epoch = epoch;
+    store(state_dir, &next)?;
+    *bundle = next;
+    Ok(())
+}
+
+/// The rack id and link secret of an identity, validated.
+pub fn link_material(bundle: &EnrolmentBundle) -> anyhow::Result<(RackId, LinkSecret)> {
+    Ok((
+        RackId::new(&bundle.rack_id)?,
+        secret_from_hex(&bundle.link_secret_hex)?,
+    ))
 }

@@ -66,8 +66,11 @@ impl SnapshotFile {
                 source,
             }
         })?;
-        let DownMessage::Snapshot(snapshot) = envelope.body;
-        Ok(Some(snapshot))
+        match envelope.body {
+            DownMessage::Snapshot(snapshot) => Ok(Some(snapshot)),
+            // Only snapshots are ever written here; anything else is not ours.
+            DownMessage::Rekey(_) => Ok(None),
+        }
     }
 
     /// Persists `snapshot` atomically and durably.

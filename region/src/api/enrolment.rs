@@ -111,6 +111,28 @@ pub async fn revoke_rack(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Rotate a rack's link key without downtime: the region sends the rack a new
+/// secret sealed under the current one and switches once the rack answers
+/// under the new key. A rack that is offline gets it when it next connects.
+#[utoipa::path(post, path = "/racks/{id}/rotate-key", tag = "racks",
+    params(("id" = String, Path, description = "Rack id")),
+    responses((status = 202), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn rotate_rack_key(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let rack_id = edgemetal_protocol::RackId::new(&id)
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()))?;
+    let mut secret = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut secret);
+    let sealed = state.enroller.keyring.master().seal(&secret);
+    state.store.start_key_rotation(&id, &sealed).await?;
+    state.enroller.identities_changed(&state.store).await?;
+    state.link.send_rekey(rack_id);
+    tracing::info!(rack = %id, "link key rotation started");
+    Ok(StatusCode::ACCEPTED)
+}
+
 /// Trade a single-use enrolment token for the rack's identity. Needs no API
 /// key: the token is the credential. Failures count against the source like
 /// bad API keys do.

@@ -123,6 +123,7 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(enrolment::list_rack_identities))
         .routes(routes!(enrolment::revoke_rack))
+        .routes(routes!(enrolment::rotate_rack_key))
         .split_for_parts()
 }
 

@@ -99,6 +99,12 @@ const RULES: &[Rule] = &[
     ),
     rule(Method::GET, "/rack-identities", Admin, "rack_identity.list"),
     rule(Method::POST, "/racks/{id}/revoke", Admin, "rack.revoke"),
+    rule(
+        Method::POST,
+        "/racks/{id}/rotate-key",
+        Admin,
+        "rack.rotate_key",
+    ),
 ];
 
 /// Whether a request can change state (and so is audited).

@@ -12,6 +12,8 @@ pub enum FollowUp {
     None,
     /// The rack serves an older generation than the region's: send it the current snapshot.
     SendSnapshot,
+    /// The rack proved it holds the new key: make it current, re-seal the snapshot.
+    PromoteKey(u32),
 }
 
 /// Applies one message; tells whether the rack needs the current snapshot.
@@ -74,6 +76,15 @@ pub async fn apply(store: &Store, inbound: &Inbound) -> Result<FollowUp, StoreEr
             store.mark_rack_offline(&inbound.rack_id).await?;
             tracing::warn!(rack = %inbound.rack_id, "rack went offline");
             Ok(FollowUp::None)
+        }
+        UpMessage::RekeyAck(ack) => {
+            // Only a frame sealed under the pending key (epoch + 1) proves the switch.
+            if ack.key_epoch == inbound.key_epoch {
+                Ok(FollowUp::PromoteKey(ack.key_epoch))
+            } else {
+                tracing::warn!(rack = %inbound.rack_id, "rekey ack under the wrong key epoch ignored");
+                Ok(FollowUp::None)
+            }
         }
         UpMessage::Status(RackStatus::Online) => {
             store.mark_rack_online(&inbound.rack_id, now).await?;

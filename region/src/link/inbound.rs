@@ -18,6 +18,8 @@ pub struct Inbound {
     pub retained: bool,
     /// The frame's sequence number, for the replay check.
     pub sequence: u64,
+    /// The frame's key epoch (the pending one proves a rotation took).
+    pub key_epoch: u32,
 }
 
 /// Why a payload was dropped; each is a metric label.
@@ -103,14 +105,27 @@ pub fn decode(
     if keys.revoked {
         return Err(Rejection::Revoked(header.rack_id.clone()));
     }
+    let secret = keys
+        .secret_for(header.key_epoch)
+        .ok_or_else(|| Rejection::Forged(header.rack_id.clone()))?;
     let plaintext =
-        seal::open(&keys.secret, &frame).map_err(|_| Rejection::Forged(header.rack_id.clone()))?;
+        seal::open(secret, &frame).map_err(|_| Rejection::Forged(header.rack_id.clone()))?;
     let envelope = Envelope::<UpMessage>::decode(&plaintext).map_err(|e| match e {
         edgemetal_protocol::DecodeError::UnsupportedVersion { .. } => {
             Rejection::UnsupportedVersion(e.to_string())
         }
         other => Rejection::Malformed(other.to_string()),
     })?;
+    // The previous key opens only a last will sealed before a rotation; for
+    // anything else it is as good as no key.
+    let stale_epoch = header.key_epoch.wrapping_add(1) == keys.key_epoch;
+    let is_will = matches!(
+        envelope.body,
+        UpMessage::Status(edgemetal_protocol::RackStatus::Offline)
+    );
+    if stale_epoch && !is_will {
+        return Err(Rejection::Forged(header.rack_id.clone()));
+    }
     let got = envelope.body.channel();
     if got != parsed.channel {
         return Err(Rejection::ChannelMismatch {
@@ -131,5 +146,6 @@ pub fn decode(
         envelope,
         retained,
         sequence: frame.header.sequence,
+        key_epoch: frame.header.key_epoch,
     })
 }

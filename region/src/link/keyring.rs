@@ -22,6 +22,25 @@ pub struct RackKeys {
     pub broker_password: String,
     /// Whether it was revoked.
     pub revoked: bool,
+    /// The next secret (epoch `key_epoch + 1`) while a rotation is under way.
+    pub pending: Option<LinkSecret>,
+    /// The secret of epoch `key_epoch - 1`, for last wills sealed before a rotation.
+    pub previous: Option<LinkSecret>,
+}
+
+impl RackKeys {
+    /// The secret for a frame sealed under `epoch`, if we hold one.
+    pub fn secret_for(&self, epoch: u32) -> Option<&LinkSecret> {
+        if epoch == self.key_epoch {
+            Some(&self.secret)
+        } else if epoch == self.key_epoch.wrapping_add(1) {
+            self.pending.as_ref()
+        } else if epoch.wrapping_add(1) == self.key_epoch {
+            self.previous.as_ref()
+        } else {
+            None
+        }
+    }
 }
 
 /// The user name the region itself logs in to the broker with.
@@ -68,6 +87,14 @@ impl Keyring {
                 .open(&identity.broker_password_sealed)
                 .ok()
                 .and_then(|bytes| String::from_utf8(bytes).ok());
+            let open_optional = |sealed: Option<&str>| {
+                sealed
+                    .and_then(|sealed| self.master.open(sealed).ok())
+                    .and_then(|bytes| <[u8; LINK_SECRET_LEN]>::try_from(bytes).ok())
+                    .map(LinkSecret)
+            };
+            let pending = open_optional(identity.next_secret_sealed.as_deref());
+            let previous = open_optional(identity.previous_secret_sealed.as_deref());
             let (Some(secret), Some(broker_password)) = (opened, password) else {
                 tracing::error!(rack = %rack_id, "cannot open the rack's sealed secrets with the master key");
                 continue;
@@ -79,6 +106,8 @@ impl Keyring {
                     key_epoch: identity.key_epoch,
                     broker_password,
                     revoked: identity.revoked_ms.is_some(),
+                    pending,
+                    previous,
                 },
             );
         }

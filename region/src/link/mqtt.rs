@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use edgemetal_protocol::seal::{self, FrameHeader};
 use edgemetal_protocol::{
-    Channel, ConfigSnapshot, Direction, DownMessage, Envelope, MessageId, RackId, Topic,
+    ConfigSnapshot, Direction, DownMessage, Envelope, MessageId, RackId, Rekey, Topic,
     PROTOCOL_VERSION,
 };
 use rand::RngCore;
@@ -42,12 +42,18 @@ pub struct LinkSettings {
 #[derive(Clone)]
 pub struct LinkHandle {
     config_changed: Arc<Notify>,
+    rekey: mpsc::UnboundedSender<RackId>,
 }
 
 impl LinkHandle {
     /// Call after any configuration change: every rack gets the new snapshot.
     pub fn config_changed(&self) {
         self.config_changed.notify_one();
+    }
+
+    /// Sends a rack its pending key (after [`crate::store::Store::start_key_rotation`]).
+    pub fn send_rekey(&self, rack_id: RackId) {
+        let _ = self.rekey.send(rack_id);
     }
 }
 
@@ -164,6 +170,14 @@ pub fn spawn(
         }
     });
 
+    let (rekey, mut rekey_requests) = mpsc::unbounded_channel::<RackId>();
+    let rekeyer = link.clone();
+    tokio::spawn(async move {
+        while let Some(rack_id) = rekey_requests.recv().await {
+            rekeyer.send_rekey(&rack_id).await;
+        }
+    });
+
     let sweeper = link;
     let timeout = settings.heartbeat_timeout;
     tokio::spawn(async move {
@@ -183,7 +197,10 @@ pub fn spawn(
         }
     });
 
-    LinkHandle { config_changed }
+    LinkHandle {
+        config_changed,
+        rekey,
+    }
 }
 
 impl Link {
@@ -258,6 +275,36 @@ impl Link {
                     edgemetal_protocol::UpMessage::Hello(_)
                 );
                 self.send_snapshot(&inbound.rack_id, is_hello).await;
+                // A rack that was away during a rotation gets its pending key now.
+                let pending = self
+                    .keyring
+                    .get(&inbound.rack_id)
+                    .is_some_and(|keys| keys.pending.is_some());
+                if is_hello && pending {
+                    self.send_rekey(&inbound.rack_id).await;
+                }
+            }
+            Ok(FollowUp::PromoteKey(epoch)) => {
+                match self
+                    .store
+                    .promote_key(inbound.rack_id.as_str(), epoch)
+                    .await
+                {
+                    Ok(true) => {
+                        tracing::info!(rack = %inbound.rack_id, epoch, "link key rotated");
+                        if let Err(error) = self.keyring.reload(&self.store).await {
+                            tracing::error!(%error, "cannot reload rack identities");
+                        }
+                        // Re-seal the retained snapshot under the new key.
+                        self.send_snapshot(&inbound.rack_id, true).await;
+                    }
+                    Ok(false) => {
+                        tracing::debug!(rack = %inbound.rack_id, epoch, "key already promoted")
+                    }
+                    Err(error) => {
+                        tracing::error!(rack = %inbound.rack_id, %error, "cannot promote key")
+                    }
+                }
             }
             Ok(FollowUp::None) => {}
             Err(error) => {
@@ -287,22 +334,52 @@ impl Link {
     /// Seals `snapshot` for `rack_id` under its own key and publishes it retained.
     async fn publish_snapshot(&self, rack_id: &RackId, snapshot: ConfigSnapshot) {
         let generation = snapshot.generation;
-        let Some(keys) = self.keyring.get(rack_id).filter(|keys| !keys.revoked) else {
-            tracing::debug!(rack = %rack_id, "no active identity; snapshot not sent");
+        // Retained: a rack that connects later finds its latest snapshot waiting.
+        // Sealed for this rack alone, so the retained copy is unreadable to others.
+        if self
+            .publish_down(rack_id, DownMessage::Snapshot(snapshot), true)
+            .await
+        {
+            self.metrics.snapshots_published.inc();
+            tracing::debug!(rack = %rack_id, generation = generation.0, "snapshot published");
+        }
+    }
+
+    /// Sends a rack its pending key, sealed under the current one.
+    async fn send_rekey(&self, rack_id: &RackId) {
+        let Some(next) = self.keyring.get(rack_id).and_then(|keys| {
+            keys.pending.clone().map(|secret| Rekey {
+                key_epoch: keys.key_epoch.wrapping_add(1),
+                link_secret: secret.0,
+            })
+        }) else {
+            tracing::warn!(rack = %rack_id, "no key rotation pending");
             return;
+        };
+        let epoch = next.key_epoch;
+        if self
+            .publish_down(rack_id, DownMessage::Rekey(next), false)
+            .await
+        {
+            tracing::info!(rack = %rack_id, epoch, "sent the rack its next link key");
+        }
+    }
+
+    /// Seals one message for `rack_id` under its current key and publishes it.
+    async fn publish_down(&self, rack_id: &RackId, message: DownMessage, retain: bool) -> bool {
+        let Some(keys) = self.keyring.get(rack_id).filter(|keys| !keys.revoked) else {
+            tracing::debug!(rack = %rack_id, "no active identity; nothing sent");
+            return false;
         };
         let sequence = match self.store.next_down_sequence(rack_id.as_str()).await {
             Ok(sequence) => sequence,
             Err(error) => {
                 tracing::error!(rack = %rack_id, %error, "cannot allocate a sequence number");
-                return;
+                return false;
             }
         };
-        let envelope = Envelope::new(
-            new_message_id(),
-            now_ms() as u64,
-            DownMessage::Snapshot(snapshot),
-        );
+        let topic = Topic::new(rack_id.clone(), message.channel()).to_string();
+        let envelope = Envelope::new(new_message_id(), now_ms() as u64, message);
         let header = FrameHeader {
             version: PROTOCOL_VERSION,
             rack_id: rack_id.clone(),
@@ -320,23 +397,20 @@ impl Link {
         let payload = match sealed {
             Ok(payload) => payload,
             Err(error) => {
-                tracing::error!(%error, "cannot seal snapshot");
-                return;
+                tracing::error!(%error, "cannot seal a message");
+                return false;
             }
         };
-        let topic = Topic::new(rack_id.clone(), Channel::Snapshot).to_string();
-        // Retained: a rack that connects later finds its latest snapshot waiting.
-        // Sealed for this rack alone, so the retained copy is unreadable to others.
         match self
             .client
-            .publish(topic, QoS::AtLeastOnce, true, payload)
+            .publish(topic, QoS::AtLeastOnce, retain, payload)
             .await
         {
-            Ok(()) => {
-                self.metrics.snapshots_published.inc();
-                tracing::debug!(rack = %rack_id, generation = generation.0, "snapshot published");
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(rack = %rack_id, %error, "cannot publish");
+                false
             }
-            Err(error) => tracing::warn!(rack = %rack_id, %error, "cannot publish snapshot"),
         }
     }
 

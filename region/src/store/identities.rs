@@ -68,6 +68,12 @@ pub struct RackIdentity {
     pub key_rotated_ms: i64,
     /// Revocation time, if revoked.
     pub revoked_ms: Option<i64>,
+    /// The next link secret while a rotation is under way (never returned by the API).
+    #[serde(skip)]
+    pub next_secret_sealed: Option<String>,
+    /// The secret before the last rotation (never returned by the API).
+    #[serde(skip)]
+    pub previous_secret_sealed: Option<String>,
 }
 
 /// Why enrolment was refused.
@@ -121,11 +127,13 @@ fn identity_from_row(row: &AnyRow) -> Result<RackIdentity, StoreError> {
         enrolled_ms: row.try_get("enrolled_ms")?,
         key_rotated_ms: row.try_get("key_rotated_ms")?,
         revoked_ms: row.try_get("revoked_ms")?,
+        next_secret_sealed: row.try_get("next_secret_sealed")?,
+        previous_secret_sealed: row.try_get("previous_secret_sealed")?,
     })
 }
 
 const IDENTITY_COLUMNS: &str = "rack_id, link_secret_sealed, key_epoch, broker_password_sealed, \
-    enrolled_ms, key_rotated_ms, revoked_ms";
+    enrolled_ms, key_rotated_ms, revoked_ms, next_secret_sealed, previous_secret_sealed";
 
 impl Store {
     /// Creates a single-use token, valid for `valid_ms`, optionally bound to a rack id.
@@ -317,6 +325,43 @@ impl Store {
         Ok(())
     }
 
+    /// Starts a key rotation: stores the next secret; the current one stays
+    /// in use until the rack proves it switched ([`Store::promote_key`]).
+    pub async fn start_key_rotation(
+        &self,
+        rack_id: &str,
+        next_sealed: &str,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query(
+            "UPDATE rack_identities SET next_secret_sealed = $1 WHERE rack_id = $2 AND revoked_ms IS NULL",
+        )
+        .bind(next_sealed)
+        .bind(rack_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::not_found("active rack", rack_id));
+        }
+        Ok(())
+    }
+
+    /// Makes the pending secret current (epoch + 1); the old one is gone.
+    pub async fn promote_key(&self, rack_id: &str, next_epoch: u32) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE rack_identities SET previous_secret_sealed = link_secret_sealed, link_secret_sealed = next_secret_sealed, \
+             key_epoch = key_epoch + 1, key_rotated_ms = $1, next_secret_sealed = NULL \
+             WHERE rack_id = $2 AND next_secret_sealed IS NOT NULL AND key_epoch + 1 = $3",
+        )
+        .bind(now_ms())
+        .bind(rack_id)
+        .bind(i64::from(next_epoch))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+
     /// Accepts `sequence` from a rack if it is above the high-water mark, atomically;
     /// false means a replay (or a reordering, which the link never produces).
     pub async fn advance_up_sequence(
@@ -360,18 +405,29 @@ impl Store {
         mut reseal: impl FnMut(&str) -> Result<String, String>,
     ) -> Result<usize, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT rack_id, link_secret_sealed, broker_password_sealed FROM rack_identities",
+        type Row = (String, String, String, Option<String>, Option<String>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT rack_id, link_secret_sealed, broker_password_sealed, next_secret_sealed, \
+             previous_secret_sealed FROM rack_identities",
         )
         .fetch_all(&mut *tx)
         .await?;
-        for (rack_id, link, broker) in &rows {
+        for (rack_id, link, broker, next, previous) in &rows {
+            let mut optional = |sealed: &Option<String>| -> Result<Option<String>, StoreError> {
+                sealed
+                    .as_deref()
+                    .map(|s| reseal(s).map_err(StoreError::Invalid))
+                    .transpose()
+            };
+            let (next, previous) = (optional(next)?, optional(previous)?);
             sqlx::query(
-                "UPDATE rack_identities SET link_secret_sealed = $1, broker_password_sealed = $2 \
-                 WHERE rack_id = $3",
+                "UPDATE rack_identities SET link_secret_sealed = $1, broker_password_sealed = $2, \
+                 next_secret_sealed = $3, previous_secret_sealed = $4 WHERE rack_id = $5",
             )
             .bind(reseal(link).map_err(StoreError::Invalid)?)
             .bind(reseal(broker).map_err(StoreError::Invalid)?)
+            .bind(next)
+            .bind(previous)
             .bind(rack_id)
             .execute(&mut *tx)
             .await?;
