@@ -37,6 +37,9 @@ pub struct ApiConfig {
     pub tls_key: Option<PathBuf>,
     /// Serve plain HTTP on a non-loopback address anyway (warned at every start).
     pub allow_plaintext: bool,
+    /// Serve HTTPS with a certificate from the region's own CA (for the
+    /// names in `[broker] tls_names`) when no `tls_cert` is given.
+    pub tls_generated: bool,
 }
 
 /// Which broker the region uses.
@@ -168,6 +171,11 @@ impl RegionConfig {
         }
         if let Some(key) = var("EDGEMETAL_API_TLS_KEY") {
             self.api.tls_key = Some(key.into());
+        }
+        if let Some(flag) = var("EDGEMETAL_API_TLS_GENERATED") {
+            self.api.tls_generated = parse_flag(&flag).with_context(|| {
+                format!("EDGEMETAL_API_TLS_GENERATED={flag:?} is not 1/0, true/false or yes/no")
+            })?;
         }
         if let Some(flag) = var("EDGEMETAL_API_ALLOW_PLAINTEXT") {
             // A typo must not silently fall back to the safe-looking default.

@@ -16,7 +16,15 @@ use crate::pki::Pki;
 use crate::store::Store;
 
 /// Runs the region until SIGINT or SIGTERM.
-pub async fn run(config: RegionConfig) -> anyhow::Result<()> {
+pub async fn run(mut config: RegionConfig) -> anyhow::Result<()> {
+    if config.api.tls_generated && config.api.tls_cert.is_none() {
+        // The region CA's server certificate: racks enrolling over HTTPS
+        // verify it with `--region-ca-file data/region/pki/ca.crt`.
+        std::fs::create_dir_all(&config.data_dir)?;
+        let pki = crate::pki::ensure(&config.data_dir, &config.broker.tls_names)?;
+        config.api.tls_cert = Some(pki.server_cert);
+        config.api.tls_key = Some(pki.server_key);
+    }
     // Decided first: a configuration that would expose the API in clear (or
     // name unusable certificate files) stops the region before anything starts.
     let api_transport = crate::api::tls::transport(&config.api, config.http_listen)?;
@@ -46,6 +54,7 @@ pub async fn run(config: RegionConfig) -> anyhow::Result<()> {
             broker: broker.clone(),
             heartbeat_timeout: Duration::from_secs(config.heartbeat_timeout_secs),
             ca_pem: Some(ca_pem.clone()),
+            mosquitto: config.broker.mosquitto.clone(),
         },
         store.clone(),
         metrics.clone(),

@@ -264,3 +264,64 @@ async fn link_keys_rotate_without_downtime_and_master_keys_rotate_at_rest() {
     wait_in_sync(&api, "turning").await;
     assert_eq!(rack.status().await["link_connected"], true);
 }
+
+#[tokio::test]
+async fn a_rack_enrols_over_https_against_the_region_ca_and_refuses_another() {
+    use edgemetal_tests::configured::ConfiguredRegion;
+    let logs = log_dir("link_https_enrolment");
+    let data = tempfile::tempdir().unwrap();
+    let options = RegionOptions::embedded(&data.path().join("region"), &logs);
+    let http = edgemetal_tests::ports::free_loopback();
+    let region = ConfiguredRegion::spawn(
+        &options,
+        http,
+        &[("EDGEMETAL_API_TLS_GENERATED", "1".to_string())],
+    );
+    let ca = data.path().join("region/pki/ca.crt");
+    let url = format!("https://127.0.0.1:{}", http.port());
+    let api = wait_until("the region's HTTPS API", PATIENCE, || {
+        let (ca, url, key) = (ca.clone(), url.clone(), region.api_key.clone());
+        async move {
+            let pem = std::fs::read(&ca).ok()?;
+            let client = reqwest::Client::builder()
+                .use_rustls_tls()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(&pem).ok()?)
+                .build()
+                .ok()?;
+            let api = edgemetal_tests::ApiClient::with_http(&url, client, Some(key));
+            api.healthz().await.then_some(api)
+        }
+    })
+    .await;
+    let token = api
+        .create(
+            "/api/v1/enrolment-tokens",
+            serde_json::json!({"rack_name": "secure"}),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Without the region CA the rack refuses the region's certificate (and the token stays unused).
+    let state = data.path().join("rack");
+    let untrusting = edgemetal_tests::process::enrol_command(&url, &token, &state)
+        .output()
+        .unwrap();
+    assert!(!untrusting.status.success());
+    let trusting = edgemetal_tests::process::enrol_command(&url, &token, &state)
+        .arg("--region-ca-file")
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(
+        trusting.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusting.stderr)
+    );
+
+    let _rack = RackProcess::start(&state, &logs.join("rack.log")).await;
+    create_site(&api, "10.120.0").await;
+    wait_in_sync(&api, "secure").await;
+}

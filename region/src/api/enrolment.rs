@@ -156,7 +156,7 @@ pub async fn enrol(
         token: body.token,
         hostname: body.hostname,
     };
-    match state.enroller.enrol(&state.store, &request.token).await {
+    let result = match state.enroller.enrol(&state.store, &request.token).await {
         Ok(bundle) => {
             tracing::info!(rack = %bundle.rack_id, hostname = %request.hostname, %source, "enrolment accepted");
             Ok((StatusCode::CREATED, Json(bundle)))
@@ -178,5 +178,23 @@ pub async fn enrol(
                 EnrolError::Store(error) => error.into(),
             })
         }
-    }
+    };
+    // Enrolment is a mutation outside the key guard: audit it here (never the token).
+    let status = match &result {
+        Ok((status, _)) => *status,
+        Err(error) => error.status(),
+    };
+    super::auth::audit(
+        &state,
+        &crate::store::NewAuditEntry {
+            key_id: None,
+            source_ip: source.ip().to_string(),
+            method: "POST".into(),
+            path: "/api/v1/enrol".into(),
+            status: status.as_u16(),
+            action: "rack.enrol".into(),
+        },
+    )
+    .await;
+    result
 }

@@ -36,6 +36,11 @@ impl ApiError {
         }
     }
 
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// 401: missing or invalid API key.
     pub fn unauthorized() -> Self {
         ApiError::new(

@@ -136,6 +136,13 @@ impl Keyring {
             .unwrap_or_default()
     }
 
+    /// Ids of the active racks, sorted: cheap to compare for changes.
+    pub fn active_rack_ids(&self) -> Vec<RackId> {
+        let mut ids: Vec<RackId> = self.active_racks().into_iter().map(|(id, _)| id).collect();
+        ids.sort();
+        ids
+    }
+
     /// The master key (to seal new secrets).
     pub fn master(&self) -> &MasterKeys {
         &self.master

@@ -36,6 +36,9 @@ pub struct LinkSettings {
     pub heartbeat_timeout: Duration,
     /// CA certificate (PEM) to verify a TLS broker against.
     pub ca_pem: Option<String>,
+    /// An external Mosquitto's files, rewritten when the set of active racks
+    /// changes behind this process's back (CLI revocation, another replica).
+    pub mosquitto: Option<crate::config::MosquittoFiles>,
 }
 
 /// Handle to the running link; tells it when configuration changed.
@@ -180,9 +183,11 @@ pub fn spawn(
 
     let sweeper = link;
     let timeout = settings.heartbeat_timeout;
+    let mosquitto = settings.mosquitto.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks = 0u64;
+        let mut active = sweeper.keyring.active_rack_ids();
         loop {
             tick.tick().await;
             sweeper.sweep(timeout).await;
@@ -192,6 +197,15 @@ pub fn spawn(
             if ticks.is_multiple_of(3) {
                 if let Err(error) = sweeper.keyring.reload(&sweeper.store).await {
                     tracing::error!(%error, "cannot reload rack identities");
+                }
+                let now_active = sweeper.keyring.active_rack_ids();
+                if now_active != active {
+                    active = now_active;
+                    if let Some(files) = &mosquitto {
+                        if let Err(error) = crate::mosquitto::write_files(files, &sweeper.keyring) {
+                            tracing::error!(%error, "cannot update the Mosquitto files");
+                        }
+                    }
                 }
             }
         }
