@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process::binary;
-use crate::RegionOptions;
+use crate::{RegionOptions, RegionProcess};
 
 /// A running `edgemetal-region serve`, killed on drop.
 pub struct ConfiguredRegion {
@@ -22,27 +21,7 @@ pub struct ConfiguredRegion {
 }
 
 fn command(options: &RegionOptions, http: SocketAddr, env: &[(&str, String)]) -> Command {
-    let mut command = Command::new(binary("edgemetal-region"));
-    command
-        .env("EDGEMETAL_DATA_DIR", &options.data_dir)
-        .env("EDGEMETAL_HTTP_LISTEN", http.to_string())
-        .env(
-            "EDGEMETAL_EMBEDDED_BROKER_LISTEN",
-            options.embedded_broker.to_string(),
-        )
-        .env(
-            "EDGEMETAL_HEARTBEAT_TIMEOUT_SECS",
-            options.heartbeat_timeout_secs.to_string(),
-        );
-    if let Some(url) = &options.database_url {
-        command.env("EDGEMETAL_DATABASE_URL", url);
-    }
-    if let Some(url) = &options.broker_url {
-        command.env("EDGEMETAL_BROKER_URL", url);
-    }
-    for (name, value) in &options.env {
-        command.env(name, value);
-    }
+    let mut command = RegionProcess::command(options, http);
     for (name, value) in env {
         command.env(name, value);
     }

@@ -168,7 +168,8 @@ pub struct RegionProcess {
 }
 
 impl RegionProcess {
-    fn command(options: &RegionOptions, http: SocketAddr) -> Command {
+    /// The region binary with the environment `options` describe.
+    pub(crate) fn command(options: &RegionOptions, http: SocketAddr) -> Command {
         let mut command = Command::new(binary("edgemetal-region"));
         command
             .env("EDGEMETAL_DATA_DIR", &options.data_dir)
