@@ -21,4 +21,6 @@ cargo fmt --all -- --check
 # Build once: the end-to-end tests run these binaries.
 cargo build --workspace --all-targets
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+rm -rf target/test-logs
 cargo test --workspace
+scripts/check-logs-for-secrets.sh

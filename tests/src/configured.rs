@@ -48,6 +48,7 @@ impl ConfiguredRegion {
             .expect("utf-8 key")
             .trim()
             .to_string();
+        crate::secrets::remember(&api_key);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

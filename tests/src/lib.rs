@@ -9,6 +9,7 @@ pub mod packages;
 pub mod ports;
 pub mod postgres;
 pub mod process;
+pub mod secrets;
 pub mod site;
 pub mod wait;
 

@@ -70,13 +70,19 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// Where a test's process logs go: `target/test-logs/<test>/`.
-pub fn log_dir(test: &str) -> PathBuf {
+/// Where every test's logs go: `target/test-logs/`.
+pub fn log_root() -> PathBuf {
     let dir = profile_dir()
         .parent()
         .expect("target dir")
-        .join("test-logs")
-        .join(test);
+        .join("test-logs");
+    std::fs::create_dir_all(&dir).expect("create log dir");
+    dir
+}
+
+/// Where a test's process logs go: `target/test-logs/<test>/`.
+pub fn log_dir(test: &str) -> PathBuf {
+    let dir = log_root().join(test);
     std::fs::create_dir_all(&dir).expect("create log dir");
     dir
 }
@@ -210,6 +216,7 @@ impl RegionProcess {
             .expect("utf-8 key")
             .trim()
             .to_string();
+        crate::secrets::remember(&api_key);
         let mut command = Self::command(options, http);
         command.arg("serve");
         let child = spawn_logged(command, &options.log);
@@ -245,7 +252,9 @@ impl RegionProcess {
                 serde_json::json!({"rack_name": rack_name}),
             )
             .await;
-        created["token"].as_str().expect("token text").to_string()
+        let token = created["token"].as_str().expect("token text").to_string();
+        crate::secrets::remember(&token);
+        token
     }
 
     /// Enrols a rack named `rack_name` into `state_dir` with the rack binary.
@@ -260,6 +269,7 @@ impl RegionProcess {
             String::from_utf8_lossy(&output.stderr)
         );
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), rack_name);
+        crate::secrets::remember_identity(&state_dir.join("identity.json"));
     }
 
     /// Kills the process with SIGKILL.
