@@ -10,6 +10,9 @@ command -v mosquitto >/dev/null 2>&1 || [[ -x /usr/sbin/mosquitto ]] || missing+
 command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v udhcpc >/dev/null 2>&1 || missing+=(udhcpc)
+command -v dhclient >/dev/null 2>&1 || missing+=(isc-dhcp-client)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -32,6 +32,17 @@ pub struct RackConfig {
         default_value = "127.0.0.1:5250"
     )]
     pub status_listen: SocketAddr,
+    /// Interfaces to serve DHCP on (repeat, or comma-separate); each serves
+    /// the snapshot's subnet that contains the interface's address.
+    #[arg(
+        long = "dhcp-interface",
+        env = "EDGEMETAL_RACK_DHCP_INTERFACES",
+        value_delimiter = ','
+    )]
+    pub dhcp_interfaces: Vec<String>,
+    /// Port of the rack's HTTP boot server, for the iPXE script URLs it hands out.
+    #[arg(long, env = "EDGEMETAL_RACK_HTTP_BOOT_PORT", default_value_t = 5248)]
+    pub http_boot_port: u16,
     /// Seconds between heartbeats.
     #[arg(long, env = "EDGEMETAL_RACK_HEARTBEAT_SECS", default_value_t = 5)]
     pub heartbeat_secs: u64,

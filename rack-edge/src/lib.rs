@@ -7,6 +7,7 @@
 //! operator endpoint (health, status, metrics).
 
 pub mod config;
+pub mod dhcp;
 pub mod enrol;
 pub mod link;
 pub mod metrics;

@@ -23,6 +23,10 @@ pub struct Metrics {
     pub link_connected: Gauge<i64, AtomicI64>,
     /// Generation of the applied snapshot (0 when none).
     pub applied_generation: Gauge<u64, AtomicU64>,
+    /// DHCP lease events, by kind.
+    pub dhcp_events: Family<Labels, Counter>,
+    /// DHCP datagrams dropped, by reason.
+    pub dhcp_dropped: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -34,6 +38,18 @@ impl Metrics {
         let snapshots_refused = Counter::default();
         let link_connected = Gauge::<i64, AtomicI64>::default();
         let applied_generation = Gauge::<u64, AtomicU64>::default();
+        let dhcp_events = Family::<Labels, Counter>::default();
+        let dhcp_dropped = Family::<Labels, Counter>::default();
+        registry.register(
+            "dhcp_events",
+            "DHCP lease events, by kind",
+            dhcp_events.clone(),
+        );
+        registry.register(
+            "dhcp_dropped",
+            "DHCP datagrams dropped, by reason",
+            dhcp_dropped.clone(),
+        );
         registry.register(
             "link_rejected",
             "Payloads from the broker that were dropped, by reason",
@@ -66,6 +82,8 @@ impl Metrics {
             snapshots_refused,
             link_connected,
             applied_generation,
+            dhcp_events,
+            dhcp_dropped,
         }
     }
 

@@ -74,6 +74,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         applied: RwLock::new(None),
         link_connected: AtomicBool::new(false),
         metrics: Metrics::new(),
+        snapshots: tokio::sync::watch::channel(None).0,
     });
     if let Some(snapshot) = &applied {
         status.set_applied(snapshot.clone());
@@ -89,6 +90,20 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
             tracing::error!(%error, "status endpoint failed");
         }
     });
+
+    if !config.dhcp_interfaces.is_empty() {
+        let (interfaces, port, dir, status) = (
+            config.dhcp_interfaces.clone(),
+            config.http_boot_port,
+            config.state_dir.clone(),
+            status.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(error) = crate::dhcp::server::run(interfaces, port, &dir, status).await {
+                tracing::error!(error = %format!("{error:#}"), "DHCP server stopped");
+            }
+        });
+    }
 
     let mut nonce = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut nonce);

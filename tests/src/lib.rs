@@ -5,6 +5,7 @@
 pub mod api;
 pub mod configured;
 pub mod mosquitto;
+pub mod netns;
 pub mod packages;
 pub mod ports;
 pub mod postgres;

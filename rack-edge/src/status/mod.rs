@@ -23,6 +23,8 @@ pub struct LiveStatus {
     pub link_connected: AtomicBool,
     /// Metrics.
     pub metrics: Metrics,
+    /// Every applied snapshot, for the services that serve from it.
+    pub snapshots: tokio::sync::watch::Sender<Option<ConfigSnapshot>>,
 }
 
 impl LiveStatus {
@@ -30,8 +32,9 @@ impl LiveStatus {
     pub fn set_applied(&self, snapshot: ConfigSnapshot) {
         self.metrics.applied_generation.set(snapshot.generation.0);
         if let Ok(mut applied) = self.applied.write() {
-            *applied = Some(snapshot);
+            *applied = Some(snapshot.clone());
         }
+        self.snapshots.send_replace(Some(snapshot));
     }
 
     /// Records the link going up or down.

@@ -1,0 +1,284 @@
+//! What a network-booting client is told to load, as a data table.
+//!
+//! Boot happens in stages: the firmware (PXE over TFTP, or UEFI HTTP boot)
+//! loads iPXE, and iPXE, which announces itself, loads its per-machine script
+//! over HTTP. Each row of [`TABLE`] maps (stage, client architecture) to an
+//! answer; supporting a new platform is a new row, not a new branch.
+
+use std::net::Ipv4Addr;
+
+use edgemetal_protocol::MacAddress;
+
+/// The boot stage a client is in, from its vendor and user classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Firmware PXE: vendor class `PXEClient...`.
+    Pxe,
+    /// UEFI HTTP boot: vendor class `HTTPClient...`.
+    Http,
+    /// iPXE: user class `iPXE` or iPXE's encapsulated option 175.
+    Ipxe,
+}
+
+/// What a row tells the client to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// Fetch this file over TFTP from the rack (next-server).
+    Tftp(&'static str),
+    /// Fetch this EFI binary over HTTP from the rack.
+    HttpBinary(&'static str),
+    /// Fetch the machine's iPXE script over HTTP from the rack.
+    IpxeScript,
+}
+
+/// One row: clients in `stage` with an architecture in `arches` (any when
+/// `None`) are told to `load`.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    /// The stage.
+    pub stage: Stage,
+    /// RFC 4578 / IANA option 93 architecture types; `None` matches any.
+    pub arches: Option<&'static [u16]>,
+    /// The answer.
+    pub load: Load,
+}
+
+/// The boot table; the first matching row wins.
+///
+/// iPXE comes first and matches every architecture: it is already the
+/// loader, and sending it another iPXE binary would loop forever.
+pub const TABLE: &[Row] = &[
+    Row {
+        stage: Stage::Ipxe,
+        arches: None,
+        load: Load::IpxeScript,
+    },
+    Row {
+        stage: Stage::Pxe,
+        arches: Some(&[0]),
+        load: Load::Tftp("undionly.kpxe"),
+    },
+    // snponly.efi drives the NIC the firmware booted from through its own
+    // SNP driver, which works on NICs iPXE has no native driver for.
+    Row {
+        stage: Stage::Pxe,
+        arches: Some(&[6, 7, 9]),
+        load: Load::Tftp("snponly.efi"),
+    },
+    Row {
+        stage: Stage::Pxe,
+        arches: Some(&[10, 11]),
+        load: Load::Tftp("ipxe-arm64.efi"),
+    },
+    Row {
+        stage: Stage::Http,
+        arches: Some(&[16]),
+        load: Load::HttpBinary("snponly.efi"),
+    },
+    Row {
+        stage: Stage::Http,
+        arches: Some(&[19]),
+        load: Load::HttpBinary("ipxe-arm64.efi"),
+    },
+];
+
+/// Where the rack serves EFI binaries over HTTP.
+pub const HTTP_BINARY_PATH: &str = "/boot/";
+/// Where the rack serves per-machine iPXE scripts over HTTP.
+pub const IPXE_SCRIPT_PATH: &str = "/boot/ipxe/";
+
+/// What the client said about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BootRequest<'a> {
+    /// Option 93, first entry.
+    pub arch: Option<u16>,
+    /// Option 60.
+    pub vendor_class: Option<&'a [u8]>,
+    /// Option 77 says `iPXE`, or option 175 is present.
+    pub ipxe: bool,
+}
+
+impl BootRequest<'_> {
+    /// The boot stage, or `None` for a client that is not network booting.
+    pub fn stage(&self) -> Option<Stage> {
+        if self.ipxe {
+            return Some(Stage::Ipxe);
+        }
+        let class = self.vendor_class?;
+        if class.starts_with(b"PXEClient") {
+            Some(Stage::Pxe)
+        } else if class.starts_with(b"HTTPClient") {
+            Some(Stage::Http)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the client is network booting at all (any stage).
+    pub fn is_network_boot(&self) -> bool {
+        self.stage().is_some()
+    }
+}
+
+/// The boot fields of a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootAnswer {
+    /// `siaddr` and option 66 (TFTP only).
+    pub next_server: Option<Ipv4Addr>,
+    /// Option 67 and the `file` header field: a TFTP path or an HTTP URL.
+    pub filename: String,
+    /// Option 60 to send back; UEFI HTTP boot ignores offers without it.
+    pub vendor_class: Option<&'static str>,
+}
+
+/// The answer for `request` from client `mac`, served by the rack at
+/// `rack_ip` (its address on the client's subnet) with HTTP on `http_port`.
+/// `None` when the client is not network booting or no row fits it.
+pub fn decide(
+    request: &BootRequest<'_>,
+    mac: MacAddress,
+    rack_ip: Ipv4Addr,
+    http_port: u16,
+) -> Option<BootAnswer> {
+    let stage = request.stage()?;
+    let row = TABLE.iter().find(|row| {
+        row.stage == stage
+            && match row.arches {
+                None => true,
+                Some(arches) => request.arch.is_some_and(|arch| arches.contains(&arch)),
+            }
+    })?;
+    let http = |path: String| format!("http://{rack_ip}:{http_port}{path}");
+    Some(match row.load {
+        Load::Tftp(file) => BootAnswer {
+            next_server: Some(rack_ip),
+            filename: file.to_string(),
+            vendor_class: None,
+        },
+        Load::HttpBinary(file) => BootAnswer {
+            next_server: None,
+            filename: http(format!("{HTTP_BINARY_PATH}{file}")),
+            vendor_class: Some("HTTPClient"),
+        },
+        Load::IpxeScript => BootAnswer {
+            next_server: None,
+            filename: http(format!("{IPXE_SCRIPT_PATH}{mac}.ipxe")),
+            vendor_class: None,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAC: MacAddress = MacAddress([0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+    const RACK: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+    fn answer(arch: Option<u16>, class: Option<&str>, ipxe: bool) -> Option<BootAnswer> {
+        let request = BootRequest {
+            arch,
+            vendor_class: class.map(str::as_bytes),
+            ipxe,
+        };
+        decide(&request, MAC, RACK, 8080)
+    }
+
+    fn tftp(file: &str) -> Option<BootAnswer> {
+        Some(BootAnswer {
+            next_server: Some(RACK),
+            filename: file.into(),
+            vendor_class: None,
+        })
+    }
+
+    const PXE: Option<&str> = Some("PXEClient:Arch:00000:UNDI:002001");
+
+    #[test]
+    fn bios_pxe_chainloads_undionly_over_tftp() {
+        assert_eq!(answer(Some(0), PXE, false), tftp("undionly.kpxe"));
+    }
+
+    #[test]
+    fn x64_uefi_pxe_chainloads_snponly_over_tftp() {
+        for arch in [6, 7, 9] {
+            assert_eq!(
+                answer(Some(arch), PXE, false),
+                tftp("snponly.efi"),
+                "{arch}"
+            );
+        }
+    }
+
+    #[test]
+    fn arm_uefi_pxe_chainloads_the_arm64_build_over_tftp() {
+        for arch in [10, 11] {
+            assert_eq!(
+                answer(Some(arch), PXE, false),
+                tftp("ipxe-arm64.efi"),
+                "{arch}"
+            );
+        }
+    }
+
+    #[test]
+    fn x64_uefi_http_gets_the_binary_url_and_the_class_echoed() {
+        let expected = BootAnswer {
+            next_server: None,
+            filename: "http://10.0.0.2:8080/boot/snponly.efi".into(),
+            vendor_class: Some("HTTPClient"),
+        };
+        assert_eq!(
+            answer(Some(16), Some("HTTPClient:Arch:00016"), false),
+            Some(expected)
+        );
+    }
+
+    #[test]
+    fn arm64_uefi_http_gets_the_arm64_binary_url() {
+        let got = answer(Some(19), Some("HTTPClient"), false).unwrap();
+        assert_eq!(got.filename, "http://10.0.0.2:8080/boot/ipxe-arm64.efi");
+        assert_eq!(got.vendor_class, Some("HTTPClient"));
+    }
+
+    #[test]
+    fn ipxe_gets_its_script_whatever_the_architecture() {
+        let script = "http://10.0.0.2:8080/boot/ipxe/52:54:00:12:34:56.ipxe";
+        for arch in [None, Some(0), Some(7), Some(11), Some(16)] {
+            let got = answer(arch, PXE, true).unwrap();
+            assert_eq!(got.filename, script);
+            assert_eq!(got.next_server, None);
+        }
+    }
+
+    #[test]
+    fn non_booting_and_unmatched_clients_get_nothing() {
+        assert_eq!(answer(None, None, false), None, "a plain DHCP client");
+        assert_eq!(answer(Some(7), Some("MSFT 5.0"), false), None);
+        assert_eq!(answer(None, PXE, false), None, "PXE without option 93");
+        assert_eq!(answer(Some(16), PXE, false), None, "HTTP arch over PXE");
+        assert_eq!(answer(Some(7), Some("HTTPClient"), false), None);
+        assert_eq!(answer(Some(42), PXE, false), None);
+    }
+
+    #[test]
+    fn every_row_is_reachable() {
+        for (index, row) in TABLE.iter().enumerate() {
+            let arch = row.arches.map(|arches| arches[0]);
+            let request = BootRequest {
+                arch,
+                vendor_class: Some(match row.stage {
+                    Stage::Http => b"HTTPClient".as_slice(),
+                    _ => b"PXEClient".as_slice(),
+                }),
+                ipxe: row.stage == Stage::Ipxe,
+            };
+            let first = TABLE.iter().position(|r| {
+                r.stage == row.stage
+                    && (r.arches.is_none() || arch.is_some_and(|a| r.arches.unwrap().contains(&a)))
+            });
+            assert_eq!(first, Some(index), "row {index} is shadowed");
+            assert!(decide(&request, MAC, RACK, 80).is_some());
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The DHCP adapter: owns the sockets (one per served interface, bound to the
+//! device), the clock and the lease journal, and carries out the engine's
+//! actions in order. Everything about DHCP itself is in the engine.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use edgemetal_protocol::ConfigSnapshot;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::{Action, Destination, Engine, EngineConfig, Journal, LeaseEvent, RecvMeta};
+use crate::status::LiveStatus;
+
+/// Compact the journal once it holds this many records.
+const COMPACT_AFTER: usize = 10_000;
+
+/// One interface the rack serves DHCP on.
+struct Served {
+    name: String,
+    address: Ipv4Addr,
+    socket: Arc<UdpSocket>,
+}
+
+/// The engine's clock: wall-clock seconds, so persisted expiry times stay
+/// meaningful across restarts.
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// The first IPv4 address configured on `interface`.
+fn interface_address(interface: &str) -> anyhow::Result<Ipv4Addr> {
+    if_addrs::get_if_addrs()?
+        .into_iter()
+        .filter(|i| i.name == interface)
+        .find_map(|i| match i.addr {
+            if_addrs::IfAddr::V4(v4) => Some(v4.ip),
+            _ => None,
+        })
+        .with_context(|| format!("interface {interface} has no IPv4 address"))
+}
+
+/// A UDP socket on port 67 that only sees (and sends on) `interface`, so
+/// several interfaces can each have their own.
+fn bind(interface: &str) -> anyhow::Result<UdpSocket> {
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_broadcast(true)?;
+    socket
+        .bind_device(Some(interface.as_bytes()))
+        .with_context(|| format!("cannot bind to device {interface} (needs CAP_NET_RAW)"))?;
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, 67)).into())
+        .context("cannot bind UDP port 67 (needs CAP_NET_BIND_SERVICE)")?;
+    Ok(UdpSocket::from_std(socket.into())?)
+}
+
+/// Serves DHCP on `interfaces` until the process ends.
+pub async fn run(
+    interfaces: Vec<String>,
+    http_port: u16,
+    state_dir: &Path,
+    status: Arc<LiveStatus>,
+) -> anyhow::Result<()> {
+    let mut served = Vec::new();
+    for name in interfaces {
+        let address = interface_address(&name)?;
+        let socket = Arc::new(bind(&name)?);
+        tracing::info!(interface = %name, %address, "DHCP listening");
+        served.push(Served {
+            name,
+            address,
+            socket,
+        });
+    }
+    anyhow::ensure!(!served.is_empty(), "no DHCP interface");
+    let addresses: Vec<Ipv4Addr> = served.iter().map(|s| s.address).collect();
+    let server_id = addresses[0];
+
+    let journal_path = state_dir.join("dhcp-leases.jsonl");
+    let (mut journal, replayed) = Journal::open(&journal_path, COMPACT_AFTER)
+        .with_context(|| format!("cannot open {}", journal_path.display()))?;
+    if replayed.torn_tail || replayed.corrupt > 0 {
+        tracing::warn!(
+            torn = replayed.torn_tail,
+            corrupt = replayed.corrupt,
+            "lease journal repaired on replay"
+        );
+    }
+    tracing::info!(records = replayed.records, "lease journal replayed");
+
+    let mut snapshots = status.snapshots.subscribe();
+    let config = |snapshot: &Option<ConfigSnapshot>| {
+        let empty = ConfigSnapshot {
+            generation: Default::default(),
+            subnets: Vec::new(),
+        };
+        EngineConfig::from_snapshot(
+            snapshot.as_ref().unwrap_or(&empty),
+            &addresses,
+            server_id,
+            http_port,
+        )
+    };
+    let mut engine =
+        Engine::new(config(&snapshots.borrow_and_update())).with_leases(replayed.leases);
+
+    // One reader task per socket; the engine itself is driven from one place.
+    let (packets_tx, mut packets) = mpsc::channel::<(usize, Vec<u8>, SocketAddr)>(1024);
+    for (index, interface) in served.iter().enumerate() {
+        let socket = interface.socket.clone();
+        let tx = packets_tx.clone();
+        tokio::spawn(async move {
+            let mut buffer = vec![0u8; 1500];
+            loop {
+                match socket.recv_from(&mut buffer).await {
+                    Ok((len, from)) => {
+                        if tx
+                            .send((index, buffer[..len].to_vec(), from))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "DHCP receive failed"),
+                }
+            }
+        });
+    }
+
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut dropped_seen: std::collections::HashMap<&'static str, u64> = Default::default();
+    loop {
+        let (actions, interface) = tokio::select! {
+            Some((index, bytes, from)) = packets.recv() => {
+                let SocketAddr::V4(source) = from else { continue };
+                let meta = RecvMeta { local_addr: served[index].address, source };
+                (engine.handle(now_secs(), &bytes, meta), index)
+            }
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                engine.reconfigure(config(&snapshots.borrow_and_update()));
+                tracing::info!("DHCP reconfigured from the new snapshot");
+                continue;
+            }
+            _ = tick.tick() => (engine.poll_expired(now_secs()), 0),
+        };
+        carry_out(actions, &served[interface], &mut journal, &status);
+        for (reason, count) in engine.counters().dropped_by_reason() {
+            let seen = dropped_seen.entry(reason.as_str()).or_default();
+            if count > *seen {
+                status
+                    .metrics
+                    .dhcp_dropped
+                    .get_or_create(&vec![("reason", reason.as_str().to_string())])
+                    .inc_by(count - *seen);
+                *seen = count;
+            }
+        }
+        if journal.needs_compaction() {
+            if let Err(error) = journal.compact(engine.leases()) {
+                tracing::error!(%error, "cannot compact the lease journal");
+            }
+        }
+    }
+}
+
+/// Carries out the engine's actions in order. A reply whose journal record
+/// could not be made durable is not sent: an ACK must never promise a lease
+/// a crash could forget.
+fn carry_out(actions: Vec<Action>, interface: &Served, journal: &mut Journal, status: &LiveStatus) {
+    let mut durable = true;
+    let mut pending = Vec::new();
+    for action in actions {
+        match action {
+            Action::Persist(record) => pending.push(record),
+            Action::Send { bytes, to } => {
+                if !pending.is_empty() {
+                    durable = journal.append(&pending).is_ok();
+                    if !durable {
+                        tracing::error!("cannot write the lease journal; reply withheld");
+                    }
+                    pending.clear();
+                }
+                if durable {
+                    send(interface, &bytes, to);
+                }
+            }
+            Action::Event(event) => report(event, status),
+        }
+    }
+    if !pending.is_empty() && journal.append(&pending).is_err() {
+        tracing::error!("cannot write the lease journal");
+    }
+}
+
+fn send(interface: &Served, bytes: &[u8], to: Destination) {
+    let target = match to {
+        Destination::Broadcast { port } => SocketAddrV4::new(Ipv4Addr::BROADCAST, port),
+        Destination::Unicast { ip, port } => SocketAddrV4::new(ip, port),
+        Destination::UnicastToHardware { mac, ip } => {
+            match super::arp::set_entry(interface.socket.as_ref(), &interface.name, ip, mac) {
+                Ok(()) => SocketAddrV4::new(ip, 68),
+                Err(error) => {
+                    // Without the ARP entry the kernel would ARP for an address
+                    // nobody holds yet; broadcasting still reaches the client.
+                    tracing::debug!(%error, "cannot add ARP entry; broadcasting instead");
+                    SocketAddrV4::new(Ipv4Addr::BROADCAST, 68)
+                }
+            }
+        }
+    };
+    if let Err(error) = interface.socket.try_send_to(bytes, SocketAddr::V4(target)) {
+        tracing::warn!(%error, %target, "cannot send DHCP reply");
+    }
+}
+
+fn report(event: LeaseEvent, status: &LiveStatus) {
+    status
+        .metrics
+        .dhcp_events
+        .get_or_create(&vec![("event", event_name(&event).to_string())])
+        .inc();
+    match &event {
+        LeaseEvent::UnknownPxeClient { mac, arch } => {
+            tracing::info!(%mac, ?arch, "network boot from an unknown machine")
+        }
+        LeaseEvent::New(lease)
+        | LeaseEvent::Renewed(lease)
+        | LeaseEvent::Released(lease)
+        | LeaseEvent::Expired(lease)
+        | LeaseEvent::Declined(lease) => tracing::info!(
+            event = event_name(&event),
+            mac = %lease.mac,
+            address = %lease.address,
+            subnet = %lease.subnet_id,
+            expires_at = lease.expires_at,
+            "lease"
+        ),
+    }
+}
+
+fn event_name(event: &LeaseEvent) -> &'static str {
+    match event {
+        LeaseEvent::New(_) => "new",
+        LeaseEvent::Renewed(_) => "renewed",
+        LeaseEvent::Released(_) => "released",
+        LeaseEvent::Expired(_) => "expired",
+        LeaseEvent::Declined(_) => "declined",
+        LeaseEvent::UnknownPxeClient { .. } => "unknown_pxe_client",
+    }
+}

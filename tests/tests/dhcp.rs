@@ -1,0 +1,292 @@
+//! The rack's DHCP server against real clients in network namespaces, served
+//! from the persisted snapshot while the region is down (the WAN-cut case).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use edgemetal_tests::netns::{veth, Netns};
+use edgemetal_tests::process::{binary, log_dir};
+use edgemetal_tests::site::{wait_in_sync, PATIENCE};
+use edgemetal_tests::{wait_until, RackProcess, RegionOptions, RegionProcess};
+use serde_json::json;
+
+/// A rack process inside a namespace, killed on drop.
+struct NamespacedRack(Child);
+
+impl Drop for NamespacedRack {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Prepares a rack state dir holding an applied snapshot with one subnet
+/// (`prefix.0/24`, range .100–.150, gateway and DNS .1), then stops region and rack.
+async fn enrolled_rack_with_subnet(data: &Path, logs: &Path, prefix: &str) -> PathBuf {
+    let options = RegionOptions::embedded(&data.join("region"), logs);
+    let region = RegionProcess::start(&options).await;
+    let api = region.client();
+    let state = data.join("rack");
+    region.enrol_rack("dhcp-rack", &state).await;
+    let rack = RackProcess::start(&state, &logs.join("rack-enrol.log")).await;
+    let subnet = api
+        .create(
+            "/api/v1/subnets",
+            json!({"name": "dhcp-site", "cidr": format!("{prefix}.0/24"), "gateway": format!("{prefix}.1"),
+                   "dns_servers": [format!("{prefix}.1")], "domain": "site.internal", "lease_time_secs": 600}),
+        )
+        .await;
+    let id = subnet["id"].as_str().unwrap();
+    api.create(
+        &format!("/api/v1/subnets/{id}/ranges"),
+        json!({"start": format!("{prefix}.100"), "end": format!("{prefix}.150"), "purpose": "dynamic"}),
+    )
+    .await;
+    wait_in_sync(&api, "dhcp-rack").await;
+    rack.kill();
+    region.kill();
+    state
+}
+
+/// A udhcpc hook that records what the client was given, one line per event.
+fn udhcpc_script(dir: &Path) -> (PathBuf, PathBuf) {
+    let out = dir.join("udhcpc-events.txt");
+    let script = dir.join("udhcpc-hook.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             echo \"$1 ip=$ip mask=$mask router=$router dns=$dns domain=$domain lease=$lease serverid=$serverid\" >> {}\n\
+             case $1 in\n\
+               deconfig) ip addr flush dev $interface ;;\n\
+               bound|renew) ip addr flush dev $interface; ip addr add $ip/$mask dev $interface ;;\n\
+             esac\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, out)
+}
+
+fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|part| part.strip_prefix(&format!("{name}=")))
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn udhcpc_gets_renews_and_releases_a_lease_while_the_region_is_down() {
+    let logs = log_dir("dhcp_udhcpc");
+    let data = tempfile::tempdir().unwrap();
+    let state = enrolled_rack_with_subnet(data.path(), &logs, "10.77.0").await;
+
+    let server = Netns::create();
+    let client = Netns::create();
+    let (server_if, client_if) = veth(&server, &client, Some("10.77.0.1/24"));
+    let log = std::fs::File::create(logs.join("rack-dhcp.log")).unwrap();
+    let _rack = NamespacedRack(
+        server
+            .command(binary("edgemetal-rack"))
+            .arg("run")
+            .arg("--state-dir")
+            .arg(&state)
+            .args([
+                "--status-listen",
+                "127.0.0.1:5250",
+                "--dhcp-interface",
+                &server_if,
+            ])
+            .env("EDGEMETAL_LOG", "info,edgemetal_rack=debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+
+    let (script, events) = udhcpc_script(data.path());
+    // Without the broadcast flag: the rack must unicast to the client's hardware address.
+    // udhcpc retries (1 s apart) until the rack answers: that is the readiness check.
+    let run = |extra: &[&str]| {
+        let output = client
+            .command("udhcpc")
+            .args([
+                "-f", "-q", "-n", "-t", "20", "-T", "1", "-i", &client_if, "-s",
+            ])
+            .arg(&script)
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "udhcpc {extra:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(&[]);
+    let text = std::fs::read_to_string(&events).unwrap();
+    let bound = text
+        .lines()
+        .find(|l| l.starts_with("bound"))
+        .expect("a bound event");
+    let address: std::net::Ipv4Addr = field(bound, "ip").parse().unwrap();
+    let last = address.octets()[3];
+    assert!((100..=150).contains(&last), "{bound}");
+    assert_eq!(field(bound, "router"), "10.77.0.1");
+    assert_eq!(field(bound, "dns"), "10.77.0.1");
+    assert_eq!(field(bound, "domain"), "site.internal");
+    assert_eq!(field(bound, "lease"), "600");
+    assert_eq!(field(bound, "mask"), "24");
+    assert_eq!(field(bound, "serverid"), "10.77.0.1");
+
+    // Again, asking for the same address with the broadcast flag, then releasing it on exit.
+    std::fs::remove_file(&events).unwrap();
+    run(&["-B", "-r", &address.to_string()]);
+    let text = std::fs::read_to_string(&events).unwrap();
+    let bound = text
+        .lines()
+        .find(|l| l.starts_with("bound"))
+        .expect("a bound event");
+    assert_eq!(
+        field(bound, "ip"),
+        address.to_string(),
+        "the same client gets its address back"
+    );
+
+    let rack_leases = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &server.name,
+            "curl",
+            "-fsS",
+            "http://127.0.0.1:5250/status",
+        ])
+        .output()
+        .unwrap();
+    assert!(rack_leases.status.success());
+    let status: serde_json::Value = serde_json::from_slice(&rack_leases.stdout).unwrap();
+    assert_eq!(
+        status["link_connected"], false,
+        "served with the region down"
+    );
+}
+
+/// A dhclient hook: records what the client was given, and configures the
+/// interface itself (the stock dhclient-script would rewrite the host's
+/// /etc/resolv.conf, which the namespace shares).
+fn dhclient_script(dir: &Path) -> (PathBuf, PathBuf) {
+    let out = dir.join("dhclient-events.txt");
+    let script = dir.join("dhclient-hook.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             echo \"$reason ip=$new_ip_address router=$new_routers dns=$new_domain_name_servers lease=$new_dhcp_lease_time\" >> {}\n\
+             case $reason in\n\
+               BOUND|RENEW|REBIND|REBOOT) ip addr flush dev $interface; ip addr add $new_ip_address/24 dev $interface ;;\n\
+               RELEASE|EXPIRE|FAIL|STOP) ip addr flush dev $interface ;;\n\
+             esac\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, out)
+}
+
+#[tokio::test]
+async fn dhclient_gets_reboots_into_and_releases_its_lease() {
+    let logs = log_dir("dhcp_dhclient");
+    let data = tempfile::tempdir().unwrap();
+    let state = enrolled_rack_with_subnet(data.path(), &logs, "10.78.0").await;
+    let server = Netns::create();
+    let client = Netns::create();
+    let (server_if, client_if) = veth(&server, &client, Some("10.78.0.1/24"));
+    let log = std::fs::File::create(logs.join("rack-dhcp.log")).unwrap();
+    let _rack = NamespacedRack(
+        server
+            .command(binary("edgemetal-rack"))
+            .arg("run")
+            .arg("--state-dir")
+            .arg(&state)
+            .args([
+                "--status-listen",
+                "127.0.0.1:5250",
+                "--dhcp-interface",
+                &server_if,
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let (script, events) = dhclient_script(data.path());
+    let (leases, pid) = (
+        data.path().join("dhclient.leases"),
+        data.path().join("dhclient.pid"),
+    );
+    let dhclient = |extra: &[&str]| {
+        let output = client
+            .command("dhclient")
+            .args(extra)
+            .arg("-lf")
+            .arg(&leases)
+            .arg("-pf")
+            .arg(&pid)
+            .arg("-sf")
+            .arg(&script)
+            .arg(&client_if)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "dhclient {extra:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    // -1: one attempt (dhclient retries DISCOVER itself until the rack answers, ~60 s cap).
+    dhclient(&["-1"]);
+    let text = std::fs::read_to_string(&events).unwrap();
+    let bound = text
+        .lines()
+        .find(|l| l.starts_with("BOUND"))
+        .expect("BOUND");
+    let address = field(bound, "ip").to_string();
+    assert!(address.starts_with("10.78.0.1"), "{bound}");
+    assert_eq!(field(bound, "router"), "10.78.0.1");
+    assert_eq!(field(bound, "lease"), "600");
+
+    // Release (this also stops the dhclient daemon); the rack journals it durably.
+    dhclient(&["-r"]);
+    let journal_path = state.join("dhcp-leases.jsonl");
+    let journal = wait_until("the release in the lease journal", PATIENCE, || {
+        let path = journal_path.clone();
+        async move {
+            std::fs::read_to_string(&path)
+                .ok()
+                .filter(|j| j.contains("\"op\":\"release\""))
+        }
+    })
+    .await;
+    assert!(
+        journal.contains(&format!("\"address\":\"{address}\"")),
+        "{journal}"
+    );
+
+    // Coming back (INIT-REBOOT with the remembered lease) gets the same address.
+    std::fs::remove_file(&events).unwrap();
+    dhclient(&["-1"]);
+    let text = std::fs::read_to_string(&events).unwrap();
+    let again = text
+        .lines()
+        .find(|l| l.starts_with("BOUND") || l.starts_with("REBOOT"))
+        .expect("bound again");
+    assert_eq!(field(again, "ip"), address);
+    dhclient(&["-r"]);
+}
