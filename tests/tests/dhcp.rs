@@ -290,3 +290,167 @@ async fn dhclient_gets_reboots_into_and_releases_its_lease() {
     assert_eq!(field(again, "ip"), address);
     dhclient(&["-r"]);
 }
+
+/// A child process killed on drop (a relay, a daemon).
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_client_behind_dhcrelay_gets_an_address_from_the_relayed_subnet() {
+    let logs = log_dir("dhcp_relay");
+    let data = tempfile::tempdir().unwrap();
+    // The client's subnet is one the rack has no address on: it is reached through the relay.
+    let state = enrolled_rack_with_subnet(data.path(), &logs, "10.81.0").await;
+    let server = Netns::create();
+    let relay = Netns::create();
+    let client = Netns::create();
+    let (server_if, relay_up) = veth(&server, &relay, Some("10.82.0.1/24"));
+    relay.ip(&["addr", "add", "10.82.0.2/24", "dev", &relay_up]);
+    let (relay_down, client_if) = veth(&relay, &client, Some("10.81.0.1/24"));
+    // Replies go to the relay's address on the client subnet (giaddr).
+    server.ip(&["route", "add", "10.81.0.0/24", "via", "10.82.0.2"]);
+
+    let log = std::fs::File::create(logs.join("rack-dhcp.log")).unwrap();
+    let _rack = NamespacedRack(
+        server
+            .command(binary("edgemetal-rack"))
+            .arg("run")
+            .arg("--state-dir")
+            .arg(&state)
+            .args([
+                "--status-listen",
+                "127.0.0.1:5250",
+                "--dhcp-interface",
+                &server_if,
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let relay_log = std::fs::File::create(logs.join("dhcrelay.log")).unwrap();
+    let _relay = Guard(
+        relay
+            .command("dhcrelay")
+            // -a: add option 82 (circuit id), which the rack must echo back unchanged.
+            .args([
+                "-4",
+                "-d",
+                "-a",
+                "-id",
+                &relay_down,
+                "-iu",
+                &relay_up,
+                "10.82.0.1",
+            ])
+            .stdout(relay_log.try_clone().unwrap())
+            .stderr(relay_log)
+            .spawn()
+            .expect("dhcrelay (package isc-dhcp-relay)"),
+    );
+
+    let (script, events) = udhcpc_script(data.path());
+    let output = client
+        .command("udhcpc")
+        .args([
+            "-f", "-q", "-n", "-t", "20", "-T", "1", "-i", &client_if, "-s",
+        ])
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "udhcpc behind the relay failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(&events).unwrap();
+    let bound = text
+        .lines()
+        .find(|l| l.starts_with("bound"))
+        .expect("a bound event");
+    let address: std::net::Ipv4Addr = field(bound, "ip").parse().unwrap();
+    assert_eq!(&address.octets()[..3], &[10, 81, 0], "{bound}");
+    assert!((100..=150).contains(&address.octets()[3]), "{bound}");
+    assert_eq!(field(bound, "router"), "10.81.0.1");
+    // The rack names itself by the address the relay reached it on.
+    assert_eq!(field(bound, "serverid"), "10.82.0.1");
+}
+
+#[tokio::test]
+async fn perfdhcp_completes_hundreds_of_exchanges_without_drops() {
+    let logs = log_dir("dhcp_perfdhcp");
+    let data = tempfile::tempdir().unwrap();
+    let state = enrolled_rack_with_subnet(data.path(), &logs, "10.83.0").await;
+    let server = Netns::create();
+    let client = Netns::create();
+    let (server_if, client_if) = veth(&server, &client, Some("10.83.0.1/24"));
+    // perfdhcp acts as a relay from its own address (giaddr) on the subnet.
+    client.ip(&["addr", "add", "10.83.0.2/24", "dev", &client_if]);
+    let log = std::fs::File::create(logs.join("rack-dhcp.log")).unwrap();
+    let _rack = NamespacedRack(
+        server
+            .command(binary("edgemetal-rack"))
+            .arg("run")
+            .arg("--state-dir")
+            .arg(&state)
+            .args([
+                "--status-listen",
+                "127.0.0.1:5250",
+                "--dhcp-interface",
+                &server_if,
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    // Readiness: one client gets a lease (udhcpc retries until the rack answers).
+    let (script, _) = udhcpc_script(data.path());
+    let probe = client
+        .command("udhcpc")
+        .args([
+            "-f", "-q", "-n", "-t", "20", "-T", "1", "-i", &client_if, "-s",
+        ])
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(probe.status.success());
+    client.ip(&["addr", "replace", "10.83.0.2/24", "dev", &client_if]);
+
+    // 300 DORA exchanges among 40 clients (the pool holds 51 addresses).
+    let output = client
+        .command("perfdhcp")
+        .args([
+            "-4", "-r", "100", "-n", "300", "-R", "40", "-p", "20", "-W", "2000000", "-l",
+            &client_if,
+        ])
+        .output()
+        .expect("perfdhcp (package kea-admin)");
+    let report = String::from_utf8_lossy(&output.stdout).to_string();
+    std::fs::write(logs.join("perfdhcp.txt"), &report).unwrap();
+    let drops: Vec<&str> = report.lines().filter(|l| l.contains("drops:")).collect();
+    assert!(
+        drops.len() >= 2,
+        "perfdhcp printed no exchange statistics:\n{report}"
+    );
+    for line in drops {
+        assert!(line.contains("drops: 0"), "{line}\n{report}");
+    }
+    let sent: u64 = report
+        .lines()
+        .find(|l| l.contains("sent packets:"))
+        .and_then(|l| l.split("sent packets: ").nth(1))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(sent >= 300, "only {sent} exchanges:\n{report}");
+}
