@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod configured;
+pub mod dhcp_site;
 pub mod mosquitto;
 pub mod netns;
 pub mod packages;

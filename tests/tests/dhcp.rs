@@ -2,79 +2,15 @@
 //! from the persisted snapshot while the region is down (the WAN-cut case).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+use edgemetal_tests::dhcp_site::{
+    enrolled_rack_with_subnet, field, udhcpc_script, Guard, NamespacedRack,
+};
 use edgemetal_tests::netns::{veth, Netns};
 use edgemetal_tests::process::{binary, log_dir};
-use edgemetal_tests::site::{wait_in_sync, PATIENCE};
-use edgemetal_tests::{wait_until, RackProcess, RegionOptions, RegionProcess};
-use serde_json::json;
-
-/// A rack process inside a namespace, killed on drop.
-struct NamespacedRack(Child);
-
-impl Drop for NamespacedRack {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Prepares a rack state dir holding an applied snapshot with one subnet
-/// (`prefix.0/24`, range .100–.150, gateway and DNS .1), then stops region and rack.
-async fn enrolled_rack_with_subnet(data: &Path, logs: &Path, prefix: &str) -> PathBuf {
-    let options = RegionOptions::embedded(&data.join("region"), logs);
-    let region = RegionProcess::start(&options).await;
-    let api = region.client();
-    let state = data.join("rack");
-    region.enrol_rack("dhcp-rack", &state).await;
-    let rack = RackProcess::start(&state, &logs.join("rack-enrol.log")).await;
-    let subnet = api
-        .create(
-            "/api/v1/subnets",
-            json!({"name": "dhcp-site", "cidr": format!("{prefix}.0/24"), "gateway": format!("{prefix}.1"),
-                   "dns_servers": [format!("{prefix}.1")], "domain": "site.internal", "lease_time_secs": 600}),
-        )
-        .await;
-    let id = subnet["id"].as_str().unwrap();
-    api.create(
-        &format!("/api/v1/subnets/{id}/ranges"),
-        json!({"start": format!("{prefix}.100"), "end": format!("{prefix}.150"), "purpose": "dynamic"}),
-    )
-    .await;
-    wait_in_sync(&api, "dhcp-rack").await;
-    rack.kill();
-    region.kill();
-    state
-}
-
-/// A udhcpc hook that records what the client was given, one line per event.
-fn udhcpc_script(dir: &Path) -> (PathBuf, PathBuf) {
-    let out = dir.join("udhcpc-events.txt");
-    let script = dir.join("udhcpc-hook.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n\
-             echo \"$1 ip=$ip mask=$mask router=$router dns=$dns domain=$domain lease=$lease serverid=$serverid\" >> {}\n\
-             case $1 in\n\
-               deconfig) ip addr flush dev $interface ;;\n\
-               bound|renew) ip addr flush dev $interface; ip addr add $ip/$mask dev $interface ;;\n\
-             esac\n",
-            out.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (script, out)
-}
-
-fn field<'a>(line: &'a str, name: &str) -> &'a str {
-    line.split_whitespace()
-        .find_map(|part| part.strip_prefix(&format!("{name}=")))
-        .unwrap_or("")
-}
+use edgemetal_tests::site::PATIENCE;
+use edgemetal_tests::wait_until;
 
 #[tokio::test]
 async fn udhcpc_gets_renews_and_releases_a_lease_while_the_region_is_down() {
@@ -289,16 +225,6 @@ async fn dhclient_gets_reboots_into_and_releases_its_lease() {
         .expect("bound again");
     assert_eq!(field(again, "ip"), address);
     dhclient(&["-r"]);
-}
-
-/// A child process killed on drop (a relay, a daemon).
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test]

@@ -19,6 +19,9 @@ use crate::status::LiveStatus;
 /// Compact the journal once it holds this many records.
 const COMPACT_AFTER: usize = 10_000;
 
+/// Most datagrams handled per journal fsync.
+const MAX_BATCH: usize = 256;
+
 /// One interface the rack serves DHCP on.
 struct Served {
     name: String,
@@ -140,11 +143,22 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut dropped_seen: std::collections::HashMap<&'static str, u64> = Default::default();
     loop {
-        let (actions, interface) = tokio::select! {
+        // Group commit: handle every datagram already waiting (up to a batch),
+        // make all their lease records durable with one fsync, then send all
+        // their replies. Each reply still follows its own records to disk.
+        let mut batch: Vec<(usize, Vec<Action>)> = Vec::new();
+        tokio::select! {
             Some((index, bytes, from)) = packets.recv() => {
-                let SocketAddr::V4(source) = from else { continue };
-                let meta = RecvMeta { local_addr: served[index].address, source };
-                (engine.handle(now_secs(), &bytes, meta), index)
+                let mut next = Some((index, bytes, from));
+                while let Some((index, bytes, from)) = next.take() {
+                    if let SocketAddr::V4(source) = from {
+                        let meta = RecvMeta { local_addr: served[index].address, source };
+                        batch.push((index, engine.handle(now_secs(), &bytes, meta)));
+                    }
+                    if batch.len() < MAX_BATCH {
+                        next = packets.try_recv().ok();
+                    }
+                }
             }
             changed = snapshots.changed() => {
                 if changed.is_err() {
@@ -154,9 +168,9 @@ pub async fn run(
                 tracing::info!("DHCP reconfigured from the new snapshot");
                 continue;
             }
-            _ = tick.tick() => (engine.poll_expired(now_secs()), 0),
+            _ = tick.tick() => batch.push((0, engine.poll_expired(now_secs()))),
         };
-        carry_out(actions, &served[interface], &mut journal, &status);
+        carry_out(batch, &served, &mut journal, &status);
         for (reason, count) in engine.counters().dropped_by_reason() {
             let seen = dropped_seen.entry(reason.as_str()).or_default();
             if count > *seen {
@@ -176,32 +190,40 @@ pub async fn run(
     }
 }
 
-/// Carries out the engine's actions in order. A reply whose journal record
-/// could not be made durable is not sent: an ACK must never promise a lease
-/// a crash could forget.
-fn carry_out(actions: Vec<Action>, interface: &Served, journal: &mut Journal, status: &LiveStatus) {
-    let mut durable = true;
-    let mut pending = Vec::new();
-    for action in actions {
-        match action {
-            Action::Persist(record) => pending.push(record),
-            Action::Send { bytes, to } => {
-                if !pending.is_empty() {
-                    durable = journal.append(&pending).is_ok();
-                    if !durable {
-                        tracing::error!("cannot write the lease journal; reply withheld");
-                    }
-                    pending.clear();
-                }
-                if durable {
-                    send(interface, &bytes, to);
-                }
-            }
-            Action::Event(event) => report(event, status),
-        }
+/// Carries out a batch of the engine's actions: first every journal record
+/// in one durable append, then the replies and events in order. If the
+/// records cannot be made durable no reply is sent: an ACK must never
+/// promise a lease a crash could forget.
+fn carry_out(
+    batch: Vec<(usize, Vec<Action>)>,
+    served: &[Served],
+    journal: &mut Journal,
+    status: &LiveStatus,
+) {
+    let records: Vec<_> = batch
+        .iter()
+        .flat_map(|(_, actions)| actions)
+        .filter_map(|action| match action {
+            Action::Persist(record) => Some(record.clone()),
+            _ => None,
+        })
+        .collect();
+    let durable = records.is_empty() || journal.append(&records).is_ok();
+    if !durable {
+        tracing::error!(
+            records = records.len(),
+            "cannot write the lease journal; replies withheld"
+        );
     }
-    if !pending.is_empty() && journal.append(&pending).is_err() {
-        tracing::error!("cannot write the lease journal");
+    for (index, actions) in batch {
+        for action in actions {
+            match action {
+                Action::Persist(_) => {}
+                Action::Send { bytes, to } if durable => send(&served[index], &bytes, to),
+                Action::Send { .. } => {}
+                Action::Event(event) => report(event, status),
+            }
+        }
     }
 }
 

@@ -1,0 +1,131 @@
+//! Shared set-ups for DHCP tests and benchmarks: an enrolled rack whose
+//! persisted snapshot holds one subnet, started inside a namespace, and
+//! client hooks that record what a DHCP client was given.
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+
+use serde_json::json;
+
+use crate::netns::Netns;
+use crate::process::binary;
+use crate::site::wait_in_sync;
+use crate::{RackProcess, RegionOptions, RegionProcess};
+
+/// A rack process inside a namespace, killed on drop.
+pub struct NamespacedRack(pub Child);
+
+impl Drop for NamespacedRack {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A child process killed on drop (a relay, a daemon).
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Prepares a rack state dir holding an applied snapshot with one subnet
+/// (`prefix.0/24`, range .100–.150, gateway and DNS .1), then stops region and rack.
+pub async fn enrolled_rack_with_subnet(data: &Path, logs: &Path, prefix: &str) -> PathBuf {
+    enrolled_rack_with(
+        data,
+        logs,
+        &format!("{prefix}.0/24"),
+        &format!("{prefix}.1"),
+        &format!("{prefix}.100"),
+        &format!("{prefix}.150"),
+    )
+    .await
+}
+
+/// Like [`enrolled_rack_with_subnet`] for any subnet, gateway and dynamic range.
+pub async fn enrolled_rack_with(
+    data: &Path,
+    logs: &Path,
+    cidr: &str,
+    gateway: &str,
+    start: &str,
+    end: &str,
+) -> PathBuf {
+    let options = RegionOptions::embedded(&data.join("region"), logs);
+    let region = RegionProcess::start(&options).await;
+    let api = region.client();
+    let state = data.join("rack");
+    region.enrol_rack("dhcp-rack", &state).await;
+    let rack = RackProcess::start(&state, &logs.join("rack-enrol.log")).await;
+    let subnet = api
+        .create(
+            "/api/v1/subnets",
+            json!({"name": "dhcp-site", "cidr": cidr, "gateway": gateway,
+                   "dns_servers": [gateway], "domain": "site.internal", "lease_time_secs": 600}),
+        )
+        .await;
+    let id = subnet["id"].as_str().unwrap();
+    api.create(
+        &format!("/api/v1/subnets/{id}/ranges"),
+        json!({"start": start, "end": end, "purpose": "dynamic"}),
+    )
+    .await;
+    wait_in_sync(&api, "dhcp-rack").await;
+    rack.kill();
+    region.kill();
+    state
+}
+
+/// A udhcpc hook that records what the client was given, one line per event.
+pub fn udhcpc_script(dir: &Path) -> (PathBuf, PathBuf) {
+    let out = dir.join("udhcpc-events.txt");
+    let script = dir.join("udhcpc-hook.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             echo \"$1 ip=$ip mask=$mask router=$router dns=$dns domain=$domain lease=$lease serverid=$serverid\" >> {}\n\
+             case $1 in\n\
+               deconfig) ip addr flush dev $interface ;;\n\
+               bound|renew) ip addr flush dev $interface; ip addr add $ip/$mask dev $interface ;;\n\
+             esac\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, out)
+}
+
+/// The value of `name=` in a hook's event line.
+pub fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|part| part.strip_prefix(&format!("{name}=")))
+        .unwrap_or("")
+}
+
+/// Starts the rack from `state` inside `ns`, serving DHCP on `interface`.
+pub fn start_rack_in(ns: &Netns, state: &Path, interface: &str, log: &Path) -> NamespacedRack {
+    let log = std::fs::File::create(log).unwrap();
+    NamespacedRack(
+        ns.command(binary("edgemetal-rack"))
+            .arg("run")
+            .arg("--state-dir")
+            .arg(state)
+            .args([
+                "--status-listen",
+                "127.0.0.1:5250",
+                "--dhcp-interface",
+                interface,
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
