@@ -262,7 +262,9 @@ fn report(event: LeaseEvent, status: &LiveStatus) {
         | LeaseEvent::Renewed(lease)
         | LeaseEvent::Released(lease)
         | LeaseEvent::Expired(lease)
-        | LeaseEvent::Declined(lease) => tracing::info!(
+        // Per-lease lines are debug: at thousands of leases a second the
+        // metrics carry the rates, the journal the facts.
+        | LeaseEvent::Declined(lease) => tracing::debug!(
             event = event_name(&event),
             mac = %lease.mac,
             address = %lease.address,
