@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use edgemetal_tests::dhcp_site::{
-    enrolled_rack_with_subnet, field, udhcpc_script, Guard, NamespacedRack,
+    enrolled_rack_with_subnet, field, start_rack_in, udhcpc_script, Guard, NamespacedRack,
 };
 use edgemetal_tests::netns::{veth, Netns};
 use edgemetal_tests::process::{binary, log_dir};
@@ -379,4 +379,111 @@ async fn perfdhcp_completes_hundreds_of_exchanges_without_drops() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
     assert!(sent >= 300, "only {sent} exchanges:\n{report}");
+}
+
+/// Addresses and the clients their bind records name, from the lease journal.
+fn binds(journal: &str) -> Vec<(String, String)> {
+    journal
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|record| record["op"] == "bind")
+        .map(|record| {
+            (
+                record["lease"]["address"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                record["lease"]["client_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+fn acks(report: &str) -> u64 {
+    // The REQUEST-ACK section's "received packets" line.
+    report
+        .split("***Statistics for: REQUEST-ACK***")
+        .nth(1)
+        .and_then(|section| {
+            section
+                .lines()
+                .find_map(|l| l.strip_prefix("received packets: "))
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_rack_killed_under_load_keeps_every_acknowledged_lease_and_never_doubles_one() {
+    let logs = log_dir("dhcp_crash");
+    let data = tempfile::tempdir().unwrap();
+    let state = enrolled_rack_with_subnet(data.path(), &logs, "10.84.0").await;
+    let server = Netns::create();
+    let client = Netns::create();
+    let (server_if, client_if) = veth(&server, &client, Some("10.84.0.1/24"));
+    client.ip(&["addr", "add", "10.84.0.2/24", "dev", &client_if]);
+    let journal_path = state.join("dhcp-leases.jsonl");
+    let perfdhcp = |clients: &str| {
+        client
+            .command("perfdhcp")
+            .args([
+                "-4", "-r", "50", "-n", "100", "-R", clients, "-W", "1000000", "-l", &client_if,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("perfdhcp")
+    };
+
+    // Load, and kill -9 the rack once some leases are on disk.
+    let rack = start_rack_in(&server, &state, &server_if, &logs.join("rack-1.log"));
+    let load = perfdhcp("20");
+    wait_until("some leases in the journal", PATIENCE, || {
+        let path = journal_path.clone();
+        async move {
+            (binds(&std::fs::read_to_string(&path).unwrap_or_default()).len() >= 10).then_some(())
+        }
+    })
+    .await;
+    drop(rack); // SIGKILL
+    let report = String::from_utf8_lossy(&load.wait_with_output().unwrap().stdout).to_string();
+    std::fs::write(logs.join("perfdhcp-1.txt"), &report).unwrap();
+    let acked = acks(&report);
+    let journaled = binds(&std::fs::read_to_string(&journal_path).unwrap());
+    assert!(acked > 0, "{report}");
+    assert!(
+        journaled.len() as u64 >= acked,
+        "{acked} ACKs were sent but only {} binds are durable",
+        journaled.len()
+    );
+
+    // Restart from the journal and serve other clients: no address may go
+    // to a second client while its first lease runs (600 s, longer than the test).
+    let _rack = start_rack_in(&server, &state, &server_if, &logs.join("rack-2.log"));
+    let (script, _) = udhcpc_script(data.path());
+    let probe = client
+        .command("udhcpc")
+        .args([
+            "-f", "-q", "-n", "-t", "20", "-T", "1", "-i", &client_if, "-s",
+        ])
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(probe.status.success(), "the restarted rack serves");
+    client.ip(&["addr", "replace", "10.84.0.2/24", "dev", &client_if]);
+    let report =
+        String::from_utf8_lossy(&perfdhcp("20").wait_with_output().unwrap().stdout).to_string();
+    std::fs::write(logs.join("perfdhcp-2.txt"), &report).unwrap();
+    assert!(acks(&report) > 0, "{report}");
+    let mut owner = std::collections::HashMap::new();
+    for (address, client_id) in binds(&std::fs::read_to_string(&journal_path).unwrap()) {
+        let first = owner
+            .entry(address.clone())
+            .or_insert_with(|| client_id.clone());
+        assert_eq!(*first, client_id, "{address} was given to two clients");
+    }
 }
