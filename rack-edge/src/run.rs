@@ -6,6 +6,8 @@ use std::sync::{Arc, RwLock};
 use anyhow::Context;
 use rand::RngCore;
 
+use edgemetal_protocol::{HealthState, ServiceKind};
+
 use crate::config::RackConfig;
 use crate::link::session::LinkKeys;
 use crate::link::{mqtt, Session};
@@ -75,6 +77,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         link_connected: AtomicBool::new(false),
         metrics: Metrics::new(),
         snapshots: tokio::sync::watch::channel(None).0,
+        services: RwLock::new(Vec::new()),
     });
     if let Some(snapshot) = &applied {
         status.set_applied(snapshot.clone());
@@ -99,8 +102,11 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
             status.clone(),
         );
         tokio::spawn(async move {
-            if let Err(error) = crate::dhcp::server::run(interfaces, port, &dir, status).await {
-                tracing::error!(error = %format!("{error:#}"), "DHCP server stopped");
+            let result = crate::dhcp::server::run(interfaces, port, &dir, status.clone()).await;
+            if let Err(error) = result {
+                let detail = format!("{error:#}");
+                tracing::error!(error = %detail, "DHCP server stopped");
+                status.set_health(ServiceKind::Dhcp, HealthState::Down, detail);
             }
         });
     }
@@ -121,7 +127,8 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         counters,
         nonce,
     )
-    .with_previous_keys(previous);
+    .with_previous_keys(previous)
+    .with_services((!config.dhcp_interfaces.is_empty()).then_some(ServiceKind::Dhcp));
     let settings = mqtt::LinkSettings {
         broker,
         heartbeat: config.heartbeat_interval(),

@@ -85,6 +85,11 @@ pub async fn run(
         });
     }
     anyhow::ensure!(!served.is_empty(), "no DHCP interface");
+    status.set_health(
+        edgemetal_protocol::ServiceKind::Dhcp,
+        edgemetal_protocol::HealthState::Healthy,
+        "",
+    );
     let addresses: Vec<Ipv4Addr> = served.iter().map(|s| s.address).collect();
     let server_id = addresses[0];
 

@@ -224,11 +224,14 @@ pub async fn run(
                 }
             },
             _ = heartbeat.tick(), if connected => {
-                let health = vec![ServiceHealth {
+                let mut health = vec![ServiceHealth {
                     service: ServiceKind::Link,
                     state: HealthState::Healthy,
                     detail: String::new(),
                 }];
+                if let Ok(services) = status.services.read() {
+                    health.extend(services.iter().cloned());
+                }
                 let counters = vec![edgemetal_protocol::Counter {
                     name: "link_rejected_total".into(),
                     value: status.metrics.rejected_total(),

@@ -114,6 +114,12 @@ impl Session {
         self
     }
 
+    /// The services the rack runs besides the link, announced in its hello.
+    pub fn with_services(mut self, services: impl IntoIterator<Item = ServiceKind>) -> Self {
+        self.services.extend(services);
+        self
+    }
+
     /// The current link keys.
     pub fn keys(&self) -> &LinkKeys {
         &self.keys

@@ -25,6 +25,27 @@ pub struct LiveStatus {
     pub metrics: Metrics,
     /// Every applied snapshot, for the services that serve from it.
     pub snapshots: tokio::sync::watch::Sender<Option<ConfigSnapshot>>,
+    /// Health of the services besides the link, as they report it.
+    pub services: RwLock<Vec<edgemetal_protocol::ServiceHealth>>,
+}
+
+impl LiveStatus {
+    /// Records a service's health (replacing its previous report).
+    pub fn set_health(
+        &self,
+        service: edgemetal_protocol::ServiceKind,
+        state: edgemetal_protocol::HealthState,
+        detail: impl Into<String>,
+    ) {
+        if let Ok(mut services) = self.services.write() {
+            services.retain(|health| health.service != service);
+            services.push(edgemetal_protocol::ServiceHealth {
+                service,
+                state,
+                detail: detail.into(),
+            });
+        }
+    }
 }
 
 impl LiveStatus {
@@ -61,6 +82,11 @@ async fn status_json(State(status): State<Arc<LiveStatus>>) -> impl IntoResponse
     Json(serde_json::json!({
         "rack_id": status.rack_id.as_str(),
         "link_connected": status.link_connected.load(Ordering::Relaxed),
+        "services": status.services.read().map(|s| s.iter().map(|h| serde_json::json!({
+            "service": format!("{:?}", h.service),
+            "state": format!("{:?}", h.state),
+            "detail": h.detail,
+        })).collect::<Vec<_>>()).unwrap_or_default(),
         "applied_generation": applied.as_ref().map(|s| s.generation.0),
         "subnets": applied.as_ref().map(|s| s.subnets.iter().map(|subnet| serde_json::json!({
             "id": subnet.id,
