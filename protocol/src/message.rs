@@ -25,6 +25,8 @@ pub enum UpMessage {
     Status(RackStatus),
     /// The rack now seals with the key of this epoch (itself sealed with it).
     RekeyAck(RekeyAck),
+    /// Events the rack queued on disk, oldest first.
+    Events(Vec<RackEvent>),
 }
 
 impl UpMessage {
@@ -36,6 +38,7 @@ impl UpMessage {
             UpMessage::SnapshotAck(_) => Channel::SnapshotAck,
             UpMessage::Status(_) => Channel::Status,
             UpMessage::RekeyAck(_) => Channel::RekeyAck,
+            UpMessage::Events(_) => Channel::Events,
         }
     }
 }
@@ -47,6 +50,8 @@ pub enum DownMessage {
     Snapshot(ConfigSnapshot),
     /// A new link secret for the next key epoch (key rotation).
     Rekey(Rekey),
+    /// Every queued event up to and including this id is stored; the rack may forget them.
+    EventsAck(u64),
 }
 
 impl DownMessage {
@@ -55,6 +60,7 @@ impl DownMessage {
         match self {
             DownMessage::Snapshot(_) => Channel::Snapshot,
             DownMessage::Rekey(_) => Channel::Rekey,
+            DownMessage::EventsAck(_) => Channel::EventsAck,
         }
     }
 }
@@ -174,6 +180,66 @@ pub enum RackStatus {
     Online,
     /// Disconnected (last will) or shutting down cleanly.
     Offline,
+}
+
+/// One event a rack queued durably and delivers until the region acks it.
+/// Ids grow by one per rack, so the region can apply each exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RackEvent {
+    /// Position in the rack's queue.
+    pub id: u64,
+    /// When it happened, ms since the epoch (rack clock).
+    pub at_ms: u64,
+    /// What happened.
+    pub kind: RackEventKind,
+}
+
+/// What a rack reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RackEventKind {
+    /// A DHCP lease changed.
+    Lease(LeaseReport),
+    /// A machine the rack has no reservation for is network-booting.
+    Discovery(Discovery),
+}
+
+/// What happened to a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaseChange {
+    /// Bound to an address the client did not hold.
+    New,
+    /// Extended.
+    Renewed,
+    /// Given back.
+    Released,
+    /// Ran out.
+    Expired,
+    /// The client found the address in use; it is quarantined.
+    Declined,
+}
+
+/// A lease as the rack holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseReport {
+    /// What happened.
+    pub change: LeaseChange,
+    /// The region's subnet id.
+    pub subnet_id: String,
+    /// The address.
+    pub address: Ipv4Addr,
+    /// The client's hardware address.
+    pub mac: MacAddress,
+    /// When the lease ends, seconds since the epoch.
+    pub expires_at_secs: u64,
+}
+
+/// A network-booting machine the rack has no reservation for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discovery {
+    /// Its hardware address.
+    pub mac: MacAddress,
+    /// Its DHCP option 93 client architecture, if sent.
+    pub arch: Option<u16>,
 }
 
 /// A new link secret, sent sealed under the current one.

@@ -38,13 +38,17 @@ pub enum Channel {
     Rekey,
     /// The rack's proof that it switched to the new key. Up.
     RekeyAck,
+    /// Queued rack events (leases, discoveries), in order. Up.
+    Events,
+    /// The region's acknowledgement of queued events. Down.
+    EventsAck,
 }
 
 impl Channel {
     /// The direction messages on this channel travel.
     pub fn direction(self) -> Direction {
         match self {
-            Channel::Snapshot | Channel::Rekey => Direction::Down,
+            Channel::Snapshot | Channel::Rekey | Channel::EventsAck => Direction::Down,
             _ => Direction::Up,
         }
     }
@@ -59,6 +63,8 @@ impl Channel {
             Channel::Snapshot => "snapshot",
             Channel::Rekey => "rekey",
             Channel::RekeyAck => "rekey-ack",
+            Channel::Events => "events",
+            Channel::EventsAck => "events-ack",
         }
     }
 
@@ -71,6 +77,8 @@ impl Channel {
             "snapshot" => Channel::Snapshot,
             "rekey" => Channel::Rekey,
             "rekey-ack" => Channel::RekeyAck,
+            "events" => Channel::Events,
+            "events-ack" => Channel::EventsAck,
             _ => return None,
         };
         (channel.direction() == direction).then_some(channel)

@@ -157,8 +157,8 @@ proptest! {
     }
 
     #[test]
-    fn topics_round_trip(rack in rack_id(), which in 0usize..7) {
-        let channel = [Channel::Hello, Channel::Heartbeat, Channel::SnapshotAck, Channel::Status, Channel::Snapshot, Channel::Rekey, Channel::RekeyAck][which % 7];
+    fn topics_round_trip(rack in rack_id(), which in 0usize..9) {
+        let channel = [Channel::Hello, Channel::Heartbeat, Channel::SnapshotAck, Channel::Status, Channel::Snapshot, Channel::Rekey, Channel::RekeyAck, Channel::Events, Channel::EventsAck][which % 9];
         let topic = Topic::new(rack, channel);
         prop_assert_eq!(Topic::parse(&topic.to_string()).unwrap(), topic);
     }

@@ -94,15 +94,20 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         }
     });
 
+    let events = crate::state::SharedQueue::new(
+        crate::state::EventQueue::open(&config.state_dir).context("cannot open the event queue")?,
+    );
     if !config.dhcp_interfaces.is_empty() {
-        let (interfaces, port, dir, status) = (
+        let (interfaces, port, dir, status, events) = (
             config.dhcp_interfaces.clone(),
             config.http_boot_port,
             config.state_dir.clone(),
             status.clone(),
+            events.clone(),
         );
         tokio::spawn(async move {
-            let result = crate::dhcp::server::run(interfaces, port, &dir, status.clone()).await;
+            let result =
+                crate::dhcp::server::run(interfaces, port, &dir, status.clone(), events).await;
             if let Err(error) = result {
                 let detail = format!("{error:#}");
                 tracing::error!(error = %detail, "DHCP server stopped");
@@ -141,6 +146,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         counters: counters_file,
         state_dir: config.state_dir.clone(),
         identity: bundle,
+        events: events.clone(),
     };
     tokio::select! {
         _ = mqtt::run(settings, session, files, status) => {}

@@ -55,6 +55,21 @@ pub async fn enrolled_rack_with(
     start: &str,
     end: &str,
 ) -> PathBuf {
+    enrolled_rack_keeping_region(data, logs, cidr, gateway, start, end)
+        .await
+        .0
+}
+
+/// Like [`enrolled_rack_with`], also returning how the region was started,
+/// to start it again on the same data and broker port.
+pub async fn enrolled_rack_keeping_region(
+    data: &Path,
+    logs: &Path,
+    cidr: &str,
+    gateway: &str,
+    start: &str,
+    end: &str,
+) -> (PathBuf, RegionOptions) {
     let options = RegionOptions::embedded(&data.join("region"), logs);
     let region = RegionProcess::start(&options).await;
     let api = region.client();
@@ -77,7 +92,7 @@ pub async fn enrolled_rack_with(
     wait_in_sync(&api, "dhcp-rack").await;
     rack.kill();
     region.kill();
-    state
+    (state, options)
 }
 
 /// A udhcpc hook that records what the client was given, one line per event.

@@ -287,6 +287,7 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/rack-identities", vec!["get"]),
         ("/api/v1/racks/{id}/revoke", vec!["post"]),
         ("/api/v1/racks/{id}/rotate-key", vec!["post"]),
+        ("/api/v1/leases", vec!["get"]),
     ];
     assert_eq!(
         paths.len(),

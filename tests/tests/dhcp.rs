@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use edgemetal_tests::dhcp_site::{
-    enrolled_rack_with_subnet, field, start_rack_in, udhcpc_script, Guard, NamespacedRack,
+    enrolled_rack_keeping_region, enrolled_rack_with_subnet, field, start_rack_in, udhcpc_script,
+    Guard, NamespacedRack,
 };
 use edgemetal_tests::netns::{veth, Netns};
 use edgemetal_tests::process::{binary, log_dir};
 use edgemetal_tests::site::PATIENCE;
-use edgemetal_tests::wait_until;
+use edgemetal_tests::{wait_until, RackProcess, RegionProcess};
 
 #[tokio::test]
 async fn udhcpc_gets_renews_and_releases_a_lease_while_the_region_is_down() {
@@ -486,4 +487,102 @@ async fn a_rack_killed_under_load_keeps_every_acknowledged_lease_and_never_doubl
             .or_insert_with(|| client_id.clone());
         assert_eq!(*first, client_id, "{address} was given to two clients");
     }
+}
+
+#[tokio::test]
+async fn leases_and_discoveries_made_while_the_region_is_down_reach_it_when_it_returns() {
+    let logs = log_dir("dhcp_events");
+    let data = tempfile::tempdir().unwrap();
+    let (state, options) = enrolled_rack_keeping_region(
+        data.path(),
+        &logs,
+        "10.85.0.0/24",
+        "10.85.0.1",
+        "10.85.0.100",
+        "10.85.0.150",
+    )
+    .await;
+    let server = Netns::create();
+    let client = Netns::create();
+    let (server_if, client_if) = veth(&server, &client, Some("10.85.0.1/24"));
+    let rack = start_rack_in(&server, &state, &server_if, &logs.join("rack-dhcp.log"));
+    // A PXE client (vendor class PXEClient, option 93 = x64 UEFI) the region has never seen.
+    let (script, events) = udhcpc_script(data.path());
+    let output = client
+        .command("udhcpc")
+        .args([
+            "-f",
+            "-q",
+            "-n",
+            "-t",
+            "20",
+            "-T",
+            "1",
+            "-V",
+            "PXEClient",
+            "-x",
+            "0x5d:0007",
+        ])
+        .args(["-i", &client_if, "-s"])
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(&events).unwrap();
+    let bound = text
+        .lines()
+        .find(|l| l.starts_with("bound"))
+        .expect("bound");
+    let address = field(bound, "ip").to_string();
+    drop(rack);
+    let queued = std::fs::read_to_string(state.join("events.jsonl")).unwrap();
+    assert!(
+        queued.contains("Discovery") && queued.contains("Lease"),
+        "{queued}"
+    );
+
+    // The region comes back; the rack (now reachable) delivers its queue in order.
+    let region = RegionProcess::start(&options).await;
+    let api = region.client();
+    let _rack = RackProcess::start(&state, &logs.join("rack-link.log")).await;
+    let lease = wait_until("the lease in the region", PATIENCE, || {
+        let api = api.clone();
+        let address = address.clone();
+        async move {
+            let leases = api.get("/api/v1/leases").await;
+            leases
+                .as_array()?
+                .iter()
+                .find(|l| l["address"] == address.as_str() && l["state"] == "bound")
+                .cloned()
+        }
+    })
+    .await;
+    let mac = lease["mac"].as_str().unwrap().to_string();
+    let machines = api.get("/api/v1/machines").await;
+    let machine = machines
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mac"] == mac.as_str())
+        .unwrap_or_else(|| panic!("the PXE client {mac} was not enlisted: {machines}"));
+    assert_eq!(machine["architecture"], "amd64");
+    // Acknowledged events leave the rack's queue.
+    wait_until("the rack's queue to drain", PATIENCE, || {
+        let path = state.join("events.jsonl");
+        async move {
+            std::fs::read_to_string(&path)
+                .map(|t| t.trim().is_empty())
+                .unwrap_or(true)
+                .then_some(())
+        }
+    })
+    .await;
+    let filtered = api.get(&format!("/api/v1/leases?mac={mac}")).await;
+    assert_eq!(filtered.as_array().unwrap().len(), 1);
 }

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use edgemetal_protocol::ConfigSnapshot;
+use edgemetal_protocol::{ConfigSnapshot, Discovery, LeaseChange, LeaseReport, RackEventKind};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::{Action, Destination, Engine, EngineConfig, Journal, LeaseEvent, RecvMeta};
+use crate::state::SharedQueue;
 use crate::status::LiveStatus;
 
 /// Compact the journal once it holds this many records.
@@ -72,6 +73,7 @@ pub async fn run(
     http_port: u16,
     state_dir: &Path,
     status: Arc<LiveStatus>,
+    events: Arc<SharedQueue>,
 ) -> anyhow::Result<()> {
     let mut served = Vec::new();
     for name in interfaces {
@@ -175,7 +177,7 @@ pub async fn run(
             }
             _ = tick.tick() => batch.push((0, engine.poll_expired(now_secs()))),
         };
-        carry_out(batch, &served, &mut journal, &status);
+        carry_out(batch, &served, &mut journal, &status, &events);
         for (reason, count) in engine.counters().dropped_by_reason() {
             let seen = dropped_seen.entry(reason.as_str()).or_default();
             if count > *seen {
@@ -204,6 +206,7 @@ fn carry_out(
     served: &[Served],
     journal: &mut Journal,
     status: &LiveStatus,
+    events: &SharedQueue,
 ) {
     let records: Vec<_> = batch
         .iter()
@@ -220,15 +223,24 @@ fn carry_out(
             "cannot write the lease journal; replies withheld"
         );
     }
+    let mut reports = Vec::new();
     for (index, actions) in batch {
         for action in actions {
             match action {
                 Action::Persist(_) => {}
                 Action::Send { bytes, to } if durable => send(&served[index], &bytes, to),
                 Action::Send { .. } => {}
-                Action::Event(event) => report(event, status),
+                Action::Event(event) => {
+                    reports.extend(to_rack_event(&event));
+                    report(event, status);
+                }
             }
         }
+    }
+    // Queued for the region (durably, in order); the link delivers them when it can.
+    let at_ms = now_secs() * 1000;
+    if let Err(error) = events.push(at_ms, reports) {
+        tracing::error!(%error, "cannot queue lease events for the region");
     }
 }
 
@@ -278,6 +290,30 @@ fn report(event: LeaseEvent, status: &LiveStatus) {
             "lease"
         ),
     }
+}
+
+/// The region's view of an engine event.
+fn to_rack_event(event: &LeaseEvent) -> Option<RackEventKind> {
+    let (change, lease) = match event {
+        LeaseEvent::New(lease) => (LeaseChange::New, lease),
+        LeaseEvent::Renewed(lease) => (LeaseChange::Renewed, lease),
+        LeaseEvent::Released(lease) => (LeaseChange::Released, lease),
+        LeaseEvent::Expired(lease) => (LeaseChange::Expired, lease),
+        LeaseEvent::Declined(lease) => (LeaseChange::Declined, lease),
+        LeaseEvent::UnknownPxeClient { mac, arch } => {
+            return Some(RackEventKind::Discovery(Discovery {
+                mac: *mac,
+                arch: *arch,
+            }))
+        }
+    };
+    Some(RackEventKind::Lease(LeaseReport {
+        change,
+        subnet_id: lease.subnet_id.clone(),
+        address: lease.address,
+        mac: lease.mac,
+        expires_at_secs: lease.expires_at,
+    }))
 }
 
 fn event_name(event: &LeaseEvent) -> &'static str {

@@ -42,7 +42,12 @@ pub struct StateFiles {
     pub state_dir: std::path::PathBuf,
     /// The identity as persisted.
     pub identity: edgemetal_protocol::enrolment::EnrolmentBundle,
+    /// Events to deliver to the region.
+    pub events: Arc<crate::state::SharedQueue>,
 }
+
+/// Most events per message.
+const EVENTS_PER_MESSAGE: usize = 200;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -68,6 +73,32 @@ async fn persist_counters(session: &mut Session, file: &CountersFile) -> bool {
             tracing::error!(%error, "counter persistence task failed");
             false
         }
+    }
+}
+
+/// Sends the queued events not yet sent on this connection, in order.
+async fn deliver_events(
+    session: &mut Session,
+    files: &StateFiles,
+    sent: &mut u64,
+    send: &impl Fn(Outgoing),
+) {
+    loop {
+        let batch = files
+            .events
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pending_after(*sent, EVENTS_PER_MESSAGE);
+        let Some(last) = batch.last().map(|e| e.id) else {
+            return;
+        };
+        let message = session.events(now_ms(), batch);
+        if !persist_counters(session, &files.counters).await {
+            return;
+        }
+        send(message);
+        *sent = last;
     }
 }
 
@@ -130,6 +161,8 @@ pub async fn run(
         }
     };
 
+    // Highest event id sent on this connection; resent from the ack on reconnect.
+    let mut events_sent = 0u64;
     let mut heartbeat = tokio::time::interval(settings.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut connected = false;
@@ -149,6 +182,8 @@ pub async fn run(
                             send(message);
                         }
                     }
+                    events_sent = files.events.queue.lock().unwrap_or_else(|e| e.into_inner()).acked();
+                    deliver_events(&mut session, &files, &mut events_sent, &send).await;
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     let inbound = session.on_publish(now_ms(), &publish.topic, &publish.payload, publish.retain);
@@ -200,6 +235,12 @@ pub async fn run(
                                 Err(error) => tracing::error!(%error, "cannot persist the new link key; staying on the old one"),
                             }
                         }
+                        Inbound::EventsAcked(up_to) => {
+                            let acked = files.events.queue.lock().unwrap_or_else(|e| e.into_inner()).ack(up_to);
+                            if let Err(error) = acked {
+                                tracing::error!(%error, "cannot trim the event queue");
+                            }
+                        }
                         Inbound::Answer(answer) => {
                             if persist_counters(&mut session, &files.counters).await {
                                 send(answer);
@@ -223,7 +264,14 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             },
+            _ = files.events.added.notified(), if connected => {
+                deliver_events(&mut session, &files, &mut events_sent, &send).await;
+            }
             _ = heartbeat.tick(), if connected => {
+                // Anything sent but still unacknowledged a heartbeat later is sent again;
+                // the region applies each event id once.
+                events_sent = files.events.queue.lock().unwrap_or_else(|e| e.into_inner()).acked();
+                deliver_events(&mut session, &files, &mut events_sent, &send).await;
                 let mut health = vec![ServiceHealth {
                     service: ServiceKind::Link,
                     state: HealthState::Healthy,

@@ -58,6 +58,8 @@ pub enum Inbound {
     Answer(Outgoing),
     /// A new link key: persist it, then call [`Session::rekeyed`].
     Rekey(LinkKeys),
+    /// The region stored every queued event up to this id.
+    EventsAcked(u64),
     /// The payload was dropped; the reason is a metric label.
     Dropped(&'static str, String),
 }
@@ -203,6 +205,11 @@ impl Session {
         self.outgoing(now_ms, UpMessage::Heartbeat(heartbeat), false)
     }
 
+    /// Queued events to deliver, oldest first.
+    pub fn events(&mut self, now_ms: u64, events: Vec<edgemetal_protocol::RackEvent>) -> Outgoing {
+        self.outgoing(now_ms, UpMessage::Events(events), false)
+    }
+
     /// Handles a payload received on `topic`; `retained` when the broker
     /// delivered it from its retained store rather than live.
     pub fn on_publish(
@@ -215,7 +222,10 @@ impl Session {
         match Topic::parse(topic) {
             Ok(parsed)
                 if parsed.rack_id == self.rack_id
-                    && matches!(parsed.channel, Channel::Snapshot | Channel::Rekey) => {}
+                    && matches!(
+                        parsed.channel,
+                        Channel::Snapshot | Channel::Rekey | Channel::EventsAck
+                    ) => {}
             _ => return Inbound::Dropped("bad_topic", format!("unexpected topic {topic}")),
         }
         let frame = match seal::parse(payload) {
@@ -265,6 +275,14 @@ impl Session {
         };
         let snapshot = match envelope.body {
             DownMessage::Snapshot(snapshot) => snapshot,
+            DownMessage::EventsAck(up_to) => {
+                if replayed {
+                    return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
+                }
+                self.counters.down_high_water = sequence;
+                self.counters_dirty = true;
+                return Inbound::EventsAcked(up_to);
+            }
             DownMessage::Rekey(rekey) => {
                 if replayed {
                     return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));

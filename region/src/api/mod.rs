@@ -9,6 +9,7 @@ mod auth;
 mod enrolment;
 mod error;
 mod extract;
+mod leases;
 mod machines;
 mod policy;
 mod racks;
@@ -124,6 +125,7 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(enrolment::list_rack_identities))
         .routes(routes!(enrolment::revoke_rack))
         .routes(routes!(enrolment::rotate_rack_key))
+        .routes(routes!(leases::list_leases))
         .split_for_parts()
 }
 

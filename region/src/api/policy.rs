@@ -85,6 +85,7 @@ const RULES: &[Rule] = &[
     rule(Method::GET, "/api-keys/{id}", Admin, "api_key.get"),
     rule(Method::DELETE, "/api-keys/{id}", Admin, "api_key.revoke"),
     rule(Method::GET, "/audit", Admin, "audit.list"),
+    rule(Method::GET, "/leases", ReadOnly, "lease.list"),
     rule(
         Method::GET,
         "/enrolment-tokens",

@@ -14,6 +14,8 @@ pub enum FollowUp {
     SendSnapshot,
     /// The rack proved it holds the new key: make it current, re-seal the snapshot.
     PromoteKey(u32),
+    /// Tell the rack its queued events up to this id are stored.
+    AckEvents(u64),
 }
 
 /// Applies one message; tells whether the rack needs the current snapshot.
@@ -76,6 +78,13 @@ pub async fn apply(store: &Store, inbound: &Inbound) -> Result<FollowUp, StoreEr
             store.mark_rack_offline(&inbound.rack_id).await?;
             tracing::warn!(rack = %inbound.rack_id, "rack went offline");
             Ok(FollowUp::None)
+        }
+        UpMessage::Events(events) => {
+            let applied = store
+                .apply_rack_events(inbound.rack_id.as_str(), events)
+                .await?;
+            tracing::debug!(rack = %inbound.rack_id, events = events.len(), applied, "rack events stored");
+            Ok(FollowUp::AckEvents(applied))
         }
         UpMessage::RekeyAck(ack) => {
             // Only a frame sealed under the pending key (epoch + 1) proves the switch.

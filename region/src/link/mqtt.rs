@@ -320,6 +320,10 @@ impl Link {
                     }
                 }
             }
+            Ok(FollowUp::AckEvents(up_to)) => {
+                self.publish_down(&inbound.rack_id, DownMessage::EventsAck(up_to), false)
+                    .await;
+            }
             Ok(FollowUp::None) => {}
             Err(error) => {
                 tracing::error!(rack = %inbound.rack_id, %error, "cannot record rack message")

@@ -16,6 +16,7 @@
 mod api_keys;
 mod audit;
 mod identities;
+mod leases;
 mod machines;
 mod racks;
 mod subnets;
@@ -33,6 +34,7 @@ pub use audit::{AuditEntry, NewAuditEntry, MAX_AUDIT_PAGE};
 pub use identities::{
     CreatedEnrolmentToken, EnrolError, EnrolmentToken, NewIdentity, RackIdentity,
 };
+pub use leases::LeaseRecord;
 pub use machines::{Machine, NewMachine};
 pub use racks::{RackHello, RackRecord};
 pub use subnets::{IpRangeRecord, IpRangeSpec, SubnetRecord, SubnetSpec};

@@ -1,0 +1,149 @@
+//! Leases and discoveries reported by racks. Each rack's events carry
+//! consecutive ids; applying them and recording the highest id happen in one
+//! transaction, so a redelivered batch changes nothing.
+
+use edgemetal_protocol::{LeaseChange, RackEvent, RackEventKind};
+use serde::Serialize;
+use sqlx::Row;
+use utoipa::ToSchema;
+
+use super::{new_id, now_ms, Store, StoreError};
+
+/// A lease as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LeaseRecord {
+    /// The subnet's id.
+    pub subnet_id: String,
+    /// The address.
+    pub address: String,
+    /// The client's hardware address.
+    pub mac: String,
+    /// `bound`, `released`, `expired` or `declined`.
+    pub state: String,
+    /// When it ends, ms since the epoch.
+    pub expires_ms: i64,
+    /// The rack that reported it.
+    pub rack_id: String,
+    /// Last report, ms since the epoch.
+    pub updated_ms: i64,
+}
+
+/// The architecture name the region uses for a DHCP option 93 code.
+fn architecture(arch: Option<u16>) -> &'static str {
+    match arch {
+        Some(10 | 11 | 19) => "arm64",
+        Some(6) => "i386",
+        _ => "amd64",
+    }
+}
+
+impl Store {
+    /// Applies a rack's events with ids above what was applied before;
+    /// returns the highest id now applied (the ack to send back).
+    pub async fn apply_rack_events(
+        &self,
+        rack_id: &str,
+        events: &[RackEvent],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let applied: i64 = sqlx::query_scalar("SELECT events_applied FROM racks WHERE id = $1")
+            .bind(rack_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::not_found("rack", rack_id))?;
+        let already = applied as u64;
+        let mut applied = already;
+        let now = now_ms();
+        for event in events.iter().filter(|e| e.id > already) {
+            if event.id != applied + 1 {
+                // A gap: an earlier batch was lost on the way. Stop here; the
+                // rack resends from our ack, so order is kept.
+                break;
+            }
+            match &event.kind {
+                RackEventKind::Lease(lease) => {
+                    let state = match lease.change {
+                        LeaseChange::New | LeaseChange::Renewed => "bound",
+                        LeaseChange::Released => "released",
+                        LeaseChange::Expired => "expired",
+                        LeaseChange::Declined => "declined",
+                    };
+                    sqlx::query(
+                        "INSERT INTO leases (subnet_id, address, mac, state, expires_ms, rack_id, updated_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (subnet_id, address) DO UPDATE \
+                         SET mac = $3, state = $4, expires_ms = $5, rack_id = $6, updated_ms = $7",
+                    )
+                    .bind(&lease.subnet_id)
+                    .bind(lease.address.to_string())
+                    .bind(lease.mac.to_string())
+                    .bind(state)
+                    .bind((lease.expires_at_secs as i64).saturating_mul(1000))
+                    .bind(rack_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                RackEventKind::Discovery(discovery) => {
+                    // Enlistment: a machine that network-boots and is unknown is created.
+                    let mac = discovery.mac.to_string();
+                    let known: Option<String> =
+                        sqlx::query_scalar("SELECT id FROM machines WHERE mac = $1")
+                            .bind(&mac)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if known.is_none() {
+                        sqlx::query(
+                            "INSERT INTO machines (id, mac, hostname, architecture, created_ms) \
+                             VALUES ($1, $2, $3, $4, $5)",
+                        )
+                        .bind(new_id())
+                        .bind(&mac)
+                        .bind(format!("machine-{}", mac.replace(':', "")))
+                        .bind(architecture(discovery.arch))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        tracing::info!(%mac, rack = rack_id, "enlisted a network-booting machine");
+                    }
+                }
+            }
+            applied = event.id;
+        }
+        sqlx::query("UPDATE racks SET events_applied = $1 WHERE id = $2")
+            .bind(applied as i64)
+            .bind(rack_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// Leases, optionally of one subnet or one MAC, by address.
+    pub async fn list_leases(
+        &self,
+        subnet_id: Option<&str>,
+        mac: Option<&str>,
+    ) -> Result<Vec<LeaseRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT subnet_id, address, mac, state, expires_ms, rack_id, updated_ms FROM leases \
+             WHERE ($1 = '' OR subnet_id = $1) AND ($2 = '' OR mac = $2) ORDER BY subnet_id, address",
+        )
+        .bind(subnet_id.unwrap_or(""))
+        .bind(mac.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LeaseRecord {
+                    subnet_id: row.try_get("subnet_id")?,
+                    address: row.try_get("address")?,
+                    mac: row.try_get("mac")?,
+                    state: row.try_get("state")?,
+                    expires_ms: row.try_get("expires_ms")?,
+                    rack_id: row.try_get("rack_id")?,
+                    updated_ms: row.try_get("updated_ms")?,
+                })
+            })
+            .collect()
+    }
+}
