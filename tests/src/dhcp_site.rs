@@ -144,3 +144,17 @@ pub fn start_rack_in(ns: &Netns, state: &Path, interface: &str, log: &Path) -> N
             .unwrap(),
     )
 }
+
+/// Runs busybox udhcpc once in `ns` on `interface` with the hook `script`:
+/// it retries (20 times, 1 s apart) until a server answers, then exits.
+pub fn udhcpc(ns: &Netns, interface: &str, script: &Path, extra: &[&str]) -> std::process::Output {
+    ns.command("udhcpc")
+        .args([
+            "-f", "-q", "-n", "-t", "20", "-T", "1", "-i", interface, "-s",
+        ])
+        .arg(script)
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("udhcpc (package udhcpc)")
+}

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use edgemetal_tests::dhcp_site::{
-    enrolled_rack_keeping_region, enrolled_rack_with_subnet, field, start_rack_in, udhcpc_script,
-    Guard, NamespacedRack,
+    enrolled_rack_keeping_region, enrolled_rack_with_subnet, field, start_rack_in, udhcpc,
+    udhcpc_script, Guard,
 };
 use edgemetal_tests::netns::{veth, Netns};
-use edgemetal_tests::process::{binary, log_dir};
+use edgemetal_tests::process::log_dir;
 use edgemetal_tests::site::PATIENCE;
 use edgemetal_tests::{wait_until, RackProcess, RegionProcess};
 
@@ -22,25 +22,7 @@ async fn udhcpc_gets_renews_and_releases_a_lease_while_the_region_is_down() {
     let server = Netns::create();
     let client = Netns::create();
     let (server_if, client_if) = veth(&server, &client, Some("10.77.0.1/24"));
-    let log = std::fs::File::create(logs.join("rack-dhcp.log")).unwrap();
-    let _rack = NamespacedRack(
-        server
-            .command(binary("edgemetal-rack"))
-            .arg("run")
-            .arg("--state-dir")
-            .arg(&state)
-            .args([
-                "--status-listen",
-                "127.0.0.1:5250",
-                "--dhcp-interface",
-                &server_if,
-            ])
-            .env("EDGEMETAL_LOG", "info,edgemetal_rack=debug")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _rack = start_rack_in(&server, &state, &server_if, &logs.join("rack-dhcp.log"));
 
     let (script, events) = udhcpc_script(data.path());
     // Without the broadcast flag: the rack must unicast to the client's hardware address.
@@ -144,24 +126,7 @@ async fn dhclient_gets_reboots_into_and_releases_its_lease() {
     let server = Netns::create();
     let client = Netns::create();
     let (server_if, client_if) = veth(&server, &client, Some("10.78.0.1/24"));
-    let log = std::fs::File::create(logs.join("rack-dhcp.log")).unwrap();
-    let _rack = NamespacedRack(
-        server
-            .command(binary("edgemetal-rack"))
-            .arg("run")
-            .arg("--state-dir")
-            .arg(&state)
-            .args([
-                "--status-listen",
-                "127.0.0.1:5250",
-                "--dhcp-interface",
-                &server_if,
-            ])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _rack = start_rack_in(&server, &state, &server_if, &logs.join("rack-dhcp.log"));
     let (script, events) = dhclient_script(data.path());
     let (leases, pid) = (
         data.path().join("dhclient.leases"),
@@ -243,24 +208,7 @@ async fn a_client_behind_dhcrelay_gets_an_address_from_the_relayed_subnet() {
     // Replies go to the relay's address on the client subnet (giaddr).
     server.ip(&["route", "add", "10.81.0.0/24", "via", "10.82.0.2"]);
 
-    let log = std::fs::File::create(logs.join("rack-dhcp.log")).unwrap();
-    let _rack = NamespacedRack(
-        server
-            .command(binary("edgemetal-rack"))
-            .arg("run")
-            .arg("--state-dir")
-            .arg(&state)
-            .args([
-                "--status-listen",
-                "127.0.0.1:5250",
-                "--dhcp-interface",
-                &server_if,
-            ])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _rack = start_rack_in(&server, &state, &server_if, &logs.join("rack-dhcp.log"));
     let relay_log = std::fs::File::create(logs.join("dhcrelay.log")).unwrap();
     let _relay = Guard(
         relay
@@ -283,15 +231,7 @@ async fn a_client_behind_dhcrelay_gets_an_address_from_the_relayed_subnet() {
     );
 
     let (script, events) = udhcpc_script(data.path());
-    let output = client
-        .command("udhcpc")
-        .args([
-            "-f", "-q", "-n", "-t", "20", "-T", "1", "-i", &client_if, "-s",
-        ])
-        .arg(&script)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let output = udhcpc(&client, &client_if, &script, &[]);
     assert!(
         output.status.success(),
         "udhcpc behind the relay failed: {}{}",
@@ -321,35 +261,10 @@ async fn perfdhcp_completes_hundreds_of_exchanges_without_drops() {
     let (server_if, client_if) = veth(&server, &client, Some("10.83.0.1/24"));
     // perfdhcp acts as a relay from its own address (giaddr) on the subnet.
     client.ip(&["addr", "add", "10.83.0.2/24", "dev", &client_if]);
-    let log = std::fs::File::create(logs.join("rack-dhcp.log")).unwrap();
-    let _rack = NamespacedRack(
-        server
-            .command(binary("edgemetal-rack"))
-            .arg("run")
-            .arg("--state-dir")
-            .arg(&state)
-            .args([
-                "--status-listen",
-                "127.0.0.1:5250",
-                "--dhcp-interface",
-                &server_if,
-            ])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _rack = start_rack_in(&server, &state, &server_if, &logs.join("rack-dhcp.log"));
     // Readiness: one client gets a lease (udhcpc retries until the rack answers).
     let (script, _) = udhcpc_script(data.path());
-    let probe = client
-        .command("udhcpc")
-        .args([
-            "-f", "-q", "-n", "-t", "20", "-T", "1", "-i", &client_if, "-s",
-        ])
-        .arg(&script)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let probe = udhcpc(&client, &client_if, &script, &[]);
     assert!(probe.status.success());
     client.ip(&["addr", "replace", "10.83.0.2/24", "dev", &client_if]);
 
@@ -465,15 +380,7 @@ async fn a_rack_killed_under_load_keeps_every_acknowledged_lease_and_never_doubl
     // to a second client while its first lease runs (600 s, longer than the test).
     let _rack = start_rack_in(&server, &state, &server_if, &logs.join("rack-2.log"));
     let (script, _) = udhcpc_script(data.path());
-    let probe = client
-        .command("udhcpc")
-        .args([
-            "-f", "-q", "-n", "-t", "20", "-T", "1", "-i", &client_if, "-s",
-        ])
-        .arg(&script)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let probe = udhcpc(&client, &client_if, &script, &[]);
     assert!(probe.status.success(), "the restarted rack serves");
     client.ip(&["addr", "replace", "10.84.0.2/24", "dev", &client_if]);
     let report =
