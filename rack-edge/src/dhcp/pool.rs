@@ -24,6 +24,10 @@ pub struct Pool {
     reservations: HashMap<MacAddress, Ipv4Addr>,
     /// Reservation addresses, the network, broadcast, gateway and rack addresses.
     excluded: BTreeSet<Ipv4Addr>,
+    /// Where the next scan starts: just past the last address handed out.
+    /// Without it every allocation rescans all the leased addresses before
+    /// it, which makes filling a /16 quadratic.
+    cursor: std::cell::Cell<u32>,
 }
 
 impl Pool {
@@ -72,6 +76,7 @@ impl Pool {
             kept_out: ranges_of(RangePurpose::Reserved),
             reservations,
             excluded,
+            cursor: std::cell::Cell::new(0),
         }
     }
 
@@ -168,11 +173,25 @@ impl Pool {
     }
 
     fn scan(&self, mut usable: impl FnMut(Ipv4Addr) -> bool) -> Option<Ipv4Addr> {
-        self.dynamic
-            .iter()
-            .flat_map(|range| range.clone())
+        let cursor = self.cursor.get();
+        // From the cursor to the end of the ranges, then from their start back to it.
+        let after = self.dynamic.iter().filter_map(|range| {
+            let start = (*range.start()).max(cursor);
+            (start <= *range.end()).then(|| start..=*range.end())
+        });
+        let before = self.dynamic.iter().filter_map(|range| {
+            let end = (*range.end()).min(cursor.checked_sub(1)?);
+            (*range.start() <= end).then(|| *range.start()..=end)
+        });
+        let found = after
+            .chain(before)
+            .flatten()
             .map(Ipv4Addr::from)
-            .find(|address| self.is_dynamic(*address) && usable(*address))
+            .find(|address| self.is_dynamic(*address) && usable(*address));
+        if let Some(address) = found {
+            self.cursor.set(u32::from(address).wrapping_add(1));
+        }
+        found
     }
 }
 
