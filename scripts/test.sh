@@ -13,6 +13,11 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v udhcpc >/dev/null 2>&1 || missing+=(udhcpc)
 command -v dhclient >/dev/null 2>&1 || missing+=(isc-dhcp-client)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v perfdhcp >/dev/null 2>&1 || [[ -x /usr/sbin/perfdhcp ]] || missing+=(kea-admin)
+command -v dhcrelay >/dev/null 2>&1 || [[ -x /usr/sbin/dhcrelay ]] || missing+=(isc-dhcp-relay)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+[[ -f /usr/lib/ipxe/qemu/pxe-e1000.rom ]] || missing+=(ipxe-qemu)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
