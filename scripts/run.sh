@@ -31,7 +31,8 @@ trap cleanup EXIT INT TERM
 "$BIN/edgemetal-region" serve 2>"$DATA/region.log" &
 pids+=($!)
 for _ in $(seq 1 200); do
-    curl -fsS "http://$API/healthz" >/dev/null 2>&1 && break
+    # bash's /dev/tcp: no curl needed on a fresh machine.
+    (exec 3<>"/dev/tcp/${API%:*}/${API##*:}") 2>/dev/null && break
     kill -0 "${pids[0]}" 2>/dev/null || { cat "$DATA/region.log"; exit 1; }
     sleep 0.05
 done
