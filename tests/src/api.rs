@@ -121,4 +121,22 @@ impl ApiClient {
             .await
             .expect("metrics text")
     }
+
+    /// Sends a request that must fail with `status` and the JSON error `code`.
+    pub async fn expect_error(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        status: StatusCode,
+        code: &str,
+    ) {
+        let (got, response) = self.call(method.clone(), path, body).await;
+        assert_eq!(got, status, "{method} {path}: {response}");
+        assert_eq!(response["code"], code, "{method} {path}: {response}");
+        assert!(
+            response["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{response}"
+        );
+    }
 }
