@@ -35,20 +35,7 @@ impl ConfiguredRegion {
         http: SocketAddr,
         env: &[(&str, String)],
     ) -> ConfiguredRegion {
-        let output = command(options, http, env)
-            .args(["api-key", "create", "--name", "test"])
-            .output()
-            .expect("run api-key create");
-        assert!(
-            output.status.success(),
-            "api-key create failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let api_key = String::from_utf8(output.stdout)
-            .expect("utf-8 key")
-            .trim()
-            .to_string();
-        crate::secrets::remember(&api_key);
+        let api_key = options.create_api_key();
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -146,6 +146,13 @@ impl RegionOptions {
         }
     }
 
+    /// Creates an admin API key with the region binary (recorded as a secret).
+    pub fn create_api_key(&self) -> String {
+        let api_key = self.admin(&["api-key", "create", "--name", "test"]);
+        crate::secrets::remember(&api_key);
+        api_key
+    }
+
     /// Runs an administrative subcommand of the region binary; returns its stdout.
     pub fn admin(&self, args: &[&str]) -> String {
         let output = RegionProcess::command(self, ports::free_loopback())
@@ -203,20 +210,7 @@ impl RegionProcess {
     /// Creates an API key, starts the region and waits until its API answers.
     pub async fn start(options: &RegionOptions) -> RegionProcess {
         let http = ports::free_loopback();
-        let output = Self::command(options, http)
-            .args(["api-key", "create", "--name", "test"])
-            .output()
-            .expect("run api-key create");
-        assert!(
-            output.status.success(),
-            "api-key create failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let api_key = String::from_utf8(output.stdout)
-            .expect("utf-8 key")
-            .trim()
-            .to_string();
-        crate::secrets::remember(&api_key);
+        let api_key = options.create_api_key();
         let mut command = Self::command(options, http);
         command.arg("serve");
         let child = spawn_logged(command, &options.log);

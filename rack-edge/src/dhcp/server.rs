@@ -208,12 +208,19 @@ fn carry_out(
     status: &LiveStatus,
     events: &SharedQueue,
 ) {
-    let records: Vec<_> = batch
-        .iter()
-        .flat_map(|(_, actions)| actions)
-        .filter_map(|action| match action {
-            Action::Persist(record) => Some(record.clone()),
-            _ => None,
+    // Take the records out by value; replies and events keep their order.
+    let mut records = Vec::new();
+    let batch: Vec<(usize, Vec<Action>)> = batch
+        .into_iter()
+        .map(|(index, actions)| {
+            let mut rest = Vec::with_capacity(actions.len());
+            for action in actions {
+                match action {
+                    Action::Persist(record) => records.push(record),
+                    other => rest.push(other),
+                }
+            }
+            (index, rest)
         })
         .collect();
     let durable = records.is_empty() || journal.append(&records).is_ok();

@@ -202,6 +202,15 @@ impl Store {
         Ok(ids)
     }
 
+    /// How many racks are online.
+    pub async fn count_online_racks(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM racks WHERE online = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// All racks, ordered by id.
     pub async fn list_racks(&self) -> Result<Vec<RackRecord>, StoreError> {
         let generation = self.generation().await?;

@@ -297,6 +297,17 @@ async fn load_subnets(
     Ok(subnets)
 }
 
+/// One subnet with its ranges, or `NotFound`.
+async fn load_subnet(
+    executor: &mut sqlx::AnyConnection,
+    id: &str,
+) -> Result<SubnetRecord, StoreError> {
+    load_subnets(executor, Some(id))
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::not_found("subnet", id))
+}
+
 async fn check_no_subnet_overlap(
     tx: &mut Transaction<'static, Any>,
     spec: &SubnetSpec,
@@ -332,10 +343,7 @@ impl Store {
     /// One subnet with its ranges.
     pub async fn get_subnet(&self, id: &str) -> Result<SubnetRecord, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        load_subnets(&mut conn, Some(id))
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::not_found("subnet", id))
+        load_subnet(&mut conn, id).await
     }
 
     /// Creates a subnet; bumps the configuration generation.
@@ -375,10 +383,7 @@ impl Store {
     ) -> Result<SubnetRecord, StoreError> {
         validate_subnet(&spec)?;
         let mut tx = self.begin_config_change().await?;
-        let current = load_subnets(&mut tx, Some(id))
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::not_found("subnet", id))?;
+        let current = load_subnet(&mut tx, id).await?;
         check_no_subnet_overlap(&mut tx, &spec, Some(id)).await?;
         for range in &current.ranges {
             validate_range(&spec.cidr, &range.spec).map_err(|_| {
@@ -435,10 +440,7 @@ impl Store {
         spec: IpRangeSpec,
     ) -> Result<IpRangeRecord, StoreError> {
         let mut tx = self.begin_config_change().await?;
-        let subnet = load_subnets(&mut tx, Some(subnet_id))
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::not_found("subnet", subnet_id))?;
+        let subnet = load_subnet(&mut tx, subnet_id).await?;
         check_range(&subnet, &spec, None)?;
         let id = new_id();
         sqlx::query(
@@ -480,10 +482,7 @@ impl Store {
         spec: IpRangeSpec,
     ) -> Result<IpRangeRecord, StoreError> {
         let mut tx = self.begin_config_change().await?;
-        let subnet = load_subnets(&mut tx, Some(subnet_id))
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::not_found("subnet", subnet_id))?;
+        let subnet = load_subnet(&mut tx, subnet_id).await?;
         if !subnet.ranges.iter().any(|r| r.id == range_id) {
             return Err(StoreError::not_found("range", range_id));
         }
