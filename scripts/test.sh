@@ -18,6 +18,11 @@ command -v dhcrelay >/dev/null 2>&1 || [[ -x /usr/sbin/dhcrelay ]] || missing+=(
 command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
 [[ -f /usr/lib/ipxe/qemu/pxe-e1000.rom ]] || missing+=(ipxe-qemu)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v tftp >/dev/null 2>&1 || missing+=(tftp-hpa)
+command -v atftp >/dev/null 2>&1 || missing+=(atftp)
+[[ -f /usr/lib/ipxe/undionly.kpxe ]] || missing+=(ipxe)
+command -v ipmi_sim >/dev/null 2>&1 || missing+=(openipmi)
+command -v ipmitool >/dev/null 2>&1 || missing+=(ipmitool)
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

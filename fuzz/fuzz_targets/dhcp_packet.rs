@@ -32,10 +32,18 @@ fn engine() -> Engine {
                 address: Ipv4Addr::new(10, 0, 0, 50),
                 hostname: Some("fixed".into()),
             }],
+            dhcp_racks: Vec::new(),
+            held_elsewhere: Vec::new(),
         }],
     };
     let rack = Ipv4Addr::new(10, 0, 0, 2);
-    Engine::new(EngineConfig::from_snapshot(&snapshot, &[rack], rack, 5248))
+    Engine::new(EngineConfig::from_snapshot(
+        &snapshot,
+        &edgemetal_protocol::RackId::new("fuzz").unwrap(),
+        &[rack],
+        rack,
+        5248,
+    ))
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -153,6 +153,8 @@ pub fn snapshot(generation: u64, reservations: u32) -> ConfigSnapshot {
                     hostname: (n % 3 != 0).then(|| format!("node-{n:05}")),
                 })
                 .collect(),
+            dhcp_racks: Vec::new(),
+            held_elsewhere: Vec::new(),
         }],
     }
 }

@@ -99,6 +99,8 @@ fn snapshot(reservations: u32) -> Envelope<DownMessage> {
                         hostname: Some(format!("node-{n:06}")),
                     })
                     .collect(),
+                dhcp_racks: Vec::new(),
+                held_elsewhere: Vec::new(),
             }],
         }),
     )

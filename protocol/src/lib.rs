@@ -16,9 +16,11 @@
 extern crate alloc;
 
 pub mod broker_url;
+pub mod dhcp_peers;
 pub mod enrolment;
 pub mod envelope;
 pub mod message;
+pub mod power;
 pub mod seal;
 pub mod topic;
 pub mod types;
@@ -26,6 +28,7 @@ pub mod types;
 pub use broker_url::{BrokerUrl, InvalidBrokerUrl};
 pub use envelope::{DecodeError, Envelope};
 pub use message::*;
+pub use power::*;
 pub use topic::{Channel, Direction, Topic, TopicError};
 pub use types::*;
 

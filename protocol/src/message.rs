@@ -321,6 +321,32 @@ pub struct SubnetConfig {
     pub ranges: Vec<IpRange>,
     /// Fixed addresses for known machines.
     pub reservations: Vec<Reservation>,
+    /// The racks that serve DHCP on this subnet, sorted by id, with their
+    /// presence as the region sees it. Empty: every rack that receives the
+    /// subnet serves all of it. See [`crate::dhcp_peers`] for how they share it.
+    pub dhcp_racks: Vec<DhcpPeer>,
+    /// Addresses leased by a rack outside its own slice of the pool (after a
+    /// takeover, or a change of `dhcp_racks`). The slice's owner must not
+    /// hand them out while they are listed.
+    pub held_elsewhere: Vec<HeldAddress>,
+}
+
+/// One rack serving DHCP on a subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DhcpPeer {
+    /// The rack.
+    pub rack_id: RackId,
+    /// Whether the region sees it online; its clients are taken over when not.
+    pub online: bool,
+}
+
+/// An address some rack holds a lease on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldAddress {
+    /// The leased address.
+    pub address: Ipv4Addr,
+    /// The rack holding the lease.
+    pub rack_id: RackId,
 }
 
 /// What an address range is for.

@@ -66,6 +66,8 @@ fn subnet() -> impl Strategy<Value = SubnetConfig> {
                     lease_time_secs: lease,
                     ranges,
                     reservations,
+                    dhcp_racks: Vec::new(),
+                    held_elsewhere: Vec::new(),
                 }
             },
         )

@@ -1,11 +1,16 @@
 //! Builds the configuration snapshot a rack serves from.
 
-use edgemetal_protocol::{ConfigSnapshot, Generation, IpRange, SubnetConfig};
+use std::collections::HashSet;
 
-use crate::store::{Store, StoreError};
+use edgemetal_protocol::{
+    dhcp_peers, ConfigSnapshot, DhcpPeer, Generation, HeldAddress, IpRange, RackId, Reservation,
+    SubnetConfig,
+};
 
-/// The current snapshot. Every rack receives every subnet for now; per-rack
-/// subnet assignment arrives with the DHCP work.
+use crate::store::{now_ms, Store, StoreError};
+
+/// The current snapshot; every rack receives the same one and serves the
+/// subnets whose DHCP racks include it (see [`edgemetal_protocol::dhcp_peers`]).
 ///
 /// The generation is read *before* the data: if a change lands in between,
 /// the snapshot carries newer data under an older generation (and the newer
@@ -13,29 +18,89 @@ use crate::store::{Store, StoreError};
 pub async fn build(store: &Store) -> Result<ConfigSnapshot, StoreError> {
     let generation = store.generation().await?;
     let subnets = store.list_subnets().await?;
+    let reservations = store.list_reservations(None).await?;
+    let online: HashSet<String> = store
+        .list_racks()
+        .await?
+        .into_iter()
+        .filter(|rack| rack.status == "online")
+        .map(|rack| rack.id)
+        .collect();
+    let mut enrolled: Vec<RackId> = store
+        .list_identities()
+        .await?
+        .into_iter()
+        .filter(|identity| identity.revoked_ms.is_none())
+        .filter_map(|identity| RackId::new(&identity.rack_id).ok())
+        .collect();
+    enrolled.sort();
+    let now = now_ms();
+    let leases = store.list_leases(None, None).await?;
+
+    let mut configs = Vec::with_capacity(subnets.len());
+    for subnet in subnets {
+        let mut racks = if subnet.spec.dhcp_racks.is_empty() {
+            enrolled.clone()
+        } else {
+            subnet.spec.dhcp_racks.clone()
+        };
+        racks.sort();
+        let mut config = SubnetConfig {
+            id: subnet.id.clone(),
+            name: subnet.spec.name,
+            cidr: subnet.spec.cidr,
+            gateway: subnet.spec.gateway,
+            dns_servers: subnet.spec.dns_servers,
+            domain: subnet.spec.domain,
+            lease_time_secs: subnet.spec.lease_time_secs,
+            ranges: subnet
+                .ranges
+                .into_iter()
+                .map(|range| IpRange {
+                    start: range.spec.start,
+                    end: range.spec.end,
+                    purpose: range.spec.purpose.into(),
+                })
+                .collect(),
+            reservations: reservations
+                .iter()
+                .filter(|r| r.subnet_id == subnet.id)
+                .map(|r| Reservation {
+                    mac: r.spec.mac,
+                    address: r.spec.address,
+                    hostname: r.spec.hostname.clone(),
+                })
+                .collect(),
+            dhcp_racks: racks
+                .into_iter()
+                .map(|rack_id| DhcpPeer {
+                    online: online.contains(rack_id.as_str()),
+                    rack_id,
+                })
+                .collect(),
+            held_elsewhere: Vec::new(),
+        };
+        // Bindings a rack holds outside its own slice (takeovers, or slices
+        // moved by a change of racks): the slice's owner must not reuse them.
+        config.held_elsewhere = leases
+            .iter()
+            .filter(|lease| lease.subnet_id == config.id)
+            .filter(|lease| lease.state == "bound" && lease.expires_ms > now)
+            .filter_map(|lease| {
+                let address = lease.address.parse().ok()?;
+                let owner = dhcp_peers::slice_owner(&config, address)?;
+                (config.dhcp_racks[owner].rack_id.as_str() != lease.rack_id).then(|| {
+                    Some(HeldAddress {
+                        address,
+                        rack_id: RackId::new(&lease.rack_id).ok()?,
+                    })
+                })?
+            })
+            .collect();
+        configs.push(config);
+    }
     Ok(ConfigSnapshot {
         generation: Generation(generation),
-        subnets: subnets
-            .into_iter()
-            .map(|subnet| SubnetConfig {
-                id: subnet.id,
-                name: subnet.spec.name,
-                cidr: subnet.spec.cidr,
-                gateway: subnet.spec.gateway,
-                dns_servers: subnet.spec.dns_servers,
-                domain: subnet.spec.domain,
-                lease_time_secs: subnet.spec.lease_time_secs,
-                ranges: subnet
-                    .ranges
-                    .into_iter()
-                    .map(|range| IpRange {
-                        start: range.spec.start,
-                        end: range.spec.end,
-                        purpose: range.spec.purpose.into(),
-                    })
-                    .collect(),
-                reservations: Vec::new(),
-            })
-            .collect(),
+        subnets: configs,
     })
 }

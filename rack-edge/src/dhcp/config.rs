@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use edgemetal_protocol::{ConfigSnapshot, SubnetConfig};
+use edgemetal_protocol::{ConfigSnapshot, RackId, SubnetConfig};
 
 /// How long an offered address is held for the client's REQUEST.
 pub const DEFAULT_OFFER_SECS: u64 = 60;
@@ -23,6 +23,8 @@ pub struct ServedSubnet {
 /// What the engine serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
+    /// This rack: decides its share of subnets other racks serve too.
+    pub rack_id: RackId,
     /// The served subnets.
     pub subnets: Vec<ServedSubnet>,
     /// Option 54 in every reply; clients unicast renewals to it.
@@ -36,10 +38,12 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// Serves every subnet of `snapshot`. A subnet's local address is the
-    /// rack address inside it; subnets with none are relayed and face `server_id`.
+    /// Serves the subnets of `snapshot` that list `rack_id` among their DHCP
+    /// racks, or list none. A subnet's local address is the rack address
+    /// inside it; subnets with none are relayed and face `server_id`.
     pub fn from_snapshot(
         snapshot: &ConfigSnapshot,
+        rack_id: &RackId,
         rack_addresses: &[Ipv4Addr],
         server_id: Ipv4Addr,
         http_port: u16,
@@ -47,6 +51,13 @@ impl EngineConfig {
         let subnets = snapshot
             .subnets
             .iter()
+            .filter(|subnet| {
+                subnet.dhcp_racks.is_empty()
+                    || subnet
+                        .dhcp_racks
+                        .iter()
+                        .any(|peer| peer.rack_id == *rack_id)
+            })
             .map(|subnet| ServedSubnet {
                 local_addr: rack_addresses
                     .iter()
@@ -57,6 +68,7 @@ impl EngineConfig {
             })
             .collect();
         EngineConfig {
+            rack_id: rack_id.clone(),
             subnets,
             server_id,
             http_port,

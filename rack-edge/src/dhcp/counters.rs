@@ -35,6 +35,8 @@ pub enum DropReason {
     UnknownLease,
     /// The reply could not be encoded.
     EncodeFailed,
+    /// Another rack serving the subnet answers this client or address.
+    PeerServes,
 }
 
 impl DropReason {
@@ -55,6 +57,7 @@ impl DropReason {
             DropReason::ForeignServer => "foreign_server",
             DropReason::PoolExhausted => "pool_exhausted",
             DropReason::UnknownLease => "unknown_lease",
+            DropReason::PeerServes => "peer_serves",
             DropReason::EncodeFailed => "encode_failed",
         }
     }

@@ -20,6 +20,7 @@ use super::config::{EngineConfig, ServedSubnet};
 use super::counters::{Counters, DropReason};
 use super::journal::JournalRecord;
 use super::leases::{Lease, LeaseState, LeaseTable};
+use super::peers::{Peers, Takeover};
 use super::pool::Pool;
 use super::wire::{self, ClientMessage, Reply, Request, ServerMessage};
 
@@ -66,7 +67,11 @@ impl Engine {
             .subnets
             .iter()
             .map(|served| Subnet {
-                pool: Pool::new(&served.config, &[served.local_addr, config.server_id]),
+                pool: Pool::new(
+                    &served.config,
+                    &[served.local_addr, config.server_id],
+                    Peers::new(&served.config, &config.rack_id),
+                ),
                 served: served.clone(),
             })
             .collect();
@@ -171,6 +176,15 @@ impl Engine {
         }
         let subnet = &self.subnets[index];
         let client = request.client_id();
+        let known_here = self
+            .leases
+            .find_client(&subnet.served.config.id, &client)
+            .is_some_and(|lease| lease.holds_address(now));
+        if !known_here && !subnet.pool.peers().answers(&client.0) {
+            // A peer rack answers this client; both answering would only
+            // make the client choose (safely: the slices are disjoint).
+            return Err(DropReason::PeerServes);
+        }
         let address = subnet
             .pool
             .choose(
@@ -218,6 +232,9 @@ impl Engine {
             .ok_or(DropReason::NoSubnet)?;
         let subnet = &self.subnets[index];
         let client = request.client_id();
+        if !self.answers_request(now, index, request, &client, address) {
+            return Err(DropReason::PeerServes);
+        }
         let allowed = subnet.served.config.cidr.contains(address)
             && subnet
                 .pool
@@ -329,6 +346,46 @@ impl Engine {
             Destination::Broadcast { port: 68 }
         };
         self.send_to(request, ack, to, actions)
+    }
+
+    /// Whether this rack, not a peer, answers a REQUEST for `address` on a
+    /// subnet several racks serve. Outside its own slice it answers only for
+    /// bindings it holds, and takes over an offline peer's client only when
+    /// the client already uses the address (RENEWING/REBINDING carry it in
+    /// ciaddr): the peer gave that address to this client alone. An
+    /// INIT-REBOOT for such an address gets silence, as RFC 2131 asks of a
+    /// server with no record, and the client falls back to DISCOVER.
+    fn answers_request(
+        &self,
+        now: u64,
+        index: usize,
+        request: &Request,
+        client: &super::leases::ClientId,
+        address: Ipv4Addr,
+    ) -> bool {
+        let subnet = &self.subnets[index];
+        let peers = subnet.pool.peers();
+        if !peers.is_shared() || !subnet.served.config.cidr.contains(address) {
+            return true;
+        }
+        let held_here = self
+            .leases
+            .get(address)
+            .is_some_and(|lease| &lease.client_id == client && lease.holds_address(now));
+        if held_here {
+            return true;
+        }
+        if subnet.pool.reservation(request.mac) == Some(address) {
+            return peers.answers(&client.0);
+        }
+        if peers.held_by_other(address) {
+            return false;
+        }
+        match peers.takeover(address) {
+            Takeover::Own | Takeover::NoSlice => true,
+            Takeover::OwnerOnline => false,
+            Takeover::OwnerOffline => !request.ciaddr.is_unspecified(),
+        }
     }
 
     /// The subnet a request belongs to: the relay's, else the one holding the
@@ -472,3 +529,7 @@ mod tests;
 #[cfg(test)]
 #[path = "engine_edge_tests.rs"]
 mod edge_tests;
+
+#[cfg(test)]
+#[path = "engine_peer_tests.rs"]
+mod peer_tests;

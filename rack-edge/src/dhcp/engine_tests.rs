@@ -41,6 +41,8 @@ pub(super) fn subnet(
             purpose: RangePurpose::Dynamic,
         }],
         reservations: vec![],
+        dhcp_racks: vec![],
+        held_elsewhere: vec![],
     }
 }
 
@@ -63,7 +65,13 @@ pub(super) fn engine() -> Engine {
         generation: Generation(1),
         subnets: vec![direct, relayed],
     };
-    Engine::new(EngineConfig::from_snapshot(&snapshot, &[RACK], RACK, 8080))
+    Engine::new(EngineConfig::from_snapshot(
+        &snapshot,
+        &edgemetal_protocol::RackId::new("rack-a").unwrap(),
+        &[RACK],
+        RACK,
+        8080,
+    ))
 }
 
 pub(super) fn meta() -> RecvMeta {

@@ -6,6 +6,7 @@
 //! The pieces, each one concern:
 //!
 //! - [`pool`]: which addresses of a subnet a client may have, from the snapshot.
+//! - [`peers`]: this rack's share of a subnet that several racks serve.
 //! - [`leases`]: the lease table and its expiry.
 //! - [`boot`]: the network-boot answer (PXE, iPXE, UEFI HTTP) as a data table.
 //! - [`journal`]: crash-safe persistence of the lease table (the one part
@@ -28,6 +29,7 @@ pub mod counters;
 pub mod engine;
 pub mod journal;
 pub mod leases;
+pub mod peers;
 pub mod pool;
 pub mod server;
 pub mod wire;

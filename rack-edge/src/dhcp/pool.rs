@@ -14,12 +14,17 @@ use std::ops::RangeInclusive;
 use edgemetal_protocol::{MacAddress, RangePurpose, SubnetConfig};
 
 use super::leases::{ClientId, LeaseTable};
+use super::peers::Peers;
 
 /// One subnet's allocatable addresses.
 #[derive(Debug, Clone)]
 pub struct Pool {
     subnet_id: String,
     dynamic: Vec<RangeInclusive<u32>>,
+    /// Where new addresses come from: this rack's slice of `dynamic` when
+    /// the subnet is shared with other racks, else all of it.
+    allocatable: Vec<RangeInclusive<u32>>,
+    peers: Peers,
     kept_out: Vec<RangeInclusive<u32>>,
     reservations: HashMap<MacAddress, Ipv4Addr>,
     /// Reservation addresses, the network, broadcast, gateway and rack addresses.
@@ -31,8 +36,9 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// The pool of `subnet`; `rack_addresses` are the rack's own addresses there.
-    pub fn new(subnet: &SubnetConfig, rack_addresses: &[Ipv4Addr]) -> Self {
+    /// The pool of `subnet` for the rack `peers` describes; `rack_addresses`
+    /// are the rack's own addresses there.
+    pub fn new(subnet: &SubnetConfig, rack_addresses: &[Ipv4Addr], peers: Peers) -> Self {
         let cidr = subnet.cidr;
         let inside = |range: &edgemetal_protocol::IpRange| {
             let (start, end) = (u32::from(range.start), u32::from(range.end));
@@ -70,14 +76,29 @@ impl Pool {
                 && Some(reserved) != subnet.gateway
                 && !rack_addresses.contains(&reserved)
         });
+        let dynamic = ranges_of(RangePurpose::Dynamic);
         Pool {
             subnet_id: subnet.id.clone(),
-            dynamic: ranges_of(RangePurpose::Dynamic),
+            allocatable: peers.own_ranges().unwrap_or_else(|| dynamic.clone()),
+            peers,
+            dynamic,
             kept_out: ranges_of(RangePurpose::Reserved),
             reservations,
             excluded,
             cursor: std::cell::Cell::new(0),
         }
+    }
+
+    /// How this rack shares the subnet with others.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// Whether this rack may hand `address` out as a new lease: in its own
+    /// slice and not leased by another rack.
+    fn allocates(&self, address: Ipv4Addr) -> bool {
+        let value = u32::from(address);
+        self.allocatable.iter().any(|r| r.contains(&value)) && !self.peers.held_by_other(address)
     }
 
     /// The fixed address of `mac` on this subnet, if it has one.
@@ -159,6 +180,8 @@ impl Pool {
         let own = leases
             .find_client(&self.subnet_id, client)
             .map(|lease| lease.address);
+        // A requested address outside this rack's slice is another rack's to give.
+        let requested = requested.filter(|address| self.allocates(*address));
         if let Some(address) = own
             .into_iter()
             .chain(requested)
@@ -175,11 +198,11 @@ impl Pool {
     fn scan(&self, mut usable: impl FnMut(Ipv4Addr) -> bool) -> Option<Ipv4Addr> {
         let cursor = self.cursor.get();
         // From the cursor to the end of the ranges, then from their start back to it.
-        let after = self.dynamic.iter().filter_map(|range| {
+        let after = self.allocatable.iter().filter_map(|range| {
             let start = (*range.start()).max(cursor);
             (start <= *range.end()).then(|| start..=*range.end())
         });
-        let before = self.dynamic.iter().filter_map(|range| {
+        let before = self.allocatable.iter().filter_map(|range| {
             let end = (*range.end()).min(cursor.checked_sub(1)?);
             (*range.start() <= end).then(|| *range.start()..=end)
         });
@@ -187,7 +210,9 @@ impl Pool {
             .chain(before)
             .flatten()
             .map(Ipv4Addr::from)
-            .find(|address| self.is_dynamic(*address) && usable(*address));
+            .find(|address| {
+                self.is_dynamic(*address) && !self.peers.held_by_other(*address) && usable(*address)
+            });
         if let Some(address) = found {
             self.cursor.set(u32::from(address).wrapping_add(1));
         }
@@ -199,7 +224,7 @@ impl Pool {
 mod tests {
     use super::*;
     use crate::dhcp::leases::{Lease, LeaseState};
-    use edgemetal_protocol::{IpRange, Reservation};
+    use edgemetal_protocol::{IpRange, RackId, Reservation};
 
     const MAC: MacAddress = MacAddress([2, 0, 0, 0, 0, 1]);
     const OTHER: MacAddress = MacAddress([2, 0, 0, 0, 0, 2]);
@@ -232,7 +257,17 @@ mod tests {
                 address: ip(5),
                 hostname: None,
             }],
+            dhcp_racks: vec![],
+            held_elsewhere: vec![],
         }
+    }
+
+    fn me() -> RackId {
+        RackId::new("rack-a").unwrap()
+    }
+
+    fn pool_of(subnet: &SubnetConfig, rack_addresses: &[Ipv4Addr]) -> Pool {
+        Pool::new(subnet, rack_addresses, Peers::new(subnet, &me()))
     }
 
     fn held(table: &mut LeaseTable, mac: MacAddress, address: Ipv4Addr, state: LeaseState) {
@@ -257,7 +292,7 @@ mod tests {
 
     #[test]
     fn never_hands_out_network_gateway_broadcast_reserved_or_rack_addresses() {
-        let pool = Pool::new(
+        let pool = pool_of(
             &subnet(vec![
                 range(0, 255, RangePurpose::Dynamic),
                 range(2, 3, RangePurpose::Reserved),
@@ -272,7 +307,7 @@ mod tests {
 
     #[test]
     fn only_dynamic_ranges_are_used() {
-        let pool = Pool::new(&subnet(vec![range(100, 101, RangePurpose::Dynamic)]), &[]);
+        let pool = pool_of(&subnet(vec![range(100, 101, RangePurpose::Dynamic)]), &[]);
         assert!(!pool.permits(MAC, ip(50)));
         assert_eq!(
             choose(&pool, &LeaseTable::new(), MAC, Some(ip(50))),
@@ -282,7 +317,7 @@ mod tests {
 
     #[test]
     fn held_and_quarantined_addresses_are_skipped_and_exhaustion_is_none() {
-        let pool = Pool::new(&subnet(vec![range(100, 102, RangePurpose::Dynamic)]), &[]);
+        let pool = pool_of(&subnet(vec![range(100, 102, RangePurpose::Dynamic)]), &[]);
         let mut table = LeaseTable::new();
         held(&mut table, OTHER, ip(100), LeaseState::Bound);
         held(
@@ -303,7 +338,7 @@ mod tests {
 
     #[test]
     fn a_client_gets_its_own_address_back_and_released_ones_are_reused_last() {
-        let pool = Pool::new(&subnet(vec![range(100, 101, RangePurpose::Dynamic)]), &[]);
+        let pool = pool_of(&subnet(vec![range(100, 101, RangePurpose::Dynamic)]), &[]);
         let mut table = LeaseTable::new();
         held(&mut table, OTHER, ip(100), LeaseState::Released);
         assert_eq!(choose(&pool, &table, OTHER, None), Some(ip(100)));
@@ -319,7 +354,7 @@ mod tests {
 
     #[test]
     fn a_reservation_wins_for_its_mac_only() {
-        let pool = Pool::new(&subnet(vec![range(5, 10, RangePurpose::Dynamic)]), &[]);
+        let pool = pool_of(&subnet(vec![range(5, 10, RangePurpose::Dynamic)]), &[]);
         let mut table = LeaseTable::new();
         held(&mut table, OTHER, ip(5), LeaseState::Bound);
         assert_eq!(choose(&pool, &table, RESERVED, Some(ip(7))), Some(ip(5)));
@@ -334,5 +369,91 @@ mod tests {
             None,
             "quarantine beats it"
         );
+    }
+}
+
+#[cfg(test)]
+mod shared_tests {
+    use super::*;
+    use edgemetal_protocol::{DhcpPeer, HeldAddress, IpRange, RackId};
+
+    fn ip(last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 0, last)
+    }
+
+    fn shared(held_elsewhere: Vec<HeldAddress>) -> SubnetConfig {
+        SubnetConfig {
+            id: "s1".into(),
+            name: "lab".into(),
+            cidr: "10.0.0.0/24".parse().unwrap(),
+            gateway: Some(ip(1)),
+            dns_servers: vec![],
+            domain: None,
+            lease_time_secs: 600,
+            ranges: vec![IpRange {
+                start: ip(100),
+                end: ip(109),
+                purpose: RangePurpose::Dynamic,
+            }],
+            reservations: vec![],
+            dhcp_racks: ["rack-a", "rack-b"]
+                .into_iter()
+                .map(|id| DhcpPeer {
+                    rack_id: RackId::new(id).unwrap(),
+                    online: true,
+                })
+                .collect(),
+            held_elsewhere,
+        }
+    }
+
+    #[test]
+    fn each_rack_allocates_only_from_its_own_slice() {
+        let config = shared(vec![]);
+        let mut given = std::collections::BTreeMap::new();
+        for rack in ["rack-a", "rack-b"] {
+            let me = RackId::new(rack).unwrap();
+            let pool = Pool::new(&config, &[], Peers::new(&config, &me));
+            let mut table = LeaseTable::new();
+            for n in 0..10u8 {
+                let mac = MacAddress([2, 0, 0, 0, 0, n]);
+                let client = ClientId::from_mac(mac);
+                let Some(address) = pool.choose(&table, &client, mac, Some(ip(100)), 10) else {
+                    break;
+                };
+                table.insert(crate::dhcp::leases::Lease {
+                    client_id: client,
+                    mac,
+                    address,
+                    subnet_id: "s1".into(),
+                    expires_at: 1000,
+                    state: crate::dhcp::leases::LeaseState::Bound,
+                });
+                assert!(given.insert(address, rack).is_none(), "{address} twice");
+            }
+        }
+        // Five each, and the requested .100 went only to its owner.
+        assert_eq!(given.values().filter(|r| **r == "rack-a").count(), 5);
+        assert_eq!(given[&ip(100)], "rack-a");
+        assert_eq!(given[&ip(105)], "rack-b");
+    }
+
+    #[test]
+    fn an_address_another_rack_took_over_is_not_handed_out() {
+        let config = shared(vec![HeldAddress {
+            address: ip(100),
+            rack_id: RackId::new("rack-b").unwrap(),
+        }]);
+        let me = RackId::new("rack-a").unwrap();
+        let pool = Pool::new(&config, &[], Peers::new(&config, &me));
+        let mac = MacAddress([2, 0, 0, 0, 0, 1]);
+        let chosen = pool.choose(
+            &LeaseTable::new(),
+            &ClientId::from_mac(mac),
+            mac,
+            Some(ip(100)),
+            10,
+        );
+        assert_eq!(chosen, Some(ip(101)));
     }
 }

@@ -115,6 +115,7 @@ pub async fn run(
         };
         EngineConfig::from_snapshot(
             snapshot.as_ref().unwrap_or(&empty),
+            &status.rack_id,
             &addresses,
             server_id,
             http_port,

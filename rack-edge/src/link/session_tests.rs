@@ -183,6 +183,8 @@ fn invalid_snapshot_is_refused_with_a_reason() {
             purpose: edgemetal_protocol::RangePurpose::Dynamic,
         }],
         reservations: vec![],
+        dhcp_racks: vec![],
+        held_elsewhere: vec![],
     };
     let payload = sealed("r1", &SECRET, 1, 3, vec![bad]);
     let Inbound::Answer(answer) = s.on_publish(0, TOPIC, &payload, false) else {

@@ -14,6 +14,7 @@ mod machines;
 mod policy;
 mod racks;
 pub mod ratelimit;
+mod reservations;
 mod subnets;
 pub mod tls;
 
@@ -112,6 +113,14 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             subnets::get_range,
             subnets::update_range,
             subnets::delete_range
+        ))
+        .routes(routes!(
+            reservations::list_reservations,
+            reservations::create_reservation
+        ))
+        .routes(routes!(
+            reservations::get_reservation,
+            reservations::delete_reservation
         ))
         .routes(routes!(machines::list_machines, machines::create_machine))
         .routes(routes!(machines::get_machine, machines::delete_machine))

@@ -69,6 +69,8 @@ struct Link {
     /// even across region replicas.
     nonce_prefix: [u8; 16],
     last_sent: tokio::sync::Mutex<HashMap<RackId, Instant>>,
+    /// The online racks at the last sweep; `None` before the first.
+    last_online: tokio::sync::Mutex<Option<Vec<String>>>,
 }
 
 /// Connects to the broker and starts the link's tasks.
@@ -109,6 +111,7 @@ pub fn spawn(
         keyring,
         nonce_prefix,
         last_sent: tokio::sync::Mutex::new(HashMap::new()),
+        last_online: tokio::sync::Mutex::new(None),
     });
     let config_changed = Arc::new(Notify::new());
     let (inbound_tx, mut inbound_rx) = mpsc::channel::<rumqttc::Publish>(1024);
@@ -460,9 +463,27 @@ impl Link {
             }
             Err(error) => tracing::error!(%error, "cannot sweep silent racks"),
         }
-        // A count, not the rack list: this runs every second.
-        if let Ok(online) = self.store.count_online_racks().await {
-            self.metrics.racks_online.set(online);
+        let online = match self.store.online_rack_ids().await {
+            Ok(online) => online,
+            Err(error) => {
+                tracing::error!(%error, "cannot read rack presence");
+                return;
+            }
+        };
+        self.metrics.racks_online.set(online.len() as i64);
+        let changed = {
+            let mut last = self.last_online.lock().await;
+            let changed = last.as_ref().is_some_and(|previous| *previous != online);
+            *last = Some(online);
+            changed
+        };
+        if changed {
+            // Racks sharing a subnet take over an offline peer's clients:
+            // every rack needs the new presence.
+            match self.store.presence_changed().await {
+                Ok(()) => self.publish_to_all().await,
+                Err(error) => tracing::error!(%error, "cannot record a presence change"),
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ mod identities;
 mod leases;
 mod machines;
 mod racks;
+mod reservations;
 mod subnets;
 
 use std::str::FromStr;
@@ -37,6 +38,7 @@ pub use identities::{
 pub use leases::LeaseRecord;
 pub use machines::{Machine, NewMachine};
 pub use racks::{RackHello, RackRecord};
+pub use reservations::{ReservationRecord, ReservationSpec};
 pub use subnets::{IpRangeRecord, IpRangeSpec, SubnetRecord, SubnetSpec};
 
 /// What went wrong in a store operation.

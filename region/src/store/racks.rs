@@ -202,13 +202,20 @@ impl Store {
         Ok(ids)
     }
 
-    /// How many racks are online.
-    pub async fn count_online_racks(&self) -> Result<i64, StoreError> {
+    /// Ids of the racks that are online, sorted.
+    pub async fn online_rack_ids(&self) -> Result<Vec<String>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM racks WHERE online = 1")
-                .fetch_one(&self.pool)
+            sqlx::query_scalar("SELECT id FROM racks WHERE online = 1 ORDER BY id")
+                .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    /// Records that rack presence changed: DHCP takeover depends on it, so
+    /// it is part of the configuration and bumps the generation.
+    pub async fn presence_changed(&self) -> Result<(), StoreError> {
+        self.begin_config_change().await?.commit().await?;
+        Ok(())
     }
 
     /// All racks, ordered by id.

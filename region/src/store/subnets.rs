@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use edgemetal_protocol::Ipv4Cidr;
+use edgemetal_protocol::{Ipv4Cidr, RackId};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -38,6 +38,12 @@ pub struct SubnetSpec {
     /// Lease time in seconds (60 to 31536000).
     #[serde(default = "default_lease_time")]
     pub lease_time_secs: u32,
+    /// Racks that serve DHCP on this subnet; each hands out addresses from
+    /// its own slice of the dynamic ranges, and the online ones take over an
+    /// offline one's clients. Empty: every enrolled rack.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub dhcp_racks: Vec<RackId>,
 }
 
 /// A subnet as stored, with its ranges.
@@ -138,6 +144,12 @@ fn validate_subnet(spec: &SubnetSpec) -> Result<(), StoreError> {
             spec.name
         )));
     }
+    let mut racks = spec.dhcp_racks.clone();
+    racks.sort();
+    racks.dedup();
+    if racks.len() != spec.dhcp_racks.len() {
+        return Err(StoreError::Invalid("dhcp_racks lists a rack twice".into()));
+    }
     if !(8..=30).contains(&spec.cidr.prefix_len()) {
         return Err(StoreError::Invalid(format!(
             "subnet {} must have a prefix length between 8 and 30",
@@ -177,7 +189,7 @@ fn validate_subnet(spec: &SubnetSpec) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn is_host_address(cidr: &Ipv4Cidr, address: Ipv4Addr) -> bool {
+pub(super) fn is_host_address(cidr: &Ipv4Cidr, address: Ipv4Addr) -> bool {
     cidr.contains(address) && address != cidr.network() && address != cidr.broadcast()
 }
 
@@ -203,16 +215,24 @@ fn ranges_overlap(a: &IpRangeSpec, b: &IpRangeSpec) -> bool {
     u32::from(a.start) <= u32::from(b.end) && u32::from(b.start) <= u32::from(a.end)
 }
 
-fn parse_column<T: std::str::FromStr>(row: &AnyRow, column: &str) -> Result<T, StoreError> {
+pub(super) fn parse_column<T: std::str::FromStr>(
+    row: &AnyRow,
+    column: &str,
+) -> Result<T, StoreError> {
     let text: String = row.try_get(column)?;
     text.parse()
         .map_err(|_| StoreError::Invalid(format!("stored {column} {text:?} does not parse")))
+}
+
+fn dhcp_racks_json(spec: &SubnetSpec) -> String {
+    serde_json::to_string(&spec.dhcp_racks).unwrap_or_else(|_| "[]".into())
 }
 
 fn subnet_from_row(row: &AnyRow) -> Result<SubnetRecord, StoreError> {
     let dns_json: String = row.try_get("dns_servers_json")?;
     let gateway: Option<String> = row.try_get("gateway")?;
     let lease: i64 = row.try_get("lease_time_secs")?;
+    let dhcp_racks_json: String = row.try_get("dhcp_racks_json")?;
     Ok(SubnetRecord {
         id: row.try_get("id")?,
         spec: SubnetSpec {
@@ -226,6 +246,8 @@ fn subnet_from_row(row: &AnyRow) -> Result<SubnetRecord, StoreError> {
                 .map_err(|e| StoreError::Invalid(format!("stored dns servers: {e}")))?,
             domain: row.try_get("domain")?,
             lease_time_secs: lease as u32,
+            dhcp_racks: serde_json::from_str(&dhcp_racks_json)
+                .map_err(|e| StoreError::Invalid(format!("stored dhcp racks: {e}")))?,
         },
         ranges: Vec::new(),
         created_ms: row.try_get("created_ms")?,
@@ -249,7 +271,8 @@ fn range_from_row(row: &AnyRow) -> Result<IpRangeRecord, StoreError> {
 }
 
 const SUBNET_COLUMNS: &str =
-    "id, name, cidr, gateway, dns_servers_json, domain, lease_time_secs, created_ms, updated_ms";
+    "id, name, cidr, gateway, dns_servers_json, domain, lease_time_secs, dhcp_racks_json, \
+     created_ms, updated_ms";
 const RANGE_COLUMNS: &str = "id, subnet_id, start_addr, end_addr, purpose, comment, created_ms";
 
 async fn load_subnets(
@@ -298,7 +321,7 @@ async fn load_subnets(
 }
 
 /// One subnet with its ranges, or `NotFound`.
-async fn load_subnet(
+pub(super) async fn load_subnet(
     executor: &mut sqlx::AnyConnection,
     id: &str,
 ) -> Result<SubnetRecord, StoreError> {
@@ -355,7 +378,8 @@ impl Store {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO subnets (id, name, cidr, gateway, dns_servers_json, domain, \
-             lease_time_secs, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             lease_time_secs, created_ms, updated_ms, dhcp_racks_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&id)
         .bind(&spec.name)
@@ -366,6 +390,7 @@ impl Store {
         .bind(i64::from(spec.lease_time_secs))
         .bind(now)
         .bind(now)
+        .bind(dhcp_racks_json(&spec))
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -395,7 +420,8 @@ impl Store {
         }
         sqlx::query(
             "UPDATE subnets SET name = $1, cidr = $2, gateway = $3, dns_servers_json = $4, \
-             domain = $5, lease_time_secs = $6, updated_ms = $7 WHERE id = $8",
+             domain = $5, lease_time_secs = $6, updated_ms = $7, dhcp_racks_json = $9 \
+             WHERE id = $8",
         )
         .bind(&spec.name)
         .bind(spec.cidr.to_string())
@@ -405,6 +431,7 @@ impl Store {
         .bind(i64::from(spec.lease_time_secs))
         .bind(now_ms())
         .bind(id)
+        .bind(dhcp_racks_json(&spec))
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -417,10 +444,12 @@ impl Store {
     /// Deletes a subnet and its ranges.
     pub async fn delete_subnet(&self, id: &str) -> Result<(), StoreError> {
         let mut tx = self.begin_config_change().await?;
-        sqlx::query("DELETE FROM ip_ranges WHERE subnet_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        for table in ["ip_ranges", "reservations"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE subnet_id = $1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let deleted = sqlx::query("DELETE FROM subnets WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -442,6 +471,7 @@ impl Store {
         let mut tx = self.begin_config_change().await?;
         let subnet = load_subnet(&mut tx, subnet_id).await?;
         check_range(&subnet, &spec, None)?;
+        super::reservations::check_range_spares_reservations(&mut tx, subnet_id, &spec).await?;
         let id = new_id();
         sqlx::query(
             "INSERT INTO ip_ranges (id, subnet_id, start_addr, end_addr, purpose, comment, \
@@ -487,6 +517,7 @@ impl Store {
             return Err(StoreError::not_found("range", range_id));
         }
         check_range(&subnet, &spec, Some(range_id))?;
+        super::reservations::check_range_spares_reservations(&mut tx, subnet_id, &spec).await?;
         sqlx::query(
             "UPDATE ip_ranges SET start_addr = $1, end_addr = $2, purpose = $3, comment = $4 \
              WHERE id = $5",
