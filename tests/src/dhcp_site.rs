@@ -103,7 +103,7 @@ pub fn udhcpc_script(dir: &Path) -> (PathBuf, PathBuf) {
         &script,
         format!(
             "#!/bin/sh\n\
-             echo \"$1 ip=$ip mask=$mask router=$router dns=$dns domain=$domain lease=$lease serverid=$serverid\" >> {}\n\
+             echo \"$1 ip=$ip mask=$mask router=$router dns=$dns domain=$domain lease=$lease serverid=$serverid hostname=$hostname\" >> {}\n\
              case $1 in\n\
                deconfig) ip addr flush dev $interface ;;\n\
                bound|renew) ip addr flush dev $interface; ip addr add $ip/$mask dev $interface ;;\n\

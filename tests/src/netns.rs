@@ -79,3 +79,84 @@ pub fn veth(a: &Netns, b: &Netns, address_a: Option<&str>) -> (String, String) {
     b.ip(&["link", "set", &name_b, "up"]);
     (name_a, name_b)
 }
+
+/// Creates a bridge inside `ns` and brings it up; returns its name.
+pub fn bridge(ns: &Netns) -> String {
+    let name = unique("embr");
+    ns.ip(&["link", "add", &name, "type", "bridge"]);
+    ns.ip(&["link", "set", &name, "up"]);
+    name
+}
+
+/// Plugs `host` into the bridge `bridge` of `switch` with a veth pair whose
+/// host end gets `mac` and (if given) `address`; returns the host end's name.
+pub fn plug(
+    switch: &Netns,
+    bridge: &str,
+    host: &Netns,
+    mac: &str,
+    address: Option<&str>,
+) -> String {
+    let (port, nic) = veth(switch, host, None);
+    switch.ip(&["link", "set", &port, "master", bridge]);
+    host.ip(&["link", "set", &nic, "down"]);
+    host.ip(&["link", "set", &nic, "address", mac]);
+    if let Some(address) = address {
+        host.ip(&["addr", "add", address, "dev", &nic]);
+    }
+    host.ip(&["link", "set", &nic, "up"]);
+    nic
+}
+
+/// Runs `work` on a thread that has entered `ns`: sockets it creates live in
+/// the namespace (and stay there whichever thread uses them later).
+pub fn run_in<T: Send + 'static>(ns: &Netns, work: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/var/run/netns/{}", ns.name);
+    std::thread::spawn(move || {
+        enter(&path);
+        work()
+    })
+    .join()
+    .expect("namespace thread panicked")
+}
+
+fn enter(path: &str) {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).expect("open the namespace");
+    // SAFETY: setns on a valid namespace fd changes only this thread's namespace.
+    let entered = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(
+        entered,
+        0,
+        "setns {path}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Makes the host's `127.0.0.1:port` reachable at `127.0.0.1:port` inside
+/// `ns` (e.g. the region's broker for a rack in a namespace). Connections
+/// are relayed by threads of this process until it exits.
+pub fn forward_loopback_port(ns: &Netns, port: u16) {
+    let listener = run_in(ns, move || {
+        std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind inside the namespace")
+    });
+    std::thread::spawn(move || {
+        for inbound in listener.incoming().flatten() {
+            let Ok(outbound) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                continue;
+            };
+            let pairs = [
+                (inbound.try_clone(), outbound.try_clone()),
+                (outbound.try_clone(), inbound.try_clone()),
+            ];
+            for (from, to) in pairs {
+                if let (Ok(mut from), Ok(mut to)) = (from, to) {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        }
+    });
+}

@@ -259,6 +259,122 @@ async fn subnets_ranges_and_machines_round_trip_with_json_errors() {
 }
 
 #[tokio::test]
+async fn reservations_are_validated_listed_and_deleted() {
+    let (region, _data) = region("api_reservations").await;
+    let api = region.client();
+    let subnet = api
+        .create(
+            "/api/v1/subnets",
+            json!({"name": "site", "cidr": "10.21.0.0/24", "gateway": "10.21.0.1",
+                   "dhcp_racks": ["rack-a", "rack-b"]}),
+        )
+        .await;
+    assert_eq!(subnet["dhcp_racks"], json!(["rack-a", "rack-b"]));
+    let id = subnet["id"].as_str().unwrap();
+    api.create(
+        &format!("/api/v1/subnets/{id}/ranges"),
+        json!({"start": "10.21.0.100", "end": "10.21.0.199", "purpose": "dynamic"}),
+    )
+    .await;
+    let path = format!("/api/v1/subnets/{id}/reservations");
+    let reservation = api
+        .create(
+            &path,
+            json!({"mac": "52:54:00:aa:bb:01", "address": "10.21.0.20", "hostname": "node20"}),
+        )
+        .await;
+    assert_eq!(reservation["address"], "10.21.0.20");
+    assert_eq!(reservation["mac"], "52:54:00:aa:bb:01");
+    let reservation_id = reservation["id"].as_str().unwrap();
+    assert_eq!(
+        api.get(&format!("{path}/{reservation_id}")).await,
+        reservation
+    );
+    assert_eq!(api.get(&path).await, json!([reservation]));
+
+    let conflict = StatusCode::CONFLICT;
+    let invalid = StatusCode::UNPROCESSABLE_ENTITY;
+    for (body, status, code) in [
+        // Inside the dynamic range: a rack may have leased it already.
+        (
+            json!({"mac": "52:54:00:aa:bb:02", "address": "10.21.0.150"}),
+            conflict,
+            "conflict",
+        ),
+        // The same MAC or address twice.
+        (
+            json!({"mac": "52:54:00:aa:bb:01", "address": "10.21.0.21"}),
+            conflict,
+            "conflict",
+        ),
+        (
+            json!({"mac": "52:54:00:aa:bb:03", "address": "10.21.0.20"}),
+            conflict,
+            "conflict",
+        ),
+        (
+            json!({"mac": "52:54:00:aa:bb:04", "address": "10.21.0.1"}),
+            conflict,
+            "conflict",
+        ),
+        (
+            json!({"mac": "52:54:00:aa:bb:05", "address": "10.22.0.5"}),
+            invalid,
+            "invalid",
+        ),
+        (
+            json!({"mac": "52:54:00:aa:bb:06", "address": "10.21.0.255"}),
+            invalid,
+            "invalid",
+        ),
+        (
+            json!({"mac": "52:54:00:aa:bb:07", "address": "10.21.0.22", "hostname": "no dots."}),
+            invalid,
+            "invalid",
+        ),
+        (
+            json!({"mac": "not-a-mac", "address": "10.21.0.23"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+    ] {
+        api.expect_error(Method::POST, &path, Some(body), status, code)
+            .await;
+    }
+    // A dynamic range may not swallow a reservation either.
+    api.expect_error(
+        Method::POST,
+        &format!("/api/v1/subnets/{id}/ranges"),
+        Some(json!({"start": "10.21.0.10", "end": "10.21.0.30", "purpose": "dynamic"})),
+        conflict,
+        "conflict",
+    )
+    .await;
+    api.expect_error(
+        Method::GET,
+        "/api/v1/subnets/nope/reservations",
+        None,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    api.expect_error(
+        Method::POST,
+        "/api/v1/subnets",
+        Some(json!({"name": "twice", "cidr": "10.23.0.0/24", "dhcp_racks": ["a", "a"]})),
+        invalid,
+        "invalid",
+    )
+    .await;
+
+    let (status, _) = api
+        .call(Method::DELETE, &format!("{path}/{reservation_id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(api.get(&path).await, json!([]));
+}
+
+#[tokio::test]
 async fn openapi_document_matches_the_routes() {
     let (region, _data) = region("api_openapi").await;
     let api = region.client();
@@ -277,6 +393,11 @@ async fn openapi_document_matches_the_routes() {
         (
             "/api/v1/subnets/{id}/ranges/{range_id}",
             vec!["delete", "get", "put"],
+        ),
+        ("/api/v1/subnets/{id}/reservations", vec!["get", "post"]),
+        (
+            "/api/v1/subnets/{id}/reservations/{reservation_id}",
+            vec!["delete", "get"],
         ),
         ("/api/v1/machines", vec!["get", "post"]),
         ("/api/v1/machines/{id}", vec!["delete", "get"]),
