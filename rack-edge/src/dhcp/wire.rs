@@ -243,8 +243,59 @@ impl Reply {
     }
 }
 
+/// Options a reply keeps however small the client's buffer: without them
+/// the answer is useless (type, server, lease times, mask, router, boot file).
+const ESSENTIAL: [u8; 9] = [1, 3, 51, 53, 54, 58, 59, 60, 67];
+/// The smallest message every client must accept (RFC 2131 §2), minus the
+/// IP and UDP headers: the DHCP payload limit when option 57 is absent.
+const DEFAULT_MAX_PAYLOAD: usize = 576 - 28;
+
 /// Encodes `reply` to `request`; `None` only if `dhcproto` refuses a value.
-pub fn encode(request: &Request, reply: Reply) -> Option<Vec<u8>> {
+///
+/// Options the client did not ask for (option 55) are dropped when the reply
+/// would exceed its maximum message size (option 57, at least 576), then
+/// requested ones from the end of its list, never the essential ones.
+pub fn encode(request: &Request, mut reply: Reply) -> Option<Vec<u8>> {
+    let limit = request
+        .option(57)
+        .filter(|value| value.len() == 2)
+        .map(|value| usize::from(u16::from_be_bytes([value[0], value[1]])).max(576) - 28)
+        .unwrap_or(DEFAULT_MAX_PAYLOAD);
+    let requested = request.option(55).unwrap_or(&[]).to_vec();
+    loop {
+        let bytes = encode_all(request, reply.clone())?;
+        if bytes.len() <= limit {
+            return Some(bytes);
+        }
+        // The least wanted droppable option: unrequested first, then the
+        // requested ones from the end of the client's list.
+        let rank = |option: &DhcpOption| {
+            let code = u8::from(v4::OptionCode::from(option));
+            if ESSENTIAL.contains(&code) {
+                None
+            } else {
+                Some(
+                    requested
+                        .iter()
+                        .position(|c| *c == code)
+                        .map_or(usize::MAX, |p| p),
+                )
+            }
+        };
+        let Some((_, victim)) = reply
+            .options
+            .iter()
+            .enumerate()
+            .filter_map(|(index, option)| rank(option).map(|r| (r, index)))
+            .max()
+        else {
+            return Some(bytes);
+        };
+        reply.options.remove(victim);
+    }
+}
+
+fn encode_all(request: &Request, reply: Reply) -> Option<Vec<u8>> {
     let mut message = v4::Message::new_with_id(
         request.xid,
         reply.ciaddr,
@@ -372,5 +423,47 @@ mod tests {
         let options = parse_options(&bytes[HEADER_LEN + 4..]).unwrap();
         assert_eq!(options.get(&82).unwrap(), &vec![1, 2, 0xaa, 0xbb]);
         assert_eq!(options.get(&53).unwrap(), &vec![2]);
+    }
+
+    fn big_reply() -> Reply {
+        let mut reply = Reply::new(ServerMessage::Ack);
+        reply.options = vec![
+            DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 0, 2)),
+            DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)),
+            DhcpOption::AddressLeaseTime(600),
+            DhcpOption::Hostname("h".repeat(200)),
+            DhcpOption::DomainName("d".repeat(200)),
+            DhcpOption::RootPath("r".repeat(200)),
+        ];
+        reply
+    }
+
+    fn codes(bytes: &[u8]) -> Vec<u8> {
+        use dhcproto::Decodable;
+        let message = v4::Message::decode(&mut dhcproto::Decoder::new(bytes)).unwrap();
+        message
+            .opts()
+            .iter()
+            .map(|(code, _)| u8::from(*code))
+            .collect()
+    }
+
+    #[test]
+    fn a_reply_over_the_clients_size_limit_sheds_unrequested_options_first() {
+        // Requests hostname (12) then domain (15); root path (17) unrequested; no option 57.
+        let request = parse(&packet(&[53, 1, 3, 55, 2, 12, 15, 255])).unwrap();
+        let bytes = encode(&request, big_reply()).unwrap();
+        assert!(bytes.len() <= 548, "{}", bytes.len());
+        let kept = codes(&bytes);
+        assert!(kept.contains(&12) && !kept.contains(&17), "{kept:?}");
+        // Of the requested two, the one listed last goes; essentials stay.
+        assert!(!kept.contains(&15), "{kept:?}");
+        for essential in [1, 51, 53, 54] {
+            assert!(kept.contains(&essential), "{kept:?}");
+        }
+        // A client that accepts 1500 bytes gets everything.
+        let roomy = parse(&packet(&[53, 1, 3, 57, 2, 0x05, 0xdc, 255])).unwrap();
+        let kept = codes(&encode(&roomy, big_reply()).unwrap());
+        assert!([12, 15, 17].iter().all(|c| kept.contains(c)), "{kept:?}");
     }
 }
