@@ -53,6 +53,7 @@ pub fn up_messages() -> Vec<(&'static str, Envelope<UpMessage>)> {
         }],
         services: vec![ServiceKind::Link, ServiceKind::Dhcp, ServiceKind::Dns],
         applied_generation: Some(Generation(3)),
+        bmc_networks: Vec::new(),
     };
     let heartbeat = Heartbeat {
         uptime_secs: 3600,

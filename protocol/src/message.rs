@@ -9,6 +9,7 @@ use core::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::power::{PowerOutcome, PowerRequest};
 use crate::topic::Channel;
 use crate::types::{Generation, Ipv4Cidr, MacAddress, RackId};
 
@@ -27,6 +28,8 @@ pub enum UpMessage {
     RekeyAck(RekeyAck),
     /// Events the rack queued on disk, oldest first.
     Events(Vec<RackEvent>),
+    /// The outcome of a [`DownMessage::Power`] command.
+    PowerResult(PowerResult),
 }
 
 impl UpMessage {
@@ -39,6 +42,7 @@ impl UpMessage {
             UpMessage::Status(_) => Channel::Status,
             UpMessage::RekeyAck(_) => Channel::RekeyAck,
             UpMessage::Events(_) => Channel::Events,
+            UpMessage::PowerResult(_) => Channel::PowerResult,
         }
     }
 }
@@ -52,6 +56,8 @@ pub enum DownMessage {
     Rekey(Rekey),
     /// Every queued event up to and including this id is stored; the rack may forget them.
     EventsAck(u64),
+    /// Act on one machine's BMC and report the outcome.
+    Power(PowerCommand),
 }
 
 impl DownMessage {
@@ -61,6 +67,7 @@ impl DownMessage {
             DownMessage::Snapshot(_) => Channel::Snapshot,
             DownMessage::Rekey(_) => Channel::Rekey,
             DownMessage::EventsAck(_) => Channel::EventsAck,
+            DownMessage::Power(_) => Channel::Power,
         }
     }
 }
@@ -127,6 +134,30 @@ pub struct Hello {
     pub services: Vec<ServiceKind>,
     /// Generation of the snapshot the rack currently serves from, if any.
     pub applied_generation: Option<Generation>,
+    /// Networks beyond its own interfaces' through which the rack reaches
+    /// BMCs (routed management networks, from its configuration).
+    pub bmc_networks: Vec<Ipv4Cidr>,
+}
+
+/// A power command from the region, answered by a [`PowerResult`] with the same id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PowerCommand {
+    /// Correlates the result with the command; unique per region process.
+    pub request_id: u64,
+    /// Region time (ms since the epoch) after which the region has given up
+    /// waiting: a rack that gets the command later must not act on it.
+    pub deadline_ms: u64,
+    /// What to do, to which BMC.
+    pub request: PowerRequest,
+}
+
+/// A rack's answer to a [`PowerCommand`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PowerResult {
+    /// The command's id.
+    pub request_id: u64,
+    /// What the BMC said.
+    pub outcome: PowerOutcome,
 }
 
 /// Health of one service.

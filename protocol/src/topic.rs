@@ -42,13 +42,19 @@ pub enum Channel {
     Events,
     /// The region's acknowledgement of queued events. Down.
     EventsAck,
+    /// A power command for one BMC. Down.
+    Power,
+    /// The outcome of a power command. Up.
+    PowerResult,
 }
 
 impl Channel {
     /// The direction messages on this channel travel.
     pub fn direction(self) -> Direction {
         match self {
-            Channel::Snapshot | Channel::Rekey | Channel::EventsAck => Direction::Down,
+            Channel::Snapshot | Channel::Rekey | Channel::EventsAck | Channel::Power => {
+                Direction::Down
+            }
             _ => Direction::Up,
         }
     }
@@ -65,6 +71,8 @@ impl Channel {
             Channel::RekeyAck => "rekey-ack",
             Channel::Events => "events",
             Channel::EventsAck => "events-ack",
+            Channel::Power => "power",
+            Channel::PowerResult => "power-result",
         }
     }
 
@@ -79,6 +87,8 @@ impl Channel {
             "rekey-ack" => Channel::RekeyAck,
             "events" => Channel::Events,
             "events-ack" => Channel::EventsAck,
+            "power" => Channel::Power,
+            "power-result" => Channel::PowerResult,
             _ => return None,
         };
         (channel.direction() == direction).then_some(channel)

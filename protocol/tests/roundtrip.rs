@@ -99,6 +99,7 @@ fn up_message() -> impl Strategy<Value = UpMessage> {
                     .collect(),
                 services: vec![ServiceKind::Link, ServiceKind::Dhcp],
                 applied_generation: gen.map(Generation),
+                bmc_networks: Vec::new(),
             })),
         (
             any::<u64>(),
@@ -160,7 +161,7 @@ proptest! {
 
     #[test]
     fn topics_round_trip(rack in rack_id(), which in 0usize..9) {
-        let channel = [Channel::Hello, Channel::Heartbeat, Channel::SnapshotAck, Channel::Status, Channel::Snapshot, Channel::Rekey, Channel::RekeyAck, Channel::Events, Channel::EventsAck][which % 9];
+        let channel = [Channel::Hello, Channel::Heartbeat, Channel::SnapshotAck, Channel::Status, Channel::Snapshot, Channel::Rekey, Channel::RekeyAck, Channel::Events, Channel::EventsAck, Channel::Power, Channel::PowerResult][which % 11];
         let topic = Topic::new(rack, channel);
         prop_assert_eq!(Topic::parse(&topic.to_string()).unwrap(), topic);
     }

@@ -40,6 +40,15 @@ pub struct RackConfig {
         value_delimiter = ','
     )]
     pub dhcp_interfaces: Vec<String>,
+    /// Routed networks through which this rack reaches BMCs (repeat, or
+    /// comma-separate), besides its own interfaces' networks. The region
+    /// sends power commands for a BMC to a rack that reaches it.
+    #[arg(
+        long = "bmc-network",
+        env = "EDGEMETAL_RACK_BMC_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub bmc_networks: Vec<edgemetal_protocol::Ipv4Cidr>,
     /// Port of the rack's HTTP boot server, for the iPXE script URLs it hands out.
     #[arg(long, env = "EDGEMETAL_RACK_HTTP_BOOT_PORT", default_value_t = 5248)]
     pub http_boot_port: u16,

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use rand::RngCore;
@@ -133,13 +134,20 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         nonce,
     )
     .with_previous_keys(previous)
-    .with_services((!config.dhcp_interfaces.is_empty()).then_some(ServiceKind::Dhcp));
+    .with_services((!config.dhcp_interfaces.is_empty()).then_some(ServiceKind::Dhcp))
+    .with_services([ServiceKind::Power])
+    .with_bmc_networks(config.bmc_networks.clone());
     let settings = mqtt::LinkSettings {
         broker,
         heartbeat: config.heartbeat_interval(),
         username: bundle.broker_username.clone(),
         password: bundle.broker_password.clone(),
         ca_pem: bundle.ca_pem.clone(),
+        power: crate::power::PowerExecutor::new(crate::power::PowerExecutorOptions {
+            // Below the region's 30 s wait, so a dead BMC is reported as such.
+            request_timeout: Duration::from_secs(25),
+            ..Default::default()
+        }),
     };
     let files = mqtt::StateFiles {
         snapshot: snapshot_file,

@@ -19,6 +19,8 @@ pub struct RegionConfig {
     pub http_listen: SocketAddr,
     /// A rack not heard from for this many seconds is marked offline.
     pub heartbeat_timeout_secs: u64,
+    /// Every machine with BMC settings has its power checked once per this many seconds.
+    pub power_poll_interval_secs: u64,
     /// The MQTT broker.
     pub broker: BrokerConfig,
     /// The HTTP API's transport security.
@@ -82,6 +84,7 @@ impl Default for RegionConfig {
             database_url: None,
             http_listen: "127.0.0.1:5240".parse().expect("valid default"),
             heartbeat_timeout_secs: 30,
+            power_poll_interval_secs: 300,
             broker: BrokerConfig::default(),
             api: ApiConfig::default(),
         }
@@ -165,6 +168,15 @@ impl RegionConfig {
             self.heartbeat_timeout_secs = secs.parse().with_context(|| {
                 format!("EDGEMETAL_HEARTBEAT_TIMEOUT_SECS={secs:?} is not a number")
             })?;
+        }
+        if let Some(secs) = var("EDGEMETAL_POWER_POLL_INTERVAL_SECS") {
+            self.power_poll_interval_secs = secs
+                .parse()
+                .ok()
+                .filter(|secs| *secs > 0)
+                .with_context(|| {
+                    format!("EDGEMETAL_POWER_POLL_INTERVAL_SECS={secs:?} is not a positive number")
+                })?;
         }
         if let Some(cert) = var("EDGEMETAL_API_TLS_CERT") {
             self.api.tls_cert = Some(cert.into());

@@ -10,6 +10,7 @@ pub mod link;
 pub mod metrics;
 pub mod mosquitto;
 pub mod pki;
+pub mod power;
 pub mod secrets;
 pub mod serve;
 pub mod snapshot;

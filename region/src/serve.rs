@@ -71,9 +71,16 @@ pub async fn run(mut config: RegionConfig) -> anyhow::Result<()> {
         mosquitto: config.broker.mosquitto.clone(),
     };
 
+    let power =
+        crate::power::PowerService::new(store.clone(), link.clone(), enroller.keyring.clone());
+    tokio::spawn(crate::power::poller::run(
+        power.clone(),
+        Duration::from_secs(config.power_poll_interval_secs.max(1)),
+    ));
     let app = crate::api::router(crate::api::AppState {
         store: store.clone(),
         link,
+        power,
         metrics,
         enroller,
         auth_failures: Default::default(),

@@ -30,6 +30,8 @@ pub struct LinkSettings {
     pub password: String,
     /// CA (PEM) the broker's certificate must chain to.
     pub ca_pem: String,
+    /// Carries out the region's power commands.
+    pub power: crate::power::PowerExecutor,
 }
 
 /// The files the link keeps current.
@@ -161,6 +163,10 @@ pub async fn run(
         }
     };
 
+    // Power commands run in their own tasks; their results come back here to be sealed.
+    let (power_done, mut power_results) =
+        mpsc::channel::<(u64, edgemetal_protocol::PowerOutcome)>(64);
+
     // Highest event id sent on this connection; resent from the ack on reconnect.
     let mut events_sent = 0u64;
     let mut heartbeat = tokio::time::interval(settings.heartbeat);
@@ -241,6 +247,14 @@ pub async fn run(
                                 tracing::error!(%error, "cannot trim the event queue");
                             }
                         }
+                        Inbound::Power(command) => {
+                            let executor = settings.power.clone();
+                            let done = power_done.clone();
+                            tokio::spawn(async move {
+                                let outcome = executor.execute(command.request).await;
+                                let _ = done.send((command.request_id, outcome)).await;
+                            });
+                        }
                         Inbound::Answer(answer) => {
                             if persist_counters(&mut session, &files.counters).await {
                                 send(answer);
@@ -264,6 +278,14 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             },
+            Some((request_id, outcome)) = power_results.recv() => {
+                // Sent even while disconnected: the client queues it, and the
+                // region has likely given up anyway if the link is down long.
+                let result = session.power_result(now_ms(), request_id, outcome);
+                if persist_counters(&mut session, &files.counters).await {
+                    send(result);
+                }
+            }
             _ = files.events.added.notified(), if connected => {
                 deliver_events(&mut session, &files, &mut events_sent, &send).await;
             }

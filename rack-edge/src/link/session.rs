@@ -60,6 +60,8 @@ pub enum Inbound {
     Rekey(LinkKeys),
     /// The region stored every queued event up to this id.
     EventsAcked(u64),
+    /// Carry out this power command, then publish [`Session::power_result`].
+    Power(edgemetal_protocol::PowerCommand),
     /// The payload was dropped; the reason is a metric label.
     Dropped(&'static str, String),
 }
@@ -70,6 +72,7 @@ pub struct Session {
     software_version: String,
     hostname: String,
     services: Vec<ServiceKind>,
+    bmc_networks: Vec<edgemetal_protocol::Ipv4Cidr>,
     applied: Option<ConfigSnapshot>,
     keys: LinkKeys,
     previous_keys: Option<LinkKeys>,
@@ -98,6 +101,7 @@ impl Session {
             software_version,
             hostname,
             services: vec![ServiceKind::Link],
+            bmc_networks: Vec::new(),
             applied,
             keys,
             previous_keys: None,
@@ -181,6 +185,7 @@ impl Session {
             interfaces,
             services: self.services.clone(),
             applied_generation: self.applied_generation(),
+            bmc_networks: self.bmc_networks.clone(),
         };
         vec![
             self.outgoing(now_ms, UpMessage::Status(RackStatus::Online), true),
@@ -205,6 +210,26 @@ impl Session {
         self.outgoing(now_ms, UpMessage::Heartbeat(heartbeat), false)
     }
 
+    /// The outcome of a power command.
+    pub fn power_result(
+        &mut self,
+        now_ms: u64,
+        request_id: u64,
+        outcome: edgemetal_protocol::PowerOutcome,
+    ) -> Outgoing {
+        let result = edgemetal_protocol::PowerResult {
+            request_id,
+            outcome,
+        };
+        self.outgoing(now_ms, UpMessage::PowerResult(result), false)
+    }
+
+    /// Reports BMC networks beyond the rack's own interfaces in its hello.
+    pub fn with_bmc_networks(mut self, networks: Vec<edgemetal_protocol::Ipv4Cidr>) -> Self {
+        self.bmc_networks = networks;
+        self
+    }
+
     /// Queued events to deliver, oldest first.
     pub fn events(&mut self, now_ms: u64, events: Vec<edgemetal_protocol::RackEvent>) -> Outgoing {
         self.outgoing(now_ms, UpMessage::Events(events), false)
@@ -224,7 +249,7 @@ impl Session {
                 if parsed.rack_id == self.rack_id
                     && matches!(
                         parsed.channel,
-                        Channel::Snapshot | Channel::Rekey | Channel::EventsAck
+                        Channel::Snapshot | Channel::Rekey | Channel::EventsAck | Channel::Power
                     ) => {}
             _ => return Inbound::Dropped("bad_topic", format!("unexpected topic {topic}")),
         }
@@ -282,6 +307,30 @@ impl Session {
                 self.counters.down_high_water = sequence;
                 self.counters_dirty = true;
                 return Inbound::EventsAcked(up_to);
+            }
+            DownMessage::Power(command) => {
+                if replayed {
+                    return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
+                }
+                self.counters.down_high_water = sequence;
+                self.counters_dirty = true;
+                if now_ms > command.deadline_ms {
+                    // The region stopped waiting: acting now would surprise
+                    // whoever sees the failure it already reported.
+                    let failure = edgemetal_protocol::PowerFailure {
+                        kind: edgemetal_protocol::PowerFailureKind::Other,
+                        detail: format!(
+                            "command arrived {} ms after its deadline (late delivery or clock skew)",
+                            now_ms - command.deadline_ms
+                        ),
+                    };
+                    return Inbound::Answer(self.power_result(
+                        now_ms,
+                        command.request_id,
+                        Err(failure),
+                    ));
+                }
+                return Inbound::Power(command);
             }
             DownMessage::Rekey(rekey) => {
                 if replayed {

@@ -69,7 +69,7 @@ impl SnapshotFile {
         match envelope.body {
             DownMessage::Snapshot(snapshot) => Ok(Some(snapshot)),
             // Only snapshots are ever written here; anything else is not ours.
-            DownMessage::Rekey(_) | DownMessage::EventsAck(_) => Ok(None),
+            DownMessage::Rekey(_) | DownMessage::EventsAck(_) | DownMessage::Power(_) => Ok(None),
         }
     }
 

@@ -12,6 +12,7 @@ mod extract;
 mod leases;
 mod machines;
 mod policy;
+mod power;
 mod racks;
 pub mod ratelimit;
 mod reservations;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub auth_failures: Arc<Mutex<AuthFailureLimiter>>,
     /// Turns enrolment tokens into rack identities.
     pub enroller: crate::enrolment::Enroller,
+    /// Machines' power control.
+    pub power: crate::power::PowerService,
 }
 
 impl AppState {
@@ -124,6 +127,11 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(machines::list_machines, machines::create_machine))
         .routes(routes!(machines::get_machine, machines::delete_machine))
+        .routes(routes!(power::set_power_settings))
+        .routes(routes!(power::get_power))
+        .routes(routes!(power::power_action))
+        .routes(routes!(power::set_boot_device))
+        .routes(routes!(power::list_machine_events))
         .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
         .routes(routes!(api_keys::get_api_key, api_keys::revoke_api_key))
         .routes(routes!(audit::list_audit))

@@ -16,6 +16,8 @@ pub enum FollowUp {
     PromoteKey(u32),
     /// Tell the rack its queued events up to this id are stored.
     AckEvents(u64),
+    /// A rack answered a power command.
+    PowerResult(edgemetal_protocol::PowerResult),
 }
 
 /// Applies one message; tells whether the rack needs the current snapshot.
@@ -95,6 +97,7 @@ pub async fn apply(store: &Store, inbound: &Inbound) -> Result<FollowUp, StoreEr
                 Ok(FollowUp::None)
             }
         }
+        UpMessage::PowerResult(result) => Ok(FollowUp::PowerResult(result.clone())),
         UpMessage::Status(RackStatus::Online) => {
             store.mark_rack_online(&inbound.rack_id, now).await?;
             Ok(FollowUp::None)

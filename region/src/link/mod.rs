@@ -8,7 +8,9 @@ pub mod handler;
 pub mod inbound;
 pub mod keyring;
 pub mod mqtt;
+pub mod requests;
 
 pub use edgemetal_protocol::BrokerUrl;
 pub use keyring::Keyring;
 pub use mqtt::{spawn, LinkHandle};
+pub use requests::RequestError;

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use edgemetal_protocol::seal::{self, FrameHeader};
 use edgemetal_protocol::{
-    ConfigSnapshot, Direction, DownMessage, Envelope, MessageId, RackId, Rekey, Topic,
-    PROTOCOL_VERSION,
+    ConfigSnapshot, Direction, DownMessage, Envelope, MessageId, PowerOutcome, PowerRequest,
+    RackId, Rekey, Topic, PROTOCOL_VERSION,
 };
 use rand::RngCore;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::handler::{self, FollowUp};
 use super::keyring::{Keyring, REGION_BROKER_USER};
+use super::requests::{OutgoingCommand, PendingRequests, RequestError};
 use super::{inbound, BrokerUrl};
 use crate::metrics::Metrics;
 use crate::snapshot;
@@ -46,12 +47,26 @@ pub struct LinkSettings {
 pub struct LinkHandle {
     config_changed: Arc<Notify>,
     rekey: mpsc::UnboundedSender<RackId>,
+    commands: mpsc::UnboundedSender<OutgoingCommand>,
+    pending: Arc<PendingRequests>,
 }
 
 impl LinkHandle {
     /// Call after any configuration change: every rack gets the new snapshot.
     pub fn config_changed(&self) {
         self.config_changed.notify_one();
+    }
+
+    /// Has `rack` carry out a power request; waits up to `timeout` for its answer.
+    pub async fn power(
+        &self,
+        rack: RackId,
+        request: PowerRequest,
+        timeout: Duration,
+    ) -> Result<PowerOutcome, RequestError> {
+        self.pending
+            .power(&self.commands, rack, request, timeout)
+            .await
     }
 
     /// Sends a rack its pending key (after [`crate::store::Store::start_key_rotation`]).
@@ -69,6 +84,8 @@ struct Link {
     /// even across region replicas.
     nonce_prefix: [u8; 16],
     last_sent: tokio::sync::Mutex<HashMap<RackId, Instant>>,
+    /// Power commands waiting for their rack's answer.
+    pending: Arc<PendingRequests>,
     /// The online racks at the last sweep; `None` before the first.
     last_online: tokio::sync::Mutex<Option<Vec<String>>>,
 }
@@ -112,6 +129,7 @@ pub fn spawn(
         nonce_prefix,
         last_sent: tokio::sync::Mutex::new(HashMap::new()),
         last_online: tokio::sync::Mutex::new(None),
+        pending: Arc::new(PendingRequests::default()),
     });
     let config_changed = Arc::new(Notify::new());
     let (inbound_tx, mut inbound_rx) = mpsc::channel::<rumqttc::Publish>(1024);
@@ -184,6 +202,25 @@ pub fn spawn(
         }
     });
 
+    let (commands, mut outgoing_commands) = mpsc::unbounded_channel::<OutgoingCommand>();
+    let commander = link.clone();
+    tokio::spawn(async move {
+        while let Some(outgoing) = outgoing_commands.recv().await {
+            let id = outgoing.command.request_id;
+            if !commander
+                .publish_down(
+                    &outgoing.rack_id,
+                    DownMessage::Power(outgoing.command),
+                    false,
+                )
+                .await
+            {
+                tracing::warn!(rack = %outgoing.rack_id, request = id, "power command not sent");
+            }
+        }
+    });
+    let pending = link.pending.clone();
+
     let sweeper = link;
     let timeout = settings.heartbeat_timeout;
     let mosquitto = settings.mosquitto.clone();
@@ -217,6 +254,8 @@ pub fn spawn(
     LinkHandle {
         config_changed,
         rekey,
+        commands,
+        pending,
     }
 }
 
@@ -326,6 +365,14 @@ impl Link {
             Ok(FollowUp::AckEvents(up_to)) => {
                 self.publish_down(&inbound.rack_id, DownMessage::EventsAck(up_to), false)
                     .await;
+            }
+            Ok(FollowUp::PowerResult(result)) => {
+                if !self
+                    .pending
+                    .complete(&inbound.rack_id, result.request_id, result.outcome)
+                {
+                    tracing::warn!(rack = %inbound.rack_id, request = result.request_id, "power result nobody waits for");
+                }
             }
             Ok(FollowUp::None) => {}
             Err(error) => {

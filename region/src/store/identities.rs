@@ -432,7 +432,20 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        // BMC passwords are sealed with the same key.
+        let machines: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, power_password_sealed FROM machines WHERE power_password_sealed IS NOT NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (machine_id, sealed) in &machines {
+            sqlx::query("UPDATE machines SET power_password_sealed = $1 WHERE id = $2")
+                .bind(reseal(sealed).map_err(StoreError::Invalid)?)
+                .bind(machine_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
-        Ok(rows.len())
+        Ok(rows.len() + machines.len())
     }
 }

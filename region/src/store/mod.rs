@@ -18,6 +18,7 @@ mod audit;
 mod identities;
 mod leases;
 mod machines;
+mod power;
 mod racks;
 mod reservations;
 mod subnets;
@@ -37,6 +38,7 @@ pub use identities::{
 };
 pub use leases::LeaseRecord;
 pub use machines::{Machine, NewMachine};
+pub use power::{MachineEvent, PowerSettings, PowerStatus, StoredPower};
 pub use racks::{RackHello, RackRecord};
 pub use reservations::{ReservationRecord, ReservationSpec};
 pub use subnets::{IpRangeRecord, IpRangeSpec, SubnetRecord, SubnetSpec};

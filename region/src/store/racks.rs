@@ -46,11 +46,14 @@ pub struct RackRecord {
     /// Service health from the last heartbeat.
     #[schema(value_type = Object)]
     pub health: serde_json::Value,
+    /// Routed networks through which the rack reaches BMCs, besides its interfaces'.
+    #[schema(value_type = Vec<String>)]
+    pub bmc_networks: serde_json::Value,
 }
 
 const RACK_COLUMNS: &str = "id, hostname, software_version, protocol_version, online, \
     first_seen_ms, last_seen_ms, applied_generation, last_apply_error, interfaces_json, \
-    services_json, health_json";
+    services_json, health_json, bmc_networks_json";
 
 fn json_column(row: &AnyRow, column: &str) -> Result<serde_json::Value, StoreError> {
     let text: String = row.try_get(column)?;
@@ -77,6 +80,7 @@ fn rack_from_row(row: &AnyRow, config_generation: u64) -> Result<RackRecord, Sto
         interfaces: json_column(row, "interfaces_json")?,
         services: json_column(row, "services_json")?,
         health: json_column(row, "health_json")?,
+        bmc_networks: json_column(row, "bmc_networks_json")?,
     })
 }
 
@@ -96,11 +100,13 @@ impl Store {
         sqlx::query(
             "INSERT INTO racks (id, hostname, software_version, protocol_version, online, \
              first_seen_ms, last_seen_ms, applied_generation, last_apply_error, interfaces_json, \
-             services_json, health_json) VALUES ($1, $2, $3, $4, $9, $5, $5, $6, NULL, $7, $8, '[]') \
+             services_json, health_json, bmc_networks_json) \
+             VALUES ($1, $2, $3, $4, $9, $5, $5, $6, NULL, $7, $8, '[]', $10) \
              ON CONFLICT (id) DO UPDATE SET hostname = $2, software_version = $3, \
              protocol_version = $4, online = CASE WHEN $9 = 1 THEN 1 ELSE racks.online END, \
              last_seen_ms = CASE WHEN $9 = 1 THEN $5 ELSE racks.last_seen_ms END, \
-             applied_generation = $6, interfaces_json = $7, services_json = $8",
+             applied_generation = $6, interfaces_json = $7, services_json = $8, \
+             bmc_networks_json = $10",
         )
         .bind(hello.rack_id.as_str())
         .bind(&hello.hostname)
@@ -111,6 +117,7 @@ impl Store {
         .bind(to_json(&hello.interfaces))
         .bind(to_json(&hello.services))
         .bind(i64::from(alive))
+        .bind(to_json(&hello.bmc_networks))
         .execute(&self.pool)
         .await?;
         Ok(())
