@@ -3,6 +3,7 @@
 //! loopback ports, in throwaway directories, and cleans them up on drop.
 
 pub mod api;
+pub mod bmc;
 pub mod configured;
 pub mod dhcp_site;
 pub mod mosquitto;

@@ -179,6 +179,7 @@ async fn racks(store: &Store) {
         interfaces: vec![],
         services: vec![],
         applied_generation: None,
+        bmc_networks: Vec::new(),
     };
     store.record_hello(&hello, 1_000, true).await.unwrap();
     let record = store.get_rack("rack-a").await.unwrap();
