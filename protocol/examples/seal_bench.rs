@@ -78,6 +78,7 @@ fn snapshot(reservations: u32) -> Envelope<DownMessage> {
         MessageId([0x22; 16]),
         1_700_000_000_000,
         DownMessage::Snapshot(ConfigSnapshot {
+            boot_resources: Vec::new(),
             generation: Generation(18),
             subnets: vec![SubnetConfig {
                 id: "subnet-1".into(),

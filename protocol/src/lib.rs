@@ -15,6 +15,7 @@
 
 extern crate alloc;
 
+pub mod boot;
 pub mod broker_url;
 pub mod dhcp_peers;
 pub mod enrolment;
@@ -25,6 +26,7 @@ pub mod seal;
 pub mod topic;
 pub mod types;
 
+pub use boot::*;
 pub use broker_url::{BrokerUrl, InvalidBrokerUrl};
 pub use envelope::{DecodeError, Envelope};
 pub use message::*;

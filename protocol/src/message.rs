@@ -9,6 +9,7 @@ use core::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::boot::{BlobChunk, BlobRequest, BootAnswer, BootQuery, BootResource};
 use crate::power::{PowerOutcome, PowerRequest};
 use crate::topic::Channel;
 use crate::types::{Generation, Ipv4Cidr, MacAddress, RackId};
@@ -30,6 +31,10 @@ pub enum UpMessage {
     Events(Vec<RackEvent>),
     /// The outcome of a [`DownMessage::Power`] command.
     PowerResult(PowerResult),
+    /// Part of a boot resource the rack is caching.
+    BlobRequest(BlobRequest),
+    /// What should this machine boot?
+    BootQuery(BootQuery),
 }
 
 impl UpMessage {
@@ -43,6 +48,8 @@ impl UpMessage {
             UpMessage::RekeyAck(_) => Channel::RekeyAck,
             UpMessage::Events(_) => Channel::Events,
             UpMessage::PowerResult(_) => Channel::PowerResult,
+            UpMessage::BlobRequest(_) => Channel::BlobRequest,
+            UpMessage::BootQuery(_) => Channel::BootQuery,
         }
     }
 }
@@ -58,6 +65,10 @@ pub enum DownMessage {
     EventsAck(u64),
     /// Act on one machine's BMC and report the outcome.
     Power(PowerCommand),
+    /// Part of a boot resource.
+    BlobChunk(BlobChunk),
+    /// What a machine boots.
+    BootAnswer(BootAnswer),
 }
 
 impl DownMessage {
@@ -68,6 +79,8 @@ impl DownMessage {
             DownMessage::Rekey(_) => Channel::Rekey,
             DownMessage::EventsAck(_) => Channel::EventsAck,
             DownMessage::Power(_) => Channel::Power,
+            DownMessage::BlobChunk(_) => Channel::BlobChunk,
+            DownMessage::BootAnswer(_) => Channel::BootAnswer,
         }
     }
 }
@@ -329,6 +342,8 @@ pub struct ConfigSnapshot {
     pub generation: Generation,
     /// The subnets the rack serves.
     pub subnets: Vec<SubnetConfig>,
+    /// Boot resources the rack caches and serves.
+    pub boot_resources: Vec<BootResource>,
 }
 
 /// One managed subnet.

@@ -46,15 +46,26 @@ pub enum Channel {
     Power,
     /// The outcome of a power command. Up.
     PowerResult,
+    /// A rack asks for part of a boot resource. Up.
+    BlobRequest,
+    /// Part of a boot resource. Down.
+    BlobChunk,
+    /// A rack asks what a machine boots. Up.
+    BootQuery,
+    /// What a machine boots. Down.
+    BootAnswer,
 }
 
 impl Channel {
     /// The direction messages on this channel travel.
     pub fn direction(self) -> Direction {
         match self {
-            Channel::Snapshot | Channel::Rekey | Channel::EventsAck | Channel::Power => {
-                Direction::Down
-            }
+            Channel::Snapshot
+            | Channel::Rekey
+            | Channel::EventsAck
+            | Channel::Power
+            | Channel::BlobChunk
+            | Channel::BootAnswer => Direction::Down,
             _ => Direction::Up,
         }
     }
@@ -73,6 +84,10 @@ impl Channel {
             Channel::EventsAck => "events-ack",
             Channel::Power => "power",
             Channel::PowerResult => "power-result",
+            Channel::BlobRequest => "blob-request",
+            Channel::BlobChunk => "blob-chunk",
+            Channel::BootQuery => "boot-query",
+            Channel::BootAnswer => "boot-answer",
         }
     }
 
@@ -89,6 +104,10 @@ impl Channel {
             "events-ack" => Channel::EventsAck,
             "power" => Channel::Power,
             "power-result" => Channel::PowerResult,
+            "blob-request" => Channel::BlobRequest,
+            "blob-chunk" => Channel::BlobChunk,
+            "boot-query" => Channel::BootQuery,
+            "boot-answer" => Channel::BootAnswer,
             _ => return None,
         };
         (channel.direction() == direction).then_some(channel)

@@ -145,6 +145,7 @@ proptest! {
     #[test]
     fn snapshots_round_trip(gen in any::<u64>(), subnets in proptest::collection::vec(subnet(), 0..4)) {
         let envelope = Envelope::new(MessageId([7; 16]), 1, DownMessage::Snapshot(ConfigSnapshot {
+            boot_resources: Vec::new(),
             generation: Generation(gen),
             subnets,
         }));
@@ -161,7 +162,7 @@ proptest! {
 
     #[test]
     fn topics_round_trip(rack in rack_id(), which in 0usize..9) {
-        let channel = [Channel::Hello, Channel::Heartbeat, Channel::SnapshotAck, Channel::Status, Channel::Snapshot, Channel::Rekey, Channel::RekeyAck, Channel::Events, Channel::EventsAck, Channel::Power, Channel::PowerResult][which % 11];
+        let channel = [Channel::Hello, Channel::Heartbeat, Channel::SnapshotAck, Channel::Status, Channel::Snapshot, Channel::Rekey, Channel::RekeyAck, Channel::Events, Channel::EventsAck, Channel::Power, Channel::PowerResult, Channel::BlobRequest, Channel::BlobChunk, Channel::BootQuery, Channel::BootAnswer][which % 15];
         let topic = Topic::new(rack, channel);
         prop_assert_eq!(Topic::parse(&topic.to_string()).unwrap(), topic);
     }

@@ -52,12 +52,38 @@ pub struct RackConfig {
     /// Port of the rack's HTTP boot server, for the iPXE script URLs it hands out.
     #[arg(long, env = "EDGEMETAL_RACK_HTTP_BOOT_PORT", default_value_t = 5248)]
     pub http_boot_port: u16,
+    /// Where the HTTP boot server listens; default: all addresses on
+    /// `--http-boot-port` when DHCP is served, otherwise off.
+    #[arg(long, env = "EDGEMETAL_RACK_HTTP_BOOT_LISTEN")]
+    pub http_boot_listen: Option<SocketAddr>,
+    /// Where the TFTP server listens; default: all addresses on port 69
+    /// when DHCP is served, otherwise off.
+    #[arg(long, env = "EDGEMETAL_RACK_TFTP_LISTEN")]
+    pub tftp_listen: Option<SocketAddr>,
+    /// The iPXE binaries the rack serves (Debian's `ipxe` package).
+    #[arg(long, env = "EDGEMETAL_RACK_IPXE_DIR", default_value = "/usr/lib/ipxe")]
+    pub ipxe_dir: PathBuf,
     /// Seconds between heartbeats.
     #[arg(long, env = "EDGEMETAL_RACK_HEARTBEAT_SECS", default_value_t = 5)]
     pub heartbeat_secs: u64,
 }
 
 impl RackConfig {
+    /// Where the HTTP boot server listens, if it runs.
+    pub fn http_boot_address(&self) -> Option<SocketAddr> {
+        self.http_boot_listen.or_else(|| {
+            (!self.dhcp_interfaces.is_empty())
+                .then(|| SocketAddr::from(([0, 0, 0, 0], self.http_boot_port)))
+        })
+    }
+
+    /// Where the TFTP server listens, if it runs.
+    pub fn tftp_address(&self) -> Option<SocketAddr> {
+        self.tftp_listen.or_else(|| {
+            (!self.dhcp_interfaces.is_empty()).then(|| SocketAddr::from(([0, 0, 0, 0], 69)))
+        })
+    }
+
     /// The heartbeat period.
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_secs(self.heartbeat_secs.max(1))

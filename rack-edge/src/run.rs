@@ -79,6 +79,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         metrics: Metrics::new(),
         snapshots: tokio::sync::watch::channel(None).0,
         services: RwLock::new(Vec::new()),
+        boot_resources: RwLock::new(Vec::new()),
     });
     if let Some(snapshot) = &applied {
         status.set_applied(snapshot.clone());
@@ -117,6 +118,8 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         });
     }
 
+    let boot = crate::boot::serve::start(&config, &status).await?;
+
     let mut nonce = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut nonce);
     let previous = identity::previous_secret(&bundle)?
@@ -136,6 +139,8 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
     .with_previous_keys(previous)
     .with_services((!config.dhcp_interfaces.is_empty()).then_some(ServiceKind::Dhcp))
     .with_services([ServiceKind::Power])
+    .with_services(config.http_boot_address().map(|_| ServiceKind::Http))
+    .with_services(config.tftp_address().map(|_| ServiceKind::Tftp))
     .with_bmc_networks(config.bmc_networks.clone());
     let settings = mqtt::LinkSettings {
         broker,
@@ -148,6 +153,9 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
             request_timeout: Duration::from_secs(25),
             ..Default::default()
         }),
+        boot_cache: boot.cache,
+        decisions: boot.decisions,
+        boot_queries: boot.queries,
     };
     let files = mqtt::StateFiles {
         snapshot: snapshot_file,

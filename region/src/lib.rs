@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod boot;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod config;

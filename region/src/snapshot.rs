@@ -3,11 +3,11 @@
 use std::collections::HashSet;
 
 use edgemetal_protocol::{
-    dhcp_peers, ConfigSnapshot, DhcpPeer, Generation, HeldAddress, IpRange, RackId, Reservation,
-    SubnetConfig,
+    dhcp_peers, BootResource, ConfigSnapshot, DhcpPeer, Generation, HeldAddress, IpRange, RackId,
+    Reservation, SubnetConfig,
 };
 
-use crate::store::{now_ms, Store, StoreError};
+use crate::store::{now_ms, parse_kind, Store, StoreError};
 
 /// The current snapshot; every rack receives the same one and serves the
 /// subnets whose DHCP racks include it (see [`edgemetal_protocol::dhcp_peers`]).
@@ -36,6 +36,22 @@ pub async fn build(store: &Store) -> Result<ConfigSnapshot, StoreError> {
     enrolled.sort();
     let now = now_ms();
     let leases = store.list_leases(None, None).await?;
+    let boot_resources = store
+        .list_boot_resources()
+        .await?
+        .into_iter()
+        .filter_map(|record| {
+            let mut sha256 = [0u8; 32];
+            hex::decode_to_slice(&record.sha256, &mut sha256).ok()?;
+            Some(BootResource {
+                kind: parse_kind(&record.kind)?,
+                name: record.name,
+                architecture: record.architecture,
+                sha256,
+                size: record.size,
+            })
+        })
+        .collect();
 
     let mut configs = Vec::with_capacity(subnets.len());
     for subnet in subnets {
@@ -100,6 +116,7 @@ pub async fn build(store: &Store) -> Result<ConfigSnapshot, StoreError> {
         configs.push(config);
     }
     Ok(ConfigSnapshot {
+        boot_resources,
         generation: Generation(generation),
         subnets: configs,
     })

@@ -11,6 +11,7 @@ use rumqttc::{
 use tokio::sync::mpsc;
 
 use super::session::{Inbound, Outgoing, Session};
+use crate::boot::ChunkOutcome;
 use crate::state::{CountersFile, SnapshotFile};
 use crate::status::LiveStatus;
 
@@ -18,7 +19,6 @@ use crate::status::LiveStatus;
 const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
 
 /// Settings of the rack's link.
-#[derive(Clone)]
 pub struct LinkSettings {
     /// The broker.
     pub broker: BrokerUrl,
@@ -32,7 +32,75 @@ pub struct LinkSettings {
     pub ca_pem: String,
     /// Carries out the region's power commands.
     pub power: crate::power::PowerExecutor,
+    /// Where boot resources from the region are cached.
+    pub boot_cache: crate::boot::BootCache,
+    /// Per-machine boot decisions, answered by the region.
+    pub decisions: Arc<crate::boot::Decisions>,
+    /// Boot queries for the region, from the HTTP and TFTP servers.
+    pub boot_queries: mpsc::UnboundedReceiver<edgemetal_protocol::BootQuery>,
 }
+
+/// The piece of a boot resource asked for and not yet answered.
+struct BlobInFlight {
+    sha256: [u8; 32],
+    asked: Instant,
+}
+
+/// Asks for the next missing piece of the snapshot's boot resources, unless
+/// a request is still fresh (answers come in order; a lost one is asked
+/// again after [`BLOB_RETRY`]).
+async fn fetch_next_blob(
+    session: &mut Session,
+    files: &StateFiles,
+    settings: &LinkSettings,
+    status: &LiveStatus,
+    in_flight: &mut Option<BlobInFlight>,
+    send: &impl Fn(Outgoing),
+) {
+    if in_flight
+        .as_ref()
+        .is_some_and(|asked| asked.asked.elapsed() < BLOB_RETRY)
+    {
+        return;
+    }
+    let wanted = wanted_resources(status);
+    let cache = settings.boot_cache.clone();
+    let progress_wanted = wanted.clone();
+    let (next, progress) = tokio::task::spawn_blocking(move || {
+        (
+            cache.next_request(&wanted),
+            cache.progress(&progress_wanted),
+        )
+    })
+    .await
+    .unwrap_or_default();
+    if let Ok(mut shown) = status.boot_resources.write() {
+        *shown = progress;
+    }
+    *in_flight = None;
+    if let Some(request) = next {
+        *in_flight = Some(BlobInFlight {
+            sha256: request.sha256,
+            asked: Instant::now(),
+        });
+        let message = session.blob_request(now_ms(), request);
+        if persist_counters(session, &files.counters).await {
+            send(message);
+        }
+    }
+}
+
+fn wanted_resources(status: &LiveStatus) -> Vec<edgemetal_protocol::BootResource> {
+    status
+        .snapshots
+        .borrow()
+        .as_ref()
+        .map(|s| s.boot_resources.clone())
+        .unwrap_or_default()
+}
+
+/// A blob request unanswered for this long is sent again.
+const BLOB_RETRY: Duration = Duration::from_secs(10);
 
 /// The files the link keeps current.
 pub struct StateFiles {
@@ -106,7 +174,7 @@ async fn deliver_events(
 
 /// Runs the link forever, reconnecting as needed.
 pub async fn run(
-    settings: LinkSettings,
+    mut settings: LinkSettings,
     mut session: Session,
     mut files: StateFiles,
     status: Arc<LiveStatus>,
@@ -167,6 +235,10 @@ pub async fn run(
     let (power_done, mut power_results) =
         mpsc::channel::<(u64, edgemetal_protocol::PowerOutcome)>(64);
 
+    let mut blob_in_flight: Option<BlobInFlight> = None;
+    let mut boot_queries =
+        std::mem::replace(&mut settings.boot_queries, mpsc::unbounded_channel().1);
+
     // Highest event id sent on this connection; resent from the ack on reconnect.
     let mut events_sent = 0u64;
     let mut heartbeat = tokio::time::interval(settings.heartbeat);
@@ -190,6 +262,8 @@ pub async fn run(
                     }
                     events_sent = files.events.queue.lock().unwrap_or_else(|e| e.into_inner()).acked();
                     deliver_events(&mut session, &files, &mut events_sent, &send).await;
+                    blob_in_flight = None;
+                    fetch_next_blob(&mut session, &files, &settings, &status, &mut blob_in_flight, &send).await;
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     let inbound = session.on_publish(now_ms(), &publish.topic, &publish.payload, publish.retain);
@@ -219,6 +293,10 @@ pub async fn run(
                             if persist_counters(&mut session, &files.counters).await {
                                 send(ack);
                             }
+                            let cache = settings.boot_cache.clone();
+                            let wanted = wanted_resources(&status);
+                            let _ = tokio::task::spawn_blocking(move || cache.prune(&wanted)).await;
+                            fetch_next_blob(&mut session, &files, &settings, &status, &mut blob_in_flight, &send).await;
                         }
                         Inbound::Rekey(keys) => {
                             // Persist first: a crash after the ack but before the write
@@ -247,6 +325,28 @@ pub async fn run(
                                 tracing::error!(%error, "cannot trim the event queue");
                             }
                         }
+                        Inbound::BlobChunk(chunk) => {
+                            let cache = settings.boot_cache.clone();
+                            let wanted = wanted_resources(&status);
+                            let sha256 = chunk.sha256;
+                            let outcome = tokio::task::spawn_blocking(move || cache.apply(&chunk, &wanted)).await;
+                            match outcome {
+                                Ok(Ok(ChunkOutcome::Missing)) => {
+                                    tracing::warn!(sha256 = %hex::encode(sha256), "the region does not have a boot resource; retrying later");
+                                    continue;
+                                }
+                                Ok(Ok(ChunkOutcome::Corrupt)) => tracing::error!(sha256 = %hex::encode(sha256), "boot resource failed verification; fetching it again"),
+                                Ok(Ok(ChunkOutcome::Complete)) => tracing::info!(sha256 = %hex::encode(sha256), "boot resource cached and verified"),
+                                Ok(Ok(_)) => {}
+                                Ok(Err(error)) => tracing::error!(%error, "cannot write the boot cache"),
+                                Err(error) => tracing::error!(%error, "boot cache task failed"),
+                            }
+                            if blob_in_flight.as_ref().is_some_and(|f| f.sha256 == sha256) {
+                                blob_in_flight = None;
+                            }
+                            fetch_next_blob(&mut session, &files, &settings, &status, &mut blob_in_flight, &send).await;
+                        }
+                        Inbound::BootAnswer(answer) => settings.decisions.answered(answer),
                         Inbound::Power(command) => {
                             let executor = settings.power.clone();
                             let done = power_done.clone();
@@ -278,6 +378,15 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             },
+            Some(query) = boot_queries.recv() => {
+                // Unconnected, the query is dropped: the boot uses what the rack remembers.
+                if connected {
+                    let message = session.boot_query(now_ms(), query);
+                    if persist_counters(&mut session, &files.counters).await {
+                        send(message);
+                    }
+                }
+            }
             Some((request_id, outcome)) = power_results.recv() => {
                 // Sent even while disconnected: the client queues it, and the
                 // region has likely given up anyway if the link is down long.
@@ -294,6 +403,7 @@ pub async fn run(
                 // the region applies each event id once.
                 events_sent = files.events.queue.lock().unwrap_or_else(|e| e.into_inner()).acked();
                 deliver_events(&mut session, &files, &mut events_sent, &send).await;
+                fetch_next_blob(&mut session, &files, &settings, &status, &mut blob_in_flight, &send).await;
                 let mut health = vec![ServiceHealth {
                     service: ServiceKind::Link,
                     state: HealthState::Healthy,

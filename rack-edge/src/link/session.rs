@@ -62,6 +62,10 @@ pub enum Inbound {
     EventsAcked(u64),
     /// Carry out this power command, then publish [`Session::power_result`].
     Power(edgemetal_protocol::PowerCommand),
+    /// Part of a boot resource being cached.
+    BlobChunk(edgemetal_protocol::BlobChunk),
+    /// The region's boot decision for a machine.
+    BootAnswer(edgemetal_protocol::BootAnswer),
     /// The payload was dropped; the reason is a metric label.
     Dropped(&'static str, String),
 }
@@ -224,6 +228,20 @@ impl Session {
         self.outgoing(now_ms, UpMessage::PowerResult(result), false)
     }
 
+    /// Asks the region for part of a boot resource.
+    pub fn blob_request(
+        &mut self,
+        now_ms: u64,
+        request: edgemetal_protocol::BlobRequest,
+    ) -> Outgoing {
+        self.outgoing(now_ms, UpMessage::BlobRequest(request), false)
+    }
+
+    /// Asks the region what a machine boots.
+    pub fn boot_query(&mut self, now_ms: u64, query: edgemetal_protocol::BootQuery) -> Outgoing {
+        self.outgoing(now_ms, UpMessage::BootQuery(query), false)
+    }
+
     /// Reports BMC networks beyond the rack's own interfaces in its hello.
     pub fn with_bmc_networks(mut self, networks: Vec<edgemetal_protocol::Ipv4Cidr>) -> Self {
         self.bmc_networks = networks;
@@ -249,7 +267,12 @@ impl Session {
                 if parsed.rack_id == self.rack_id
                     && matches!(
                         parsed.channel,
-                        Channel::Snapshot | Channel::Rekey | Channel::EventsAck | Channel::Power
+                        Channel::Snapshot
+                            | Channel::Rekey
+                            | Channel::EventsAck
+                            | Channel::Power
+                            | Channel::BlobChunk
+                            | Channel::BootAnswer
                     ) => {}
             _ => return Inbound::Dropped("bad_topic", format!("unexpected topic {topic}")),
         }
@@ -307,6 +330,22 @@ impl Session {
                 self.counters.down_high_water = sequence;
                 self.counters_dirty = true;
                 return Inbound::EventsAcked(up_to);
+            }
+            DownMessage::BlobChunk(chunk) => {
+                if replayed {
+                    return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
+                }
+                self.counters.down_high_water = sequence;
+                self.counters_dirty = true;
+                return Inbound::BlobChunk(chunk);
+            }
+            DownMessage::BootAnswer(answer) => {
+                if replayed {
+                    return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
+                }
+                self.counters.down_high_water = sequence;
+                self.counters_dirty = true;
+                return Inbound::BootAnswer(answer);
             }
             DownMessage::Power(command) => {
                 if replayed {

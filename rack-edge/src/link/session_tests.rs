@@ -17,6 +17,7 @@ fn session(applied: Option<u64>) -> Session {
         "0.1.0".into(),
         "host".into(),
         applied.map(|g| ConfigSnapshot {
+            boot_resources: Vec::new(),
             generation: Generation(g),
             subnets: vec![],
         }),
@@ -38,6 +39,7 @@ fn sealed(
         MessageId([1; 16]),
         0,
         DownMessage::Snapshot(ConfigSnapshot {
+            boot_resources: Vec::new(),
             generation: Generation(generation),
             subnets,
         }),

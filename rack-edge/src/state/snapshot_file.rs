@@ -69,7 +69,7 @@ impl SnapshotFile {
         match envelope.body {
             DownMessage::Snapshot(snapshot) => Ok(Some(snapshot)),
             // Only snapshots are ever written here; anything else is not ours.
-            DownMessage::Rekey(_) | DownMessage::EventsAck(_) | DownMessage::Power(_) => Ok(None),
+            _ => Ok(None),
         }
     }
 
@@ -99,6 +99,7 @@ mod tests {
         let file = SnapshotFile::in_dir(dir.path());
         assert!(file.load().unwrap().is_none());
         let snapshot = ConfigSnapshot {
+            boot_resources: Vec::new(),
             generation: Generation(7),
             subnets: vec![],
         };

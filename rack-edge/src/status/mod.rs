@@ -27,6 +27,8 @@ pub struct LiveStatus {
     pub snapshots: tokio::sync::watch::Sender<Option<ConfigSnapshot>>,
     /// Health of the services besides the link, as they report it.
     pub services: RwLock<Vec<edgemetal_protocol::ServiceHealth>>,
+    /// How far the boot resources of the snapshot are cached.
+    pub boot_resources: RwLock<Vec<crate::boot::cache::ResourceProgress>>,
 }
 
 impl LiveStatus {
@@ -88,6 +90,7 @@ async fn status_json(State(status): State<Arc<LiveStatus>>) -> impl IntoResponse
             "detail": h.detail,
         })).collect::<Vec<_>>()).unwrap_or_default(),
         "applied_generation": applied.as_ref().map(|s| s.generation.0),
+        "boot_resources": status.boot_resources.read().map(|r| r.clone()).unwrap_or_default(),
         "subnets": applied.as_ref().map(|s| s.subnets.iter().map(|subnet| serde_json::json!({
             "id": subnet.id,
             "name": subnet.name,

@@ -6,6 +6,7 @@
 mod api_keys;
 mod audit;
 mod auth;
+mod boot_resources;
 mod enrolment;
 mod error;
 mod extract;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub enroller: crate::enrolment::Enroller,
     /// Machines' power control.
     pub power: crate::power::PowerService,
+    /// Boot resources' content.
+    pub blobs: crate::boot::blobs::BlobStore,
 }
 
 impl AppState {
@@ -143,6 +146,14 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(enrolment::revoke_rack))
         .routes(routes!(enrolment::rotate_rack_key))
         .routes(routes!(leases::list_leases))
+        .routes(routes!(
+            boot_resources::list_boot_resources,
+            boot_resources::upload_boot_resource
+        ))
+        .routes(routes!(
+            boot_resources::get_boot_resource,
+            boot_resources::delete_boot_resource
+        ))
         .split_for_parts()
 }
 

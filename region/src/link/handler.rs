@@ -18,6 +18,10 @@ pub enum FollowUp {
     AckEvents(u64),
     /// A rack answered a power command.
     PowerResult(edgemetal_protocol::PowerResult),
+    /// Send the rack the part of a blob it asked for.
+    SendChunk(edgemetal_protocol::BlobRequest),
+    /// Tell the rack what a machine boots.
+    AnswerBoot(edgemetal_protocol::BootQuery),
 }
 
 /// Applies one message; tells whether the rack needs the current snapshot.
@@ -98,6 +102,8 @@ pub async fn apply(store: &Store, inbound: &Inbound) -> Result<FollowUp, StoreEr
             }
         }
         UpMessage::PowerResult(result) => Ok(FollowUp::PowerResult(result.clone())),
+        UpMessage::BlobRequest(request) => Ok(FollowUp::SendChunk(request.clone())),
+        UpMessage::BootQuery(query) => Ok(FollowUp::AnswerBoot(query.clone())),
         UpMessage::Status(RackStatus::Online) => {
             store.mark_rack_online(&inbound.rack_id, now).await?;
             Ok(FollowUp::None)

@@ -37,6 +37,8 @@ pub struct LinkSettings {
     pub heartbeat_timeout: Duration,
     /// CA certificate (PEM) to verify a TLS broker against.
     pub ca_pem: Option<String>,
+    /// Where boot resources' content is, for racks that fetch it.
+    pub blobs: crate::boot::blobs::BlobStore,
     /// An external Mosquitto's files, rewritten when the set of active racks
     /// changes behind this process's back (CLI revocation, another replica).
     pub mosquitto: Option<crate::config::MosquittoFiles>,
@@ -84,6 +86,8 @@ struct Link {
     /// even across region replicas.
     nonce_prefix: [u8; 16],
     last_sent: tokio::sync::Mutex<HashMap<RackId, Instant>>,
+    /// Boot resources' content.
+    blobs: crate::boot::blobs::BlobStore,
     /// Power commands waiting for their rack's answer.
     pending: Arc<PendingRequests>,
     /// The online racks at the last sweep; `None` before the first.
@@ -130,6 +134,7 @@ pub fn spawn(
         last_sent: tokio::sync::Mutex::new(HashMap::new()),
         last_online: tokio::sync::Mutex::new(None),
         pending: Arc::new(PendingRequests::default()),
+        blobs: settings.blobs.clone(),
     });
     let config_changed = Arc::new(Notify::new());
     let (inbound_tx, mut inbound_rx) = mpsc::channel::<rumqttc::Publish>(1024);
@@ -374,11 +379,49 @@ impl Link {
                     tracing::warn!(rack = %inbound.rack_id, request = result.request_id, "power result nobody waits for");
                 }
             }
+            Ok(FollowUp::SendChunk(request)) => self.send_chunk(&inbound.rack_id, request).await,
+            Ok(FollowUp::AnswerBoot(query)) => {
+                match crate::boot::decision::decide(&self.store, query.mac, query.arch).await {
+                    Ok(decision) => {
+                        tracing::info!(rack = %inbound.rack_id, mac = %query.mac, ?decision, "boot decision");
+                        let answer = edgemetal_protocol::BootAnswer {
+                            request_id: query.request_id,
+                            mac: query.mac,
+                            decision,
+                        };
+                        self.publish_down(&inbound.rack_id, DownMessage::BootAnswer(answer), false)
+                            .await;
+                    }
+                    Err(error) => tracing::error!(%error, "cannot decide a boot"),
+                }
+            }
             Ok(FollowUp::None) => {}
             Err(error) => {
                 tracing::error!(rack = %inbound.rack_id, %error, "cannot record rack message")
             }
         }
+    }
+
+    /// Sends a rack the piece of a blob it asked for (an empty piece with
+    /// total 0 when the region does not have it).
+    async fn send_chunk(&self, rack_id: &RackId, request: edgemetal_protocol::BlobRequest) {
+        let len = request.len.min(crate::boot::CHUNK_BYTES) as usize;
+        let (data, total) = match self.blobs.read(&request.sha256, request.offset, len).await {
+            Ok(Some(found)) => found,
+            Ok(None) => (Vec::new(), 0),
+            Err(error) => {
+                tracing::error!(%error, "cannot read a blob");
+                return;
+            }
+        };
+        let chunk = edgemetal_protocol::BlobChunk {
+            sha256: request.sha256,
+            offset: request.offset,
+            data,
+            total,
+        };
+        self.publish_down(rack_id, DownMessage::BlobChunk(chunk), false)
+            .await;
     }
 
     /// Publishes the current snapshot to one rack, at most every

@@ -29,7 +29,7 @@ pub struct LeaseRecord {
 }
 
 /// The architecture name the region uses for a DHCP option 93 code.
-fn architecture(arch: Option<u16>) -> &'static str {
+pub fn architecture(arch: Option<u16>) -> &'static str {
     match arch {
         Some(10 | 11 | 19) => "arm64",
         Some(6) => "i386",

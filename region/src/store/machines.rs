@@ -138,6 +138,22 @@ impl Store {
         machine_from_row(&row)
     }
 
+    /// The machine with this boot MAC, if any.
+    pub async fn find_machine_by_mac(
+        &self,
+        mac: MacAddress,
+    ) -> Result<Option<Machine>, StoreError> {
+        sqlx::query(
+            "SELECT id, mac, hostname, architecture, created_ms FROM machines WHERE mac = $1",
+        )
+        .bind(mac.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(machine_from_row)
+        .transpose()
+    }
+
     /// Deletes a machine.
     pub async fn delete_machine(&self, id: &str) -> Result<(), StoreError> {
         let deleted = sqlx::query("DELETE FROM machines WHERE id = $1")

@@ -15,6 +15,7 @@
 
 mod api_keys;
 mod audit;
+mod boot_resources;
 mod identities;
 mod leases;
 mod machines;
@@ -33,11 +34,12 @@ pub use api_keys::{
     ApiKey, ApiKeyRole, CreatedApiKey, KeyCheck, KeyState, NewApiKey, MAX_KEY_LIFETIME_SECS,
 };
 pub use audit::{AuditEntry, NewAuditEntry, MAX_AUDIT_PAGE};
+pub use boot_resources::{kind_name, parse_kind, BootResourceRecord};
 pub use identities::{
     CreatedEnrolmentToken, EnrolError, EnrolmentToken, NewIdentity, RackIdentity,
 };
-pub use leases::LeaseRecord;
-pub use machines::{Machine, NewMachine};
+pub use leases::{architecture as architecture_of_option93, LeaseRecord};
+pub use machines::{Machine, NewMachine, ARCHITECTURES};
 pub use power::{MachineEvent, PowerSettings, PowerStatus, StoredPower};
 pub use racks::{RackHello, RackRecord};
 pub use reservations::{ReservationRecord, ReservationSpec};

@@ -1,0 +1,15 @@
+//! Network boot on the rack: the cache of boot resources fetched from the
+//! region over the link ([`cache`]), what each machine boots ([`decisions`],
+//! asked of the region and remembered), the configurations rendered from it
+//! ([`render`]), and the HTTP ([`http`]) and TFTP ([`tftp_files`]) faces
+//! machines load them through.
+
+pub mod cache;
+pub mod decisions;
+pub mod http;
+pub mod render;
+pub mod serve;
+pub mod tftp_files;
+
+pub use cache::{BootCache, ChunkOutcome};
+pub use decisions::Decisions;

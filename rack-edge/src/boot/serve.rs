@@ -1,0 +1,107 @@
+//! Starts the rack's boot servers (HTTP and TFTP) over the shared cache and
+//! decisions.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use edgemetal_protocol::{BootQuery, HealthState, Ipv4Cidr, ServiceKind};
+use tokio::sync::mpsc;
+
+use super::tftp_files::TftpFiles;
+use super::{http, BootCache, Decisions};
+use crate::config::RackConfig;
+use crate::status::LiveStatus;
+
+/// What the link needs from the boot side.
+pub struct BootParts {
+    /// The resource cache the link fills.
+    pub cache: BootCache,
+    /// The decisions the link answers.
+    pub decisions: Arc<Decisions>,
+    /// Queries the link forwards to the region.
+    pub queries: mpsc::UnboundedReceiver<BootQuery>,
+}
+
+/// Opens the cache and decisions; starts the HTTP and TFTP servers that the
+/// configuration enables.
+pub async fn start(config: &RackConfig, status: &Arc<LiveStatus>) -> anyhow::Result<BootParts> {
+    let cache = BootCache::open(&config.state_dir).context("cannot open the boot cache")?;
+    let (queries_tx, queries) = mpsc::unbounded_channel();
+    let decisions = Arc::new(Decisions::open(
+        &config.state_dir,
+        queries_tx,
+        status.snapshots.subscribe(),
+    ));
+    if let Some(address) = config.http_boot_address() {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for HTTP boot on {address}"))?;
+        tracing::info!(%address, "HTTP boot server listening");
+        let app = http::router(http::BootHttp {
+            cache: cache.clone(),
+            decisions: decisions.clone(),
+            ipxe_dir: config.ipxe_dir.clone(),
+        });
+        let watcher = status.clone();
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(%error, "HTTP boot server stopped");
+                watcher.set_health(ServiceKind::Http, HealthState::Down, error.to_string());
+            }
+        });
+        status.set_health(ServiceKind::Http, HealthState::Healthy, "");
+    }
+    if let Some(address) = config.tftp_address() {
+        let binaries = match crate::tftp::DirSource::new(&config.ipxe_dir) {
+            Ok(source) => source,
+            Err(error) => {
+                tracing::warn!(dir = %config.ipxe_dir.display(), %error, "no iPXE binaries to serve");
+                crate::tftp::DirSource::new(&config.state_dir)?
+            }
+        };
+        let files = TftpFiles {
+            cache: cache.clone(),
+            decisions: decisions.clone(),
+            binaries,
+            addresses: ipv4_networks(),
+            http_port: config
+                .http_boot_address()
+                .map_or(config.http_boot_port, |a| a.port()),
+        };
+        let server = crate::tftp::TftpServer::bind(address, Arc::new(files), Default::default())
+            .await
+            .with_context(|| format!("cannot listen for TFTP on {address}"))?;
+        tracing::info!(%address, "TFTP server listening");
+        let watcher = status.clone();
+        tokio::spawn(async move {
+            if let Err(error) = server.run().await {
+                tracing::error!(%error, "TFTP server stopped");
+                watcher.set_health(ServiceKind::Tftp, HealthState::Down, error.to_string());
+            }
+        });
+        status.set_health(ServiceKind::Tftp, HealthState::Healthy, "");
+    }
+    Ok(BootParts {
+        cache,
+        decisions,
+        queries,
+    })
+}
+
+/// The rack's IPv4 addresses with their networks.
+fn ipv4_networks() -> Vec<(Ipv4Cidr, std::net::Ipv4Addr)> {
+    crate::system::interfaces()
+        .into_iter()
+        .flat_map(|interface| interface.addresses)
+        .filter_map(|address| match address.address {
+            IpAddr::V4(v4) if !v4.is_loopback() => {
+                let prefix = address.prefix_len.min(32);
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                let network = Ipv4Cidr::new((u32::from(v4) & mask).into(), prefix).ok()?;
+                Some((network, v4))
+            }
+            _ => None,
+        })
+        .collect()
+}

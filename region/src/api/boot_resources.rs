@@ -1,0 +1,169 @@
+//! `/boot-resources`: kernels, initrds and squashfs images that racks cache
+//! and serve to network-booting machines.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiPath, ApiQuery};
+use super::AppState;
+use crate::boot::blobs::BlobError;
+use crate::store::{parse_kind, BootResourceRecord, ARCHITECTURES};
+
+/// What the uploaded content is.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// Name/release, 1 to 64 of a-z, 0-9, `.`, `_` and `-` (`ephemeral` for the
+    /// image machines boot to enlist and commission).
+    pub name: String,
+    /// Architecture, e.g. `amd64`.
+    pub architecture: String,
+    /// `kernel`, `initrd` or `squashfs`.
+    pub kind: String,
+}
+
+impl From<BlobError> for ApiError {
+    fn from(error: BlobError) -> Self {
+        match error {
+            BlobError::Mismatch { .. } | BlobError::Empty => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                error.to_string(),
+            ),
+            BlobError::Upload(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", error.to_string())
+            }
+            BlobError::Io(_) => {
+                tracing::error!(%error, "blob store failure");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+}
+
+/// Upload a boot resource as the raw request body (streamed to disk, never
+/// held in memory). An `x-content-sha256` header (hex) is checked against
+/// the content. A resource with the same name, architecture and kind is
+/// replaced.
+#[utoipa::path(post, path = "/boot-resources", tag = "boot",
+    params(UploadQuery, ("x-content-sha256" = Option<String>, Header, description = "Expected SHA-256, hex")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = BootResourceRecord), (status = 400, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn upload_boot_resource(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<BootResourceRecord>), ApiError> {
+    let name_ok = !query.name.is_empty()
+        && query.name.len() <= 64
+        && query
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if !name_ok {
+        return Err(invalid(format!(
+            "invalid name {:?}: use 1 to 64 of a-z, 0-9, '.', '_' and '-'",
+            query.name
+        )));
+    }
+    if !ARCHITECTURES.contains(&query.architecture.as_str()) {
+        return Err(invalid(format!(
+            "unknown architecture {:?}: use one of {}",
+            query.architecture,
+            ARCHITECTURES.join(", ")
+        )));
+    }
+    let kind = parse_kind(&query.kind).ok_or_else(|| {
+        invalid(format!(
+            "unknown kind {:?}: use kernel, initrd or squashfs",
+            query.kind
+        ))
+    })?;
+    let expected = match headers.get("x-content-sha256") {
+        None => None,
+        Some(value) => {
+            let mut sha = [0u8; 32];
+            value
+                .to_str()
+                .ok()
+                .and_then(|text| hex::decode_to_slice(text, &mut sha).ok())
+                .ok_or_else(|| invalid("x-content-sha256 is not 64 hex digits".into()))?;
+            Some(sha)
+        }
+    };
+    let (sha256, size) = state
+        .blobs
+        .ingest(body.into_data_stream(), expected)
+        .await?;
+    let (record, replaced) = state
+        .store
+        .put_boot_resource(&query.name, &query.architecture, kind, &sha256, size)
+        .await?;
+    if let Some(old) = replaced {
+        remove_if_unused(&state, &old).await;
+    }
+    tracing::info!(name = %record.name, architecture = %record.architecture, kind = %record.kind, size, sha256 = %record.sha256, "boot resource stored");
+    state.link.config_changed();
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+async fn remove_if_unused(state: &AppState, sha256: &str) {
+    let mut sha = [0u8; 32];
+    if hex::decode_to_slice(sha256, &mut sha).is_err() {
+        return;
+    }
+    match state.store.blob_in_use(sha256).await {
+        Ok(false) => {
+            if let Err(error) = state.blobs.remove(&sha).await {
+                tracing::warn!(%error, "cannot remove an unused blob");
+            }
+        }
+        Ok(true) => {}
+        Err(error) => tracing::warn!(%error, "cannot check blob use"),
+    }
+}
+
+/// List boot resources.
+#[utoipa::path(get, path = "/boot-resources", tag = "boot",
+    responses((status = 200, body = Vec<BootResourceRecord>)))]
+pub async fn list_boot_resources(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<BootResourceRecord>>, ApiError> {
+    Ok(Json(state.store.list_boot_resources().await?))
+}
+
+/// Get one boot resource.
+#[utoipa::path(get, path = "/boot-resources/{id}", tag = "boot",
+    params(("id" = String, Path, description = "Boot resource id")),
+    responses((status = 200, body = BootResourceRecord), (status = 404, body = ErrorBody)))]
+pub async fn get_boot_resource(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<BootResourceRecord>, ApiError> {
+    Ok(Json(state.store.get_boot_resource(&id).await?))
+}
+
+/// Delete a boot resource (and its content when nothing else uses it).
+#[utoipa::path(delete, path = "/boot-resources/{id}", tag = "boot",
+    params(("id" = String, Path, description = "Boot resource id")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_boot_resource(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let record = state.store.delete_boot_resource(&id).await?;
+    remove_if_unused(&state, &record.sha256).await;
+    state.link.config_changed();
+    Ok(StatusCode::NO_CONTENT)
+}
