@@ -288,6 +288,11 @@ pub struct RackProcess {
 impl RackProcess {
     /// Starts an enrolled rack whose state (identity included) is in `state_dir`.
     pub async fn start(state_dir: &Path, log: &Path) -> RackProcess {
+        RackProcess::start_with(state_dir, log, &[]).await
+    }
+
+    /// Like [`RackProcess::start`], with extra `run` arguments.
+    pub async fn start_with(state_dir: &Path, log: &Path, extra: &[&str]) -> RackProcess {
         let status = ports::free_loopback();
         let mut command = Command::new(binary("edgemetal-rack"));
         command.arg("run").arg("--state-dir").arg(state_dir).args([
@@ -296,6 +301,7 @@ impl RackProcess {
             "--heartbeat-secs",
             "1",
         ]);
+        command.args(extra);
         let child = spawn_logged(command, log);
         let rack = RackProcess { child, status };
         let url = format!("http://{status}/healthz");

@@ -1,0 +1,200 @@
+//! Boot files end to end: resources uploaded to the region reach a rack
+//! over the link and are served by it over HTTP (with Range) and TFTP to
+//! real clients (curl, tftp-hpa), with per-machine iPXE scripts from the
+//! region's boot decision, remembered for when the region is down.
+
+use std::process::Command;
+
+use edgemetal_tests::ports::free_loopback;
+use edgemetal_tests::process::log_dir;
+use edgemetal_tests::site::{wait_in_sync, PATIENCE};
+use edgemetal_tests::{wait_until, ApiClient, RackProcess, RegionOptions, RegionProcess};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+fn content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
+        .collect()
+}
+
+async fn upload(api: &ApiClient, kind: &str, bytes: &[u8]) -> Value {
+    let sha = hex::encode(Sha256::digest(bytes));
+    let (status, body) = api
+        .upload(
+            &format!("/api/v1/boot-resources?name=ephemeral&architecture=amd64&kind={kind}"),
+            bytes.to_vec(),
+            &[("x-content-sha256", &sha)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["sha256"], sha.as_str());
+    body
+}
+
+fn curl(args: &[&str]) -> Vec<u8> {
+    let output = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "30"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+#[tokio::test]
+async fn uploaded_resources_reach_the_rack_and_are_served_over_http_and_tftp() {
+    let logs = log_dir("boot");
+    let data = tempfile::tempdir().unwrap();
+    let options = RegionOptions::embedded(&data.path().join("region"), &logs);
+    let region = RegionProcess::start(&options).await;
+    let api = region.client();
+
+    // Several chunks' worth (512 KiB each), not a multiple of the chunk size.
+    let kernel = content(1_300_000, 1);
+    let initrd = content(700_001, 2);
+    let kernel_record = upload(&api, "kernel", &kernel).await;
+    upload(&api, "initrd", &initrd).await;
+    // A wrong announced hash is refused and stores nothing.
+    let (status, error) = api
+        .upload(
+            "/api/v1/boot-resources?name=other&architecture=amd64&kind=kernel",
+            vec![1, 2, 3],
+            &[("x-content-sha256", &"00".repeat(32))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    let (status, _) = api
+        .upload(
+            "/api/v1/boot-resources?name=other&architecture=vax&kind=kernel",
+            vec![1],
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        api.get("/api/v1/boot-resources")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let state = data.path().join("rack");
+    region.enrol_rack("boot-rack", &state).await;
+    let http = free_loopback();
+    let tftp = {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap()
+    };
+    let rack = RackProcess::start_with(
+        &state,
+        &logs.join("rack.log"),
+        &[
+            "--http-boot-listen",
+            &http.to_string(),
+            "--tftp-listen",
+            &tftp.to_string(),
+        ],
+    )
+    .await;
+    wait_in_sync(&api, "boot-rack").await;
+    wait_until("the rack to cache both resources", PATIENCE, || async {
+        let status = rack.status().await;
+        let resources = status["boot_resources"].as_array()?.clone();
+        (resources.len() == 2 && resources.iter().all(|r| r["ready"] == true)).then_some(())
+    })
+    .await;
+
+    // HTTP: the whole resource, and a Range of it.
+    let sha = kernel_record["sha256"].as_str().unwrap();
+    let url = format!("http://{http}/boot/resources/{sha}");
+    assert_eq!(curl(&[&url]), kernel);
+    assert_eq!(curl(&["-r", "1000-1999", &url]), &kernel[1000..2000]);
+    let missing = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://{http}/boot/resources/{}", "ab".repeat(32)))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&missing.stdout), "404");
+    let escape = Command::new("curl")
+        .args([
+            "-s",
+            "--path-as-is",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(format!("http://{http}/boot/..%2f..%2fetc%2fpasswd"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&escape.stdout), "404");
+
+    // TFTP: the same resource, and the iPXE binary firmware chain-loads.
+    let work = tempfile::tempdir().unwrap();
+    let fetch = |remote: &str, local: &str| {
+        let output = Command::new("tftp")
+            .current_dir(work.path())
+            .args([
+                "-m",
+                "binary",
+                "127.0.0.1",
+                &tftp.port().to_string(),
+                "-c",
+                "get",
+            ])
+            .args([remote, local])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        std::fs::read(work.path().join(local)).unwrap()
+    };
+    assert_eq!(fetch(&format!("boot/resources/{sha}"), "kernel"), kernel);
+    let undionly = std::path::Path::new("/usr/lib/ipxe/undionly.kpxe");
+    if undionly.exists() {
+        assert_eq!(
+            fetch("undionly.kpxe", "undionly"),
+            std::fs::read(undionly).unwrap()
+        );
+    }
+
+    // iPXE scripts: an unknown machine enlists, a known one commissions.
+    let script = |mac: &str| {
+        String::from_utf8(curl(&[&format!("http://{http}/boot/ipxe/{mac}.ipxe")])).unwrap()
+    };
+    let unknown = script("52:54:00:aa:00:01");
+    assert!(unknown.contains("edgemetal.purpose=enlist"), "{unknown}");
+    assert!(
+        unknown.contains(&format!("kernel http://{http}/boot/resources/{sha}")),
+        "{unknown}"
+    );
+    api.create(
+        "/api/v1/machines",
+        json!({"mac": "52:54:00:aa:00:02", "architecture": "amd64"}),
+    )
+    .await;
+    let known = script("52:54:00:aa:00:02");
+    assert!(known.contains("edgemetal.purpose=commission"), "{known}");
+    let pxelinux =
+        String::from_utf8(fetch("pxelinux.cfg/01-52-54-00-aa-00-02", "pxelinux")).unwrap();
+    assert!(
+        pxelinux.contains(&format!("KERNEL boot/resources/{sha}")),
+        "{pxelinux}"
+    );
+
+    // The region goes away: the rack still boots machines from what it remembers.
+    region.kill();
+    let remembered = script("52:54:00:aa:00:02");
+    assert!(
+        remembered.contains("edgemetal.purpose=commission"),
+        "{remembered}"
+    );
+    assert_eq!(curl(&[&url]).len(), kernel.len());
+}
