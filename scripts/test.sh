@@ -23,6 +23,10 @@ command -v atftp >/dev/null 2>&1 || missing+=(atftp)
 [[ -f /usr/lib/ipxe/undionly.kpxe ]] || missing+=(ipxe)
 command -v ipmi_sim >/dev/null 2>&1 || missing+=(openipmi)
 command -v ipmitool >/dev/null 2>&1 || missing+=(ipmitool)
+command -v cpio >/dev/null 2>&1 || missing+=(cpio)
+[[ -x /bin/busybox ]] || missing+=(busybox-static)
+# A kernel for the network-boot test's machine (not booted by this host).
+compgen -G "/boot/vmlinuz-*" >/dev/null || missing+=(linux-image-amd64)
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -1,0 +1,184 @@
+//! A whole network boot against real firmware, with the WAN down: a QEMU
+//! machine's iPXE ROM gets its DHCP answer from the rack, fetches its boot
+//! script and then a Linux kernel and initramfs over HTTP from the rack's
+//! cache, and boots them. The initramfs prints the kernel command line to
+//! the serial console and powers off.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use edgemetal_tests::dhcp_site::{start_rack_in, Guard};
+use edgemetal_tests::netns::{veth, Netns};
+use edgemetal_tests::process::log_dir;
+use edgemetal_tests::site::{wait_in_sync, PATIENCE};
+use edgemetal_tests::{wait_until, RackProcess, RegionOptions, RegionProcess};
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// Prints what the kernel was started with, then powers the machine off.
+const INIT: &str = "#!/bin/busybox sh
+/bin/busybox mkdir -p /proc
+/bin/busybox mount -t proc proc /proc
+echo \"EDGEMETAL-BOOTED $(/bin/busybox cat /proc/cmdline)\"
+/bin/busybox poweroff -f
+";
+
+/// The newest Debian kernel on this machine (package linux-image-amd64).
+fn kernel() -> PathBuf {
+    edgemetal_tests::packages::ensure("/usr/bin/cpio", "cpio");
+    let newest = |dir: &Path| {
+        let mut kernels: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("vmlinuz-"))
+            })
+            .collect();
+        kernels.sort();
+        kernels.pop()
+    };
+    if let Some(kernel) = newest(Path::new("/boot")) {
+        return kernel;
+    }
+    edgemetal_tests::packages::ensure("/boot/vmlinuz", "linux-image-amd64");
+    newest(Path::new("/boot")).expect("a kernel in /boot after installing linux-image-amd64")
+}
+
+/// A gzipped newc initramfs holding busybox and [`INIT`].
+fn initramfs(work: &Path) -> Vec<u8> {
+    edgemetal_tests::packages::ensure("/bin/busybox", "busybox-static");
+    let root = work.join("initramfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    std::fs::write(root.join("init"), INIT).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("init"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg("find . | cpio -o -H newc --quiet | gzip -1")
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    output.stdout
+}
+
+#[tokio::test]
+async fn a_qemu_machine_boots_linux_from_the_rack_with_the_region_down() {
+    edgemetal_tests::packages::ensure("/usr/bin/qemu-system-x86_64", "qemu-system-x86");
+    edgemetal_tests::packages::ensure("/usr/lib/ipxe/qemu/pxe-e1000.rom", "ipxe-qemu");
+    let logs = log_dir("boot_qemu");
+    let data = tempfile::tempdir().unwrap();
+    let kernel = std::fs::read(kernel()).unwrap();
+    let initrd = initramfs(data.path());
+
+    // The region: a subnet, the ephemeral image; the rack syncs it, then the WAN goes.
+    let options = RegionOptions::embedded(&data.path().join("region"), &logs);
+    let region = RegionProcess::start(&options).await;
+    let api = region.client();
+    let subnet = api
+        .create(
+            "/api/v1/subnets",
+            json!({"name": "boot-site", "cidr": "10.87.0.0/24", "gateway": "10.87.0.1",
+                   "lease_time_secs": 600}),
+        )
+        .await;
+    let id = subnet["id"].as_str().unwrap();
+    api.create(
+        &format!("/api/v1/subnets/{id}/ranges"),
+        json!({"start": "10.87.0.100", "end": "10.87.0.150", "purpose": "dynamic"}),
+    )
+    .await;
+    for (kind, bytes) in [("kernel", &kernel), ("initrd", &initrd)] {
+        let (status, body) = api
+            .upload(
+                &format!("/api/v1/boot-resources?name=ephemeral&architecture=amd64&kind={kind}"),
+                bytes.clone(),
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let state = data.path().join("rack");
+    region.enrol_rack("boot-rack", &state).await;
+    let rack = RackProcess::start(&state, &logs.join("rack-sync.log")).await;
+    wait_in_sync(&api, "boot-rack").await;
+    wait_until("the rack to cache the image", PATIENCE, || async {
+        let status = rack.status().await;
+        let resources = status["boot_resources"].as_array()?.clone();
+        (resources.len() == 2 && resources.iter().all(|r| r["ready"] == true)).then_some(())
+    })
+    .await;
+    rack.kill();
+    region.kill();
+
+    // The site: the rack serves DHCP, HTTP and TFTP in its namespace; the
+    // machine's NIC is a tap bridged to it.
+    let server = Netns::create();
+    let machine = Netns::create();
+    let (server_if, machine_if) = veth(&server, &machine, Some("10.87.0.1/24"));
+    let tap = edgemetal_tests::netns::unique("emt");
+    let bridge = edgemetal_tests::netns::unique("embr");
+    machine.ip(&["tuntap", "add", "dev", &tap, "mode", "tap"]);
+    machine.ip(&["link", "add", &bridge, "type", "bridge"]);
+    machine.ip(&["link", "set", &tap, "master", &bridge]);
+    machine.ip(&["link", "set", &machine_if, "master", &bridge]);
+    for link in [&tap, &bridge] {
+        machine.ip(&["link", "set", link, "up"]);
+    }
+    let _rack = start_rack_in(&server, &state, &server_if, &logs.join("rack-site.log"));
+
+    let serial = logs.join("serial.log");
+    let _ = std::fs::remove_file(&serial);
+    let mac = "52:54:00:87:00:01";
+    let _qemu = Guard(
+        machine
+            .command("qemu-system-x86_64")
+            .args(["-accel", "tcg", "-machine", "pc", "-m", "256"])
+            .args([
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-boot",
+                "n",
+                "-no-reboot",
+            ])
+            .arg("-serial")
+            .arg(format!("file:{}", serial.display()))
+            .arg("-netdev")
+            .arg(format!("tap,id=n0,ifname={tap},script=no,downscript=no"))
+            .arg("-device")
+            .arg(format!("e1000,netdev=n0,mac={mac}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("qemu-system-x86_64"),
+    );
+    let booted = wait_until(
+        "the machine to boot the rack's kernel and initramfs",
+        Duration::from_secs(240),
+        || {
+            let serial = serial.clone();
+            async move {
+                let text = std::fs::read_to_string(&serial).ok()?;
+                text.lines()
+                    .find(|line| line.contains("EDGEMETAL-BOOTED"))
+                    .map(str::to_string)
+            }
+        },
+    )
+    .await;
+    // Unknown to the (unreachable) region: the enlistment image, told where its rack is.
+    assert!(booted.contains("edgemetal.purpose=enlist"), "{booted}");
+    assert!(
+        booted.contains("edgemetal.rack=http://10.87.0.1:5248"),
+        "{booted}"
+    );
+    assert!(booted.contains("BOOTIF=01-52-54-00-87-00-01"), "{booted}");
+    assert!(booted.contains("console=ttyS0"), "{booted}");
+}
