@@ -13,6 +13,8 @@ use libfuzzer_sys::fuzz_target;
 
 fn engine() -> Engine {
     let snapshot = ConfigSnapshot {
+        boot_resources: Vec::new(),
+        dns: Default::default(),
         generation: Generation(1),
         subnets: vec![SubnetConfig {
             id: "fuzz".into(),

@@ -125,7 +125,11 @@ pub fn up_messages() -> Vec<(&'static str, Envelope<UpMessage>)> {
 
 /// A snapshot with one subnet and `reservations` fixed addresses.
 pub fn snapshot(generation: u64, reservations: u32) -> ConfigSnapshot {
+    boot_resources: Vec::new(),
+    dns: Default::default(),
     ConfigSnapshot {
+        boot_resources: Vec::new(),
+        dns: Default::default(),
         generation: Generation(generation),
         subnets: vec![SubnetConfig {
             id: "subnet-1".into(),
@@ -163,6 +167,8 @@ pub fn snapshot(generation: u64, reservations: u32) -> ConfigSnapshot {
 /// One envelope of every region-to-rack message kind, in a few sizes.
 pub fn down_messages() -> Vec<(&'static str, Envelope<DownMessage>)> {
     let empty = ConfigSnapshot {
+        boot_resources: Vec::new(),
+        dns: Default::default(),
         generation: Generation(1),
         subnets: vec![],
     };

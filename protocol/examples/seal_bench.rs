@@ -79,6 +79,7 @@ fn snapshot(reservations: u32) -> Envelope<DownMessage> {
         1_700_000_000_000,
         DownMessage::Snapshot(ConfigSnapshot {
             boot_resources: Vec::new(),
+            dns: Default::default(),
             generation: Generation(18),
             subnets: vec![SubnetConfig {
                 id: "subnet-1".into(),

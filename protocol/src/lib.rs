@@ -18,6 +18,7 @@ extern crate alloc;
 pub mod boot;
 pub mod broker_url;
 pub mod dhcp_peers;
+pub mod dns;
 pub mod enrolment;
 pub mod envelope;
 pub mod message;
@@ -28,6 +29,7 @@ pub mod types;
 
 pub use boot::*;
 pub use broker_url::{BrokerUrl, InvalidBrokerUrl};
+pub use dns::{DnsConfig, DnsRecord, RecordData, Zone};
 pub use envelope::{DecodeError, Envelope};
 pub use message::*;
 pub use power::*;

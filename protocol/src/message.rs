@@ -344,6 +344,8 @@ pub struct ConfigSnapshot {
     pub subnets: Vec<SubnetConfig>,
     /// Boot resources the rack caches and serves.
     pub boot_resources: Vec<BootResource>,
+    /// The DNS zones and forwarding the rack serves.
+    pub dns: crate::dns::DnsConfig,
 }
 
 /// One managed subnet.

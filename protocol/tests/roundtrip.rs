@@ -146,6 +146,7 @@ proptest! {
     fn snapshots_round_trip(gen in any::<u64>(), subnets in proptest::collection::vec(subnet(), 0..4)) {
         let envelope = Envelope::new(MessageId([7; 16]), 1, DownMessage::Snapshot(ConfigSnapshot {
             boot_resources: Vec::new(),
+            dns: Default::default(),
             generation: Generation(gen),
             subnets,
         }));

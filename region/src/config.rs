@@ -25,6 +25,8 @@ pub struct RegionConfig {
     pub broker: BrokerConfig,
     /// The HTTP API's transport security.
     pub api: ApiConfig,
+    /// What racks' DNS servers forward to and whom they serve.
+    pub dns: crate::zones::DnsSettings,
 }
 
 /// How the HTTP API is served: HTTPS when `tls_cert` and `tls_key` are set;
@@ -87,6 +89,7 @@ impl Default for RegionConfig {
             power_poll_interval_secs: 300,
             broker: BrokerConfig::default(),
             api: ApiConfig::default(),
+            dns: Default::default(),
         }
     }
 }
@@ -176,6 +179,16 @@ impl RegionConfig {
                 .filter(|secs| *secs > 0)
                 .with_context(|| {
                     format!("EDGEMETAL_POWER_POLL_INTERVAL_SECS={secs:?} is not a positive number")
+                })?;
+        }
+        if let Some(list) = var("EDGEMETAL_DNS_FORWARDERS") {
+            self.dns.forwarders = list
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.trim().parse())
+                .collect::<Result<_, _>>()
+                .with_context(|| {
+                    format!("EDGEMETAL_DNS_FORWARDERS={list:?} is not a comma-separated list of IP addresses")
                 })?;
         }
         if let Some(cert) = var("EDGEMETAL_API_TLS_CERT") {

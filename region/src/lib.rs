@@ -16,3 +16,4 @@ pub mod secrets;
 pub mod serve;
 pub mod snapshot;
 pub mod store;
+pub mod zones;

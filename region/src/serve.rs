@@ -56,6 +56,7 @@ pub async fn run(mut config: RegionConfig) -> anyhow::Result<()> {
             ca_pem: Some(ca_pem.clone()),
             mosquitto: config.broker.mosquitto.clone(),
             blobs: crate::boot::blobs::BlobStore::new(&config.data_dir),
+            dns: config.dns.clone(),
         },
         store.clone(),
         metrics.clone(),

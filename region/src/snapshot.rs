@@ -15,7 +15,10 @@ use crate::store::{now_ms, parse_kind, Store, StoreError};
 /// The generation is read *before* the data: if a change lands in between,
 /// the snapshot carries newer data under an older generation (and the newer
 /// generation follows), never stale data labelled as current.
-pub async fn build(store: &Store) -> Result<ConfigSnapshot, StoreError> {
+pub async fn build(
+    store: &Store,
+    dns: &crate::zones::DnsSettings,
+) -> Result<ConfigSnapshot, StoreError> {
     let generation = store.generation().await?;
     let subnets = store.list_subnets().await?;
     let reservations = store.list_reservations(None).await?;
@@ -117,6 +120,7 @@ pub async fn build(store: &Store) -> Result<ConfigSnapshot, StoreError> {
     }
     Ok(ConfigSnapshot {
         boot_resources,
+        dns: crate::zones::build(store, generation, dns).await?,
         generation: Generation(generation),
         subnets: configs,
     })

@@ -25,6 +25,8 @@ fn shared(me: &str, b_online: bool, held: Vec<HeldAddress>) -> Engine {
     ];
     config.held_elsewhere = held;
     let snapshot = ConfigSnapshot {
+        boot_resources: Vec::new(),
+        dns: Default::default(),
         generation: edgemetal_protocol::Generation(1),
         subnets: vec![config],
     };

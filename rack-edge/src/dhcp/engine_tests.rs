@@ -62,6 +62,8 @@ pub(super) fn engine() -> Engine {
         Ipv4Addr::new(10, 1, 0, 150),
     );
     let snapshot = ConfigSnapshot {
+        boot_resources: Vec::new(),
+        dns: Default::default(),
         generation: Generation(1),
         subnets: vec![direct, relayed],
     };

@@ -110,6 +110,8 @@ pub async fn run(
     let mut snapshots = status.snapshots.subscribe();
     let config = |snapshot: &Option<ConfigSnapshot>| {
         let empty = ConfigSnapshot {
+            boot_resources: Vec::new(),
+            dns: Default::default(),
             generation: Default::default(),
             subnets: Vec::new(),
         };

@@ -18,6 +18,7 @@ fn session(applied: Option<u64>) -> Session {
         "host".into(),
         applied.map(|g| ConfigSnapshot {
             boot_resources: Vec::new(),
+            dns: Default::default(),
             generation: Generation(g),
             subnets: vec![],
         }),
@@ -40,6 +41,7 @@ fn sealed(
         0,
         DownMessage::Snapshot(ConfigSnapshot {
             boot_resources: Vec::new(),
+            dns: Default::default(),
             generation: Generation(generation),
             subnets,
         }),

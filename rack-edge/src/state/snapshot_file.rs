@@ -100,6 +100,7 @@ mod tests {
         assert!(file.load().unwrap().is_none());
         let snapshot = ConfigSnapshot {
             boot_resources: Vec::new(),
+            dns: Default::default(),
             generation: Generation(7),
             subnets: vec![],
         };

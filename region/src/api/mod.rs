@@ -7,6 +7,7 @@ mod api_keys;
 mod audit;
 mod auth;
 mod boot_resources;
+mod dns;
 mod enrolment;
 mod error;
 mod extract;
@@ -146,6 +147,10 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(enrolment::revoke_rack))
         .routes(routes!(enrolment::rotate_rack_key))
         .routes(routes!(leases::list_leases))
+        .routes(routes!(dns::list_domains, dns::create_domain))
+        .routes(routes!(dns::get_domain, dns::delete_domain))
+        .routes(routes!(dns::list_records, dns::create_record))
+        .routes(routes!(dns::get_record, dns::delete_record))
         .routes(routes!(
             boot_resources::list_boot_resources,
             boot_resources::upload_boot_resource

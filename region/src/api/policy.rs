@@ -130,6 +130,34 @@ const RULES: &[Rule] = &[
         ReadOnly,
         "machine.events",
     ),
+    rule(Method::GET, "/domains", ReadOnly, "domain.list"),
+    rule(Method::POST, "/domains", Operator, "domain.create"),
+    rule(Method::GET, "/domains/{id}", ReadOnly, "domain.get"),
+    rule(Method::DELETE, "/domains/{id}", Operator, "domain.delete"),
+    rule(
+        Method::GET,
+        "/domains/{id}/records",
+        ReadOnly,
+        "record.list",
+    ),
+    rule(
+        Method::POST,
+        "/domains/{id}/records",
+        Operator,
+        "record.create",
+    ),
+    rule(
+        Method::GET,
+        "/domains/{id}/records/{record_id}",
+        ReadOnly,
+        "record.get",
+    ),
+    rule(
+        Method::DELETE,
+        "/domains/{id}/records/{record_id}",
+        Operator,
+        "record.delete",
+    ),
     rule(
         Method::GET,
         "/boot-resources",
@@ -311,7 +339,7 @@ mod tests {
                     rule.path
                 );
             }
-            let config = ["/subnets", "/machines"]
+            let config = ["/subnets", "/machines", "/boot-resources", "/domains"]
                 .iter()
                 .any(|p| rule.path.starts_with(p));
             if !config {

@@ -39,6 +39,8 @@ pub struct LinkSettings {
     pub ca_pem: Option<String>,
     /// Where boot resources' content is, for racks that fetch it.
     pub blobs: crate::boot::blobs::BlobStore,
+    /// DNS forwarding settings racks get in their snapshot.
+    pub dns: crate::zones::DnsSettings,
     /// An external Mosquitto's files, rewritten when the set of active racks
     /// changes behind this process's back (CLI revocation, another replica).
     pub mosquitto: Option<crate::config::MosquittoFiles>,
@@ -88,6 +90,8 @@ struct Link {
     last_sent: tokio::sync::Mutex<HashMap<RackId, Instant>>,
     /// Boot resources' content.
     blobs: crate::boot::blobs::BlobStore,
+    /// DNS forwarding settings.
+    dns: crate::zones::DnsSettings,
     /// Power commands waiting for their rack's answer.
     pending: Arc<PendingRequests>,
     /// The online racks at the last sweep; `None` before the first.
@@ -135,6 +139,7 @@ pub fn spawn(
         last_online: tokio::sync::Mutex::new(None),
         pending: Arc::new(PendingRequests::default()),
         blobs: settings.blobs.clone(),
+        dns: settings.dns.clone(),
     });
     let config_changed = Arc::new(Notify::new());
     let (inbound_tx, mut inbound_rx) = mpsc::channel::<rumqttc::Publish>(1024);
@@ -367,9 +372,12 @@ impl Link {
                     }
                 }
             }
-            Ok(FollowUp::AckEvents(up_to)) => {
+            Ok(FollowUp::AckEvents(up_to, changed)) => {
                 self.publish_down(&inbound.rack_id, DownMessage::EventsAck(up_to), false)
                     .await;
+                if changed {
+                    self.publish_to_all().await;
+                }
             }
             Ok(FollowUp::PowerResult(result)) => {
                 if !self
@@ -436,7 +444,7 @@ impl Link {
             }
             last_sent.insert(rack_id.clone(), Instant::now());
         }
-        match snapshot::build(&self.store).await {
+        match snapshot::build(&self.store, &self.dns).await {
             Ok(snapshot) => self.publish_snapshot(rack_id, snapshot).await,
             Err(error) => tracing::error!(%error, "cannot build snapshot"),
         }
@@ -526,7 +534,7 @@ impl Link {
     }
 
     async fn publish_to_all(&self) {
-        let snapshot = match snapshot::build(&self.store).await {
+        let snapshot = match snapshot::build(&self.store, &self.dns).await {
             Ok(snapshot) => snapshot,
             Err(error) => {
                 tracing::error!(%error, "cannot build snapshots");

@@ -39,12 +39,16 @@ pub fn architecture(arch: Option<u16>) -> &'static str {
 
 impl Store {
     /// Applies a rack's events with ids above what was applied before;
-    /// returns the highest id now applied (the ack to send back).
+    /// returns the highest id now applied (the ack to send back), and
+    /// whether racks need a new snapshot: a machine's lease began or ended
+    /// (its DNS names follow its address). Other clients' leases (the bulk
+    /// under load) change nothing racks serve.
     pub async fn apply_rack_events(
         &self,
         rack_id: &str,
         events: &[RackEvent],
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, bool), StoreError> {
+        let mut machines_moved = false;
         let mut tx = self.pool.begin().await?;
         let applied: i64 = sqlx::query_scalar("SELECT events_applied FROM racks WHERE id = $1")
             .bind(rack_id)
@@ -82,6 +86,14 @@ impl Store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
+                    if lease.change != LeaseChange::Renewed {
+                        let machine: Option<String> =
+                            sqlx::query_scalar("SELECT id FROM machines WHERE mac = $1")
+                                .bind(lease.mac.to_string())
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                        machines_moved |= machine.is_some();
+                    }
                 }
                 RackEventKind::Discovery(discovery) => {
                     // Enlistment: a machine that network-boots and is unknown is created.
@@ -114,8 +126,13 @@ impl Store {
             .bind(rack_id)
             .execute(&mut *tx)
             .await?;
+        if machines_moved {
+            sqlx::query("UPDATE config_state SET generation = generation + 1 WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
-        Ok(applied)
+        Ok((applied, machines_moved))
     }
 
     /// Leases, optionally of one subnet or one MAC, by address.

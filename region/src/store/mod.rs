@@ -16,6 +16,7 @@
 mod api_keys;
 mod audit;
 mod boot_resources;
+mod dns;
 mod identities;
 mod leases;
 mod machines;
@@ -35,6 +36,9 @@ pub use api_keys::{
 };
 pub use audit::{AuditEntry, NewAuditEntry, MAX_AUDIT_PAGE};
 pub use boot_resources::{kind_name, parse_kind, BootResourceRecord};
+pub use dns::{
+    parse_record_data, valid_domain_name, DnsRecordRow, DomainRecord, NewDnsRecord, NewDomain,
+};
 pub use identities::{
     CreatedEnrolmentToken, EnrolError, EnrolmentToken, NewIdentity, RackIdentity,
 };

@@ -1,0 +1,261 @@
+//! The DNS zones racks serve, built from the region's data:
+//!
+//! - operator domains and their records;
+//! - machine names: `hostname.<subnet domain>` for each machine with a
+//!   reservation or a bound lease on a subnet that has a domain, and the
+//!   matching PTR records in reverse zones (one per /24 of the subnet);
+//! - the internal rack domain [`INTERNAL_DOMAIN`]: `<subnet>.edgemetal-internal`
+//!   resolves to every online rack's address on that subnet (machines reach
+//!   their rack's services through it), and `<rack-id>.edgemetal-internal`
+//!   to each rack.
+//!
+//! Zone serials are the configuration generation (truncated), so they grow
+//! with every change that reaches racks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+
+use edgemetal_protocol::{DnsConfig, DnsRecord, InterfaceInfo, Ipv4Cidr, RecordData, Zone};
+use serde::Deserialize;
+
+use crate::store::{now_ms, parse_record_data, Store, StoreError};
+
+/// The zone of rack service names.
+pub const INTERNAL_DOMAIN: &str = "edgemetal-internal";
+/// TTL of derived records: short, since leases and presence move them.
+const DERIVED_TTL: u32 = 30;
+
+/// DNS settings from the region's configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsSettings {
+    /// Upstream resolvers racks forward to, in order.
+    pub forwarders: Vec<IpAddr>,
+    /// Client networks allowed recursion besides the managed subnets.
+    pub allowed_networks: Vec<Ipv4Cidr>,
+}
+
+/// A DNS label from a subnet or rack name (lowercase; other characters become `-`).
+fn label(name: &str) -> String {
+    let label: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    label.trim_matches('-').chars().take(63).collect()
+}
+
+/// The /24 reverse zones covering `cidr` (at most 256 of them).
+fn reverse_zones(cidr: &Ipv4Cidr) -> Vec<String> {
+    let network = u32::from(cidr.network());
+    let count = 1u32 << 24u8.saturating_sub(cidr.prefix_len()).min(8);
+    (0..count)
+        .map(|n| {
+            let [a, b, c, _] = Ipv4Addr::from(network + (n << 8)).octets();
+            format!("{c}.{b}.{a}.in-addr.arpa")
+        })
+        .collect()
+}
+
+fn reverse_name(address: Ipv4Addr) -> String {
+    let [a, b, c, d] = address.octets();
+    format!("{d}.{c}.{b}.{a}.in-addr.arpa")
+}
+
+/// Zones under construction, by apex.
+#[derive(Default)]
+struct Zones(BTreeMap<String, Zone>);
+
+impl Zones {
+    fn zone(&mut self, apex: &str, serial: u32, negative_ttl: u32) -> &mut Zone {
+        self.0.entry(apex.to_string()).or_insert_with(|| Zone {
+            name: apex.to_string(),
+            serial,
+            negative_ttl,
+            records: Vec::new(),
+        })
+    }
+
+    fn add(&mut self, apex: &str, serial: u32, record: DnsRecord) {
+        let zone = self.zone(apex, serial, DERIVED_TTL);
+        if !zone.records.contains(&record) {
+            zone.records.push(record);
+        }
+    }
+}
+
+/// The DNS part of the snapshot.
+pub async fn build(
+    store: &Store,
+    generation: u64,
+    settings: &DnsSettings,
+) -> Result<DnsConfig, StoreError> {
+    let serial = generation as u32;
+    let mut zones = Zones::default();
+
+    let domains = store.list_domains().await?;
+    let records = store.list_dns_records(None).await?;
+    for domain in &domains {
+        zones.zone(&domain.name, serial, domain.ttl.min(3600));
+    }
+    for record in &records {
+        let Some(domain) = domains.iter().find(|d| d.id == record.domain_id) else {
+            continue;
+        };
+        let Ok(data) = parse_record_data(&record.rtype, &record.data) else {
+            tracing::warn!(record = %record.id, "stored DNS record does not parse; skipped");
+            continue;
+        };
+        let name = if record.name == "@" {
+            domain.name.clone()
+        } else {
+            format!("{}.{}", record.name, domain.name)
+        };
+        zones.add(
+            &domain.name,
+            serial,
+            DnsRecord {
+                name,
+                ttl: record.ttl,
+                data,
+            },
+        );
+    }
+
+    let subnets = store.list_subnets().await?;
+    let machines: HashMap<String, String> = store
+        .list_machines()
+        .await?
+        .into_iter()
+        .map(|m| (m.mac.to_string(), m.hostname))
+        .collect();
+    let now = now_ms();
+    let mut addresses: Vec<(String, String, Ipv4Addr)> = Vec::new(); // (subnet id, hostname, address)
+    for reservation in store.list_reservations(None).await? {
+        let hostname = reservation
+            .spec
+            .hostname
+            .clone()
+            .or_else(|| machines.get(&reservation.spec.mac.to_string()).cloned());
+        if let Some(hostname) = hostname {
+            addresses.push((reservation.subnet_id, hostname, reservation.spec.address));
+        }
+    }
+    for lease in store.list_leases(None, None).await? {
+        if lease.state != "bound" || lease.expires_ms <= now {
+            continue;
+        }
+        if let (Some(hostname), Ok(address)) = (machines.get(&lease.mac), lease.address.parse()) {
+            addresses.push((lease.subnet_id, hostname.clone(), address));
+        }
+    }
+    for subnet in &subnets {
+        let reverse = reverse_zones(&subnet.spec.cidr);
+        for apex in &reverse {
+            zones.zone(apex, serial, DERIVED_TTL);
+        }
+        let Some(domain) = &subnet.spec.domain else {
+            continue;
+        };
+        let domain = domain.to_ascii_lowercase();
+        for (_, hostname, address) in addresses.iter().filter(|(id, ..)| *id == subnet.id) {
+            let name = format!("{hostname}.{domain}");
+            zones.add(
+                &domain,
+                serial,
+                DnsRecord {
+                    name: name.clone(),
+                    ttl: DERIVED_TTL,
+                    data: RecordData::A(*address),
+                },
+            );
+            let [a, b, c, _] = address.octets();
+            let apex = format!("{c}.{b}.{a}.in-addr.arpa");
+            zones.add(
+                &apex,
+                serial,
+                DnsRecord {
+                    name: reverse_name(*address),
+                    ttl: DERIVED_TTL,
+                    data: RecordData::Ptr(name),
+                },
+            );
+        }
+    }
+
+    // Rack service names: online racks only, so clients are never sent to a dead rack.
+    zones.zone(INTERNAL_DOMAIN, serial, DERIVED_TTL);
+    for rack in store
+        .list_racks()
+        .await?
+        .into_iter()
+        .filter(|r| r.status == "online")
+    {
+        let interfaces: Vec<InterfaceInfo> =
+            serde_json::from_value(rack.interfaces.clone()).unwrap_or_default();
+        let rack_addresses: Vec<Ipv4Addr> = interfaces
+            .iter()
+            .flat_map(|i| &i.addresses)
+            .filter_map(|a| match a.address {
+                IpAddr::V4(v4) if !v4.is_loopback() => Some(v4),
+                _ => None,
+            })
+            .collect();
+        for subnet in &subnets {
+            for address in rack_addresses
+                .iter()
+                .filter(|a| subnet.spec.cidr.contains(**a))
+            {
+                let record = |name: String| DnsRecord {
+                    name,
+                    ttl: DERIVED_TTL,
+                    data: RecordData::A(*address),
+                };
+                zones.add(
+                    INTERNAL_DOMAIN,
+                    serial,
+                    record(format!("{}.{INTERNAL_DOMAIN}", label(&subnet.spec.name))),
+                );
+                zones.add(
+                    INTERNAL_DOMAIN,
+                    serial,
+                    record(format!("{}.{INTERNAL_DOMAIN}", label(&rack.id))),
+                );
+            }
+        }
+    }
+
+    let mut allowed_networks: Vec<Ipv4Cidr> = subnets.iter().map(|s| s.spec.cidr).collect();
+    allowed_networks.extend(settings.allowed_networks.iter().copied());
+    Ok(DnsConfig {
+        zones: zones.0.into_values().collect(),
+        forwarders: settings.forwarders.clone(),
+        allowed_networks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverse_zones_cover_the_subnet_by_24s() {
+        let cidr: Ipv4Cidr = "10.20.4.0/22".parse().unwrap();
+        assert_eq!(
+            reverse_zones(&cidr),
+            [
+                "4.20.10.in-addr.arpa",
+                "5.20.10.in-addr.arpa",
+                "6.20.10.in-addr.arpa",
+                "7.20.10.in-addr.arpa"
+            ]
+        );
+        let small: Ipv4Cidr = "10.20.4.128/25".parse().unwrap();
+        assert_eq!(reverse_zones(&small), ["4.20.10.in-addr.arpa"]);
+        assert_eq!(
+            reverse_name(Ipv4Addr::new(10, 20, 4, 7)),
+            "7.4.20.10.in-addr.arpa"
+        );
+        assert_eq!(label("Site_A.lab"), "site-a-lab");
+    }
+}
