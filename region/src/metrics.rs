@@ -25,6 +25,8 @@ pub struct Metrics {
     pub racks_online: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// Current configuration generation.
     pub config_generation: Gauge<u64, AtomicU64>,
+    /// Bytes of boot resources sent to racks.
+    pub blob_bytes_sent: Counter,
 }
 
 impl Metrics {
@@ -38,6 +40,7 @@ impl Metrics {
             http_requests: Family::default(),
             racks_online: Gauge::default(),
             config_generation: Gauge::default(),
+            blob_bytes_sent: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -69,6 +72,11 @@ impl Metrics {
             "config_generation",
             "Current configuration generation",
             metrics.config_generation.clone(),
+        );
+        registry.register(
+            "blob_bytes_sent",
+            "Bytes of boot resources sent to racks",
+            metrics.blob_bytes_sent.clone(),
         );
         Metrics {
             registry,

@@ -84,6 +84,12 @@ pub struct Session {
     next_up: u64,
     counters: LinkCounters,
     counters_dirty: bool,
+    /// Which of the 64 sequences below the high-water mark were seen. The
+    /// region publishes from several tasks, so frames may arrive slightly
+    /// out of order; a window (as in IPsec and DTLS) accepts those and still
+    /// refuses every duplicate. Not persisted: after a restart everything at
+    /// or below the mark counts as seen, which only errs on the safe side.
+    down_window: u64,
 }
 
 impl Session {
@@ -114,7 +120,45 @@ impl Session {
             next_up: counters.up_reserved.max(1),
             counters,
             counters_dirty: false,
+            down_window: 0,
         }
+    }
+
+    /// Whether the downward frame `sequence` was seen already (or is too old to tell).
+    fn down_seen(&self, sequence: u64) -> bool {
+        let high = self.counters.down_high_water;
+        match high.checked_sub(sequence) {
+            None => false,
+            Some(0) => true,
+            Some(age) if age > 64 => true,
+            Some(age) => self.down_window & (1 << (age - 1)) != 0,
+        }
+    }
+
+    /// Records the downward frame `sequence` as seen.
+    fn mark_down(&mut self, sequence: u64) {
+        let high = self.counters.down_high_water;
+        if sequence > high {
+            let shift = sequence - high;
+            self.down_window = if shift > 64 {
+                0
+            } else {
+                // The old mark becomes a seen sequence `shift` below the new one.
+                let moved = self.down_window.checked_shl(shift as u32).unwrap_or(0);
+                if high == 0 {
+                    moved
+                } else {
+                    moved | (1 << (shift - 1))
+                }
+            };
+            self.counters.down_high_water = sequence;
+        } else if let Some(age) = high
+            .checked_sub(sequence)
+            .filter(|age| (1..=64).contains(age))
+        {
+            self.down_window |= 1 << (age - 1);
+        }
+        self.counters_dirty = true;
     }
 
     /// Also accept frames sealed under `previous` (the key before the last
@@ -313,7 +357,7 @@ impl Session {
             return Inbound::Dropped("forged", "seal does not verify".to_string());
         };
         let sequence = header.sequence;
-        let replayed = sequence <= self.counters.down_high_water;
+        let replayed = self.down_seen(sequence);
         let envelope = match Envelope::<DownMessage>::decode(&plaintext) {
             Ok(envelope) => envelope,
             Err(error @ edgemetal_protocol::DecodeError::UnsupportedVersion { .. }) => {
@@ -327,7 +371,7 @@ impl Session {
                 if replayed {
                     return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
                 }
-                self.counters.down_high_water = sequence;
+                self.mark_down(sequence);
                 self.counters_dirty = true;
                 return Inbound::EventsAcked(up_to);
             }
@@ -335,7 +379,7 @@ impl Session {
                 if replayed {
                     return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
                 }
-                self.counters.down_high_water = sequence;
+                self.mark_down(sequence);
                 self.counters_dirty = true;
                 return Inbound::BlobChunk(chunk);
             }
@@ -343,7 +387,7 @@ impl Session {
                 if replayed {
                     return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
                 }
-                self.counters.down_high_water = sequence;
+                self.mark_down(sequence);
                 self.counters_dirty = true;
                 return Inbound::BootAnswer(answer);
             }
@@ -351,7 +395,7 @@ impl Session {
                 if replayed {
                     return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
                 }
-                self.counters.down_high_water = sequence;
+                self.mark_down(sequence);
                 self.counters_dirty = true;
                 if now_ms > command.deadline_ms {
                     // The region stopped waiting: acting now would surprise
@@ -375,7 +419,7 @@ impl Session {
                 if replayed {
                     return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
                 }
-                self.counters.down_high_water = sequence;
+                self.mark_down(sequence);
                 self.counters_dirty = true;
                 return self.on_rekey(now_ms, rekey);
             }
@@ -389,7 +433,7 @@ impl Session {
             }
             return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
         }
-        self.counters.down_high_water = sequence;
+        self.mark_down(sequence);
         self.counters_dirty = true;
         match self.applied_generation() {
             Some(applied) if applied == generation => {

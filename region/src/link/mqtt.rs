@@ -422,6 +422,7 @@ impl Link {
                 return;
             }
         };
+        self.metrics.blob_bytes_sent.inc_by(data.len() as u64);
         let chunk = edgemetal_protocol::BlobChunk {
             sha256: request.sha256,
             offset: request.offset,

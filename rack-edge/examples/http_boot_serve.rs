@@ -1,0 +1,28 @@
+//! Runs the rack's HTTP boot server alone, for benchmarks
+//! (hil/bench-http-boot.sh): `http_boot_serve STATE_DIR LISTEN`. Files put in
+//! `STATE_DIR/boot-cache/<sha256>` are served at `/boot/resources/<sha256>`.
+
+use std::sync::Arc;
+
+use edgemetal_rack::boot::{http, BootCache, Decisions};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (Some(state_dir), Some(listen)) = (args.next(), args.next()) else {
+        anyhow::bail!("usage: http_boot_serve STATE_DIR LISTEN");
+    };
+    let state_dir = std::path::PathBuf::from(state_dir);
+    let cache = BootCache::open(&state_dir)?;
+    let (queries, _unanswered) = tokio::sync::mpsc::unbounded_channel();
+    let (_snapshots, snapshot_rx) = tokio::sync::watch::channel(None);
+    let decisions = Arc::new(Decisions::open(&state_dir, queries, snapshot_rx));
+    let app = http::router(http::BootHttp {
+        cache,
+        decisions,
+        ipxe_dir: "/usr/lib/ipxe".into(),
+    });
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
