@@ -7,8 +7,6 @@
 //! reads back. The simulator is killed when the test ends, however it ends.
 
 use std::net::UdpSocket;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,187 +18,23 @@ use edgemetal_rack::power::ipmi::chassis::BootDeviceSelector;
 use edgemetal_rack::power::{
     IpmiLanDriver, IpmiLanOptions, PowerDriver, PowerError, PowerExecutor, PowerExecutorOptions,
 };
+use edgemetal_tests::bmc::{Bmc, PASSWORD, USER};
 
-const USER: &str = "admin";
-const PASSWORD: &str = "Bmc-pw-7f3a9c";
-const WRONG_PASSWORD: &str = "Wrong-pw-5e21d0";
+const WRONG_PASSWORD: &str = "Wrong-pw-5e21d0-c4";
 
-/// Keeps power (`power`: 0/1), boot device (`boot`) and a log of every `set`
-/// (`log`) in files next to itself. ipmi_sim runs it as
-/// `chassis_control 0x20 get power boot` and `... set power 1`, etc.
-const CHASSIS_CONTROL: &str = r#"#!/bin/sh
-dir=$(dirname "$0")
-shift
-op=$1
-shift
-case $op in
-get)
-    for parm in "$@"; do
-        case $parm in
-        power) echo "power:$(cat "$dir/power")" ;;
-        boot) echo "boot:$(cat "$dir/boot")" ;;
-        *) echo "invalid parameter: $parm"; exit 1 ;;
-        esac
-    done ;;
-set)
-    while [ $# -ge 2 ]; do
-        parm=$1; val=$2; shift 2
-        echo "$parm $val" >> "$dir/log"
-        case $parm in
-        power) echo "$val" > "$dir/power" ;;
-        boot) echo "$val" > "$dir/boot" ;;
-        shutdown) echo 0 > "$dir/power" ;;
-        reset|identify) ;;
-        *) echo "invalid parameter: $parm"; exit 1 ;;
-        esac
-    done ;;
-*) exit 1 ;;
-esac
-"#;
-
-/// A running `ipmi_sim`, killed on drop.
-struct Bmc {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Bmc {
-    /// Starts a simulator and waits until ipmitool gets an answer from it.
-    fn start() -> Bmc {
-        // Another process may take the free port before ipmi_sim binds it;
-        // then ipmi_sim exits and we try another port.
-        for _ in 0..5 {
-            let port = free_udp_port();
-            let mut bmc = Bmc::spawn(port);
-            if bmc.wait_until_answering() {
-                return bmc;
-            }
-        }
-        panic!("ipmi_sim did not come up");
-    }
-
-    fn spawn(port: u16) -> Bmc {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path();
-        let script = path.join("chassis_control");
-        std::fs::write(&script, CHASSIS_CONTROL).unwrap();
-        make_executable(&script);
-        std::fs::write(path.join("power"), "0\n").unwrap();
-        std::fs::write(path.join("boot"), "none\n").unwrap();
-        std::fs::write(path.join("log"), "").unwrap();
-        std::fs::create_dir(path.join("state")).unwrap();
-        std::fs::write(
-            path.join("lan.conf"),
-            format!(
-                r#"name "bmc{port}"
-set_working_mc 0x20
-  startlan 1
-    addr 127.0.0.1 {port}
-    priv_limit admin
-    allowed_auths_admin none md2 md5 straight
-    guid a123456789abcdefa123456789abcdef
-  endlan
-  chassis_control "{script} 0x20"
-  user 2 true "{USER}" "{PASSWORD}" admin 10 none md2 md5 straight
-"#,
-                script = script.display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            path.join("bmc.emu"),
-            "mc_setbmc 0x20\n\
-             mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\n\
-             sel_enable 0x20 1000 0x0a\n\
-             mc_enable 0x20\n",
-        )
-        .unwrap();
-        let log = std::fs::File::create(path.join("ipmi_sim.log")).unwrap();
-        let child = Command::new("ipmi_sim")
-            .args(["-n", "-c", "lan.conf", "-f", "bmc.emu", "-s", "state"])
-            .current_dir(path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("ipmi_sim must be installed (Debian package openipmi)");
-        Bmc { child, dir, port }
-    }
-
-    fn wait_until_answering(&mut self) -> bool {
-        for _ in 0..100 {
-            if self.child.try_wait().unwrap().is_some() {
-                return false;
-            }
-            if self
-                .try_ipmitool(PASSWORD, &["chassis", "power", "status"])
-                .is_some()
-            {
-                return true;
-            }
-            // Not up yet: ipmitool fails at once on ICMP port unreachable.
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-
-    /// Runs ipmitool against this BMC; its output, if it succeeded.
-    fn try_ipmitool(&self, password: &str, args: &[&str]) -> Option<String> {
-        let port = self.port.to_string();
-        let output = Command::new("ipmitool")
-            .args(["-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p", &port])
-            .args(["-U", USER, "-P", password, "-N", "1", "-R", "2"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("ipmitool must be installed");
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-
-    fn ipmitool(&self, args: &[&str]) -> String {
-        self.try_ipmitool(PASSWORD, args)
-            .unwrap_or_else(|| panic!("ipmitool {args:?} failed"))
-    }
-
-    fn power_status(&self) -> String {
-        self.ipmitool(&["chassis", "power", "status"])
-            .trim()
-            .to_owned()
-    }
-
-    /// The `set` commands ipmi_sim ran, oldest first.
-    fn chassis_log(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("log"))
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    fn parameters(&self, password: &str) -> PowerParameters {
-        PowerParameters {
-            driver: PowerDriverKind::IpmiLan,
-            address: "127.0.0.1".into(),
-            port: self.port,
-            username: USER.into(),
-            password: password.into(),
-        }
-    }
-
-    fn driver(&self) -> IpmiLanDriver {
-        IpmiLanDriver::new(&self.parameters(PASSWORD), options())
+/// How our driver reaches `bmc`.
+fn parameters(bmc: &Bmc, password: &str) -> PowerParameters {
+    PowerParameters {
+        driver: PowerDriverKind::IpmiLan,
+        address: "127.0.0.1".into(),
+        port: bmc.port,
+        username: USER.into(),
+        password: password.into(),
     }
 }
 
-impl Drop for Bmc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn driver(bmc: &Bmc) -> IpmiLanDriver {
+    IpmiLanDriver::new(&parameters(bmc, PASSWORD), options())
 }
 
 fn options() -> IpmiLanOptions {
@@ -218,11 +52,6 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-fn make_executable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -233,7 +62,7 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn power_on_off_soft_off_and_query_change_the_bmc_state() {
     let bmc = Bmc::start();
-    let driver = bmc.driver();
+    let driver = driver(&bmc);
     assert_eq!(bmc.power_status(), "Chassis Power is off");
 
     let on = driver.execute(PowerAction::On).expect("power on");
@@ -266,7 +95,7 @@ fn power_on_off_soft_off_and_query_change_the_bmc_state() {
 #[test]
 fn power_cycle_turns_the_machine_off_then_on_again() {
     let bmc = Bmc::start();
-    let driver = bmc.driver();
+    let driver = driver(&bmc);
     // A machine that is off is powered on, not cycled (BMCs may refuse to
     // cycle a machine that is off).
     let on = driver
@@ -297,7 +126,7 @@ fn power_cycle_turns_the_machine_off_then_on_again() {
 #[test]
 fn boot_device_is_set_to_pxe_then_disk() {
     let bmc = Bmc::start();
-    let driver = bmc.driver();
+    let driver = driver(&bmc);
 
     driver
         .execute(PowerAction::SetBootDevice(BootDevice::Pxe))
@@ -330,7 +159,7 @@ fn boot_device_is_set_to_pxe_then_disk() {
 #[test]
 fn sessions_are_closed_after_each_call() {
     let bmc = Bmc::start();
-    let driver = bmc.driver();
+    let driver = driver(&bmc);
     for _ in 0..5 {
         driver.execute(PowerAction::Query).expect("query");
     }
@@ -382,7 +211,7 @@ impl CapturedLogs {
 fn a_wrong_password_is_an_authentication_error_that_never_shows_a_password() {
     let bmc = Bmc::start();
     let logs = CapturedLogs::default();
-    let driver = IpmiLanDriver::new(&bmc.parameters(WRONG_PASSWORD), options());
+    let driver = IpmiLanDriver::new(&parameters(&bmc, WRONG_PASSWORD), options());
 
     let error = tracing::subscriber::with_default(logs.subscriber(), || {
         driver.execute(PowerAction::On).unwrap_err()
@@ -398,7 +227,7 @@ fn a_wrong_password_is_an_authentication_error_that_never_shows_a_password() {
         ..PowerExecutorOptions::default()
     });
     let request = PowerRequest {
-        parameters: bmc.parameters(WRONG_PASSWORD),
+        parameters: parameters(&bmc, WRONG_PASSWORD),
         action: PowerAction::On,
     };
     let failure = tracing::subscriber::with_default(logs.subscriber(), || {
@@ -497,7 +326,7 @@ fn two_bmcs_are_driven_at_once_through_the_executor() {
         ..PowerExecutorOptions::default()
     });
     let request = |bmc: &Bmc, action| PowerRequest {
-        parameters: bmc.parameters(PASSWORD),
+        parameters: parameters(&bmc, PASSWORD),
         action,
     };
 
