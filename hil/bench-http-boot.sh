@@ -8,6 +8,7 @@
 # the next). Not part of CI. As root, installs nginx-light if nginx is missing
 # (run as a foreground process with its own config, never as a service).
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 mb=${BENCH_MB:-64}
@@ -22,6 +23,8 @@ fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
 work=$(mktemp -d)
+# nginx's worker runs as an unprivileged user: it must be able to read the files.
+chmod 755 "$work"
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -32,8 +35,10 @@ trap cleanup EXIT
 head -c $((mb * 1000 * 1000)) /dev/urandom >"$work/blob"
 sha=$(sha256sum "$work/blob" | cut -d' ' -f1)
 mkdir -p "$work/state/boot-cache" "$work/www/boot/resources"
+chmod -R a+rX "$work"
 cp "$work/blob" "$work/state/boot-cache/$sha"
 cp "$work/blob" "$work/www/boot/resources/$sha"
+chmod -R a+rX "$work/www"
 
 target/release/examples/http_boot_serve "$work/state" "127.0.0.1:$port" &
 pids+=($!)
@@ -62,7 +67,7 @@ best() { # URL -> best MB/s over $runs fetches
     local url=$1 best=0
     for _ in $(seq "$runs"); do
         local speed
-        speed=$(curl -s --fail -o "$work/out" -w '%{speed_download}' "$url")
+        speed=$(curl -sS --fail -o "$work/out" -w '%{speed_download}' "$url")
         cmp -s "$work/out" "$work/blob" || { echo "corrupt download from $url" >&2; exit 1; }
         best=$(awk -v a="$best" -v b="$speed" 'BEGIN { print (b > a ? b : a) }')
     done

@@ -91,7 +91,13 @@ async fn the_region_powers_machines_through_a_rack_and_their_bmcs() {
     let one = machine(&api, 1, first.port, PASSWORD).await;
     let two = machine(&api, 2, second.port, PASSWORD).await;
 
+    let started = std::time::Instant::now();
     let (status, body) = power(&api, &one, "on").await;
+    // Printed for the record (`-- --nocapture`), not asserted.
+    eprintln!(
+        "power on through API, link, rack and BMC: {:?}",
+        started.elapsed()
+    );
     assert_eq!((status, &body), (StatusCode::OK, &json!({"state": "on"})));
     assert_eq!(first.power_status(), "Chassis Power is on");
 
