@@ -165,6 +165,16 @@ async fn uploaded_resources_reach_the_rack_and_are_served_over_http_and_tftp() {
         );
     }
 
+    wait_until(
+        "TFTP transfers counted in the rack's metrics",
+        PATIENCE,
+        || async {
+            let metrics = rack.metrics().await;
+            (counter(&metrics, "edgemetal_rack_tftp_served_total") >= 2).then_some(())
+        },
+    )
+    .await;
+
     // iPXE scripts: an unknown machine enlists, a known one commissions.
     let script = |mac: &str| {
         String::from_utf8(curl(&[&format!("http://{http}/boot/ipxe/{mac}.ipxe")])).unwrap()

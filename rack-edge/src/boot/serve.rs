@@ -73,6 +73,7 @@ pub async fn start(config: &RackConfig, status: &Arc<LiveStatus>) -> anyhow::Res
             .await
             .with_context(|| format!("cannot listen for TFTP on {address}"))?;
         tracing::info!(%address, "TFTP server listening");
+        status.metrics.set_tftp(server.counters());
         let watcher = status.clone();
         tokio::spawn(async move {
             if let Err(error) = server.run().await {
