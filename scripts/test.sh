@@ -24,6 +24,8 @@ command -v atftp >/dev/null 2>&1 || missing+=(atftp)
 command -v ipmi_sim >/dev/null 2>&1 || missing+=(openipmi)
 command -v ipmitool >/dev/null 2>&1 || missing+=(ipmitool)
 command -v cpio >/dev/null 2>&1 || missing+=(cpio)
+command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
+command -v dnsmasq >/dev/null 2>&1 || [[ -x /usr/sbin/dnsmasq ]] || missing+=(dnsmasq)
 [[ -x /bin/busybox ]] || missing+=(busybox-static)
 # A kernel for the network-boot test's machine (not booted by this host).
 compgen -G "/boot/vmlinuz-*" >/dev/null || missing+=(linux-image-amd64)
