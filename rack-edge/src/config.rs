@@ -60,6 +60,10 @@ pub struct RackConfig {
     /// when DHCP is served, otherwise off.
     #[arg(long, env = "EDGEMETAL_RACK_TFTP_LISTEN")]
     pub tftp_listen: Option<SocketAddr>,
+    /// Where the DNS server listens (UDP and TCP); default: all addresses on
+    /// port 53 when DHCP is served, otherwise off.
+    #[arg(long, env = "EDGEMETAL_RACK_DNS_LISTEN")]
+    pub dns_listen: Option<SocketAddr>,
     /// The iPXE binaries the rack serves (Debian's `ipxe` package).
     #[arg(long, env = "EDGEMETAL_RACK_IPXE_DIR", default_value = "/usr/lib/ipxe")]
     pub ipxe_dir: PathBuf,
@@ -74,6 +78,13 @@ impl RackConfig {
         self.http_boot_listen.or_else(|| {
             (!self.dhcp_interfaces.is_empty())
                 .then(|| SocketAddr::from(([0, 0, 0, 0], self.http_boot_port)))
+        })
+    }
+
+    /// Where the DNS server listens, if it runs.
+    pub fn dns_address(&self) -> Option<SocketAddr> {
+        self.dns_listen.or_else(|| {
+            (!self.dhcp_interfaces.is_empty()).then(|| SocketAddr::from(([0, 0, 0, 0], 53)))
         })
     }
 

@@ -13,6 +13,8 @@ type Labels = Vec<(&'static str, String)>;
 /// Every metric the rack exports.
 pub struct Metrics {
     registry: Registry,
+    /// The DNS server's counters (registered at start, live on every scrape).
+    pub dns: std::sync::Arc<crate::dns::counters::Counters>,
     /// The TFTP server's live counters, once it runs.
     tftp: std::sync::RwLock<Option<std::sync::Arc<crate::tftp::Counters>>>,
     /// Payloads from the broker that were dropped, by reason.
@@ -77,8 +79,11 @@ impl Metrics {
             "Generation of the applied snapshot",
             applied_generation.clone(),
         );
+        let dns = std::sync::Arc::new(crate::dns::counters::Counters::default());
+        dns.register(&mut registry);
         Metrics {
             registry,
+            dns,
             link_rejected,
             snapshots_applied,
             snapshots_refused,

@@ -119,6 +119,27 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
     }
 
     let boot = crate::boot::serve::start(&config, &status).await?;
+    if let Some(address) = config.dns_address() {
+        let server = crate::dns::DnsServer::bind_with(
+            address,
+            address,
+            status.snapshots.subscribe(),
+            config.state_dir.join(crate::dns::CACHE_FILE),
+            crate::dns::ServerConfig::default(),
+            status.metrics.dns.clone(),
+        )
+        .await
+        .with_context(|| format!("cannot listen for DNS on {address}"))?;
+        tracing::info!(%address, "DNS server listening");
+        status.set_health(ServiceKind::Dns, HealthState::Healthy, "");
+        let watcher = status.clone();
+        tokio::spawn(async move {
+            if let Err(error) = server.run().await {
+                tracing::error!(%error, "DNS server stopped");
+                watcher.set_health(ServiceKind::Dns, HealthState::Down, error.to_string());
+            }
+        });
+    }
 
     let mut nonce = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut nonce);
@@ -141,6 +162,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
     .with_services([ServiceKind::Power])
     .with_services(config.http_boot_address().map(|_| ServiceKind::Http))
     .with_services(config.tftp_address().map(|_| ServiceKind::Tftp))
+    .with_services(config.dns_address().map(|_| ServiceKind::Dns))
     .with_bmc_networks(config.bmc_networks.clone());
     let settings = mqtt::LinkSettings {
         broker,
