@@ -160,3 +160,44 @@ pub fn forward_loopback_port(ns: &Netns, port: u16) {
         }
     });
 }
+
+/// A rack's namespace and a virtual machine's, joined: the rack end gets
+/// `rack_address` (CIDR); in the machine's namespace a tap (for QEMU's
+/// `-netdev tap,ifname=…`) is bridged to the other end.
+pub struct MachineSite {
+    /// Where the rack runs.
+    pub rack: Netns,
+    /// Where QEMU runs.
+    pub machine: Netns,
+    /// The rack's interface towards the machine.
+    pub rack_if: String,
+    /// The veth end in the machine's namespace (a bridge port: sniff here).
+    pub machine_if: String,
+    /// The tap QEMU attaches to.
+    pub tap: String,
+}
+
+impl MachineSite {
+    /// Builds the two namespaces and the links.
+    pub fn create(rack_address: &str) -> MachineSite {
+        let rack = Netns::create();
+        let machine = Netns::create();
+        let (rack_if, machine_if) = veth(&rack, &machine, Some(rack_address));
+        let tap = unique("emt");
+        let bridge = unique("embr");
+        machine.ip(&["tuntap", "add", "dev", &tap, "mode", "tap"]);
+        machine.ip(&["link", "add", &bridge, "type", "bridge"]);
+        machine.ip(&["link", "set", &tap, "master", &bridge]);
+        machine.ip(&["link", "set", &machine_if, "master", &bridge]);
+        for link in [&tap, &bridge] {
+            machine.ip(&["link", "set", link, "up"]);
+        }
+        MachineSite {
+            rack,
+            machine,
+            rack_if,
+            machine_if,
+            tap,
+        }
+    }
+}

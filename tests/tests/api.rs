@@ -411,7 +411,10 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/domains", vec!["get", "post"]),
         ("/api/v1/domains/{id}", vec!["delete", "get"]),
         ("/api/v1/domains/{id}/records", vec!["get", "post"]),
-        ("/api/v1/domains/{id}/records/{record_id}", vec!["delete", "get"]),
+        (
+            "/api/v1/domains/{id}/records/{record_id}",
+            vec!["delete", "get"],
+        ),
         ("/api/v1/api-keys", vec!["get", "post"]),
         ("/api/v1/api-keys/{id}", vec!["delete", "get"]),
         ("/api/v1/audit", vec!["get"]),

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use edgemetal_tests::dhcp_site::{start_rack_in, Guard};
-use edgemetal_tests::netns::{veth, Netns};
+use edgemetal_tests::netns::MachineSite;
 use edgemetal_tests::process::log_dir;
 use edgemetal_tests::site::{wait_in_sync, PATIENCE};
 use edgemetal_tests::{wait_until, RackProcess, RegionOptions, RegionProcess};
@@ -118,25 +118,19 @@ async fn a_qemu_machine_boots_linux_from_the_rack_with_the_region_down() {
 
     // The site: the rack serves DHCP, HTTP and TFTP in its namespace; the
     // machine's NIC is a tap bridged to it.
-    let server = Netns::create();
-    let machine = Netns::create();
-    let (server_if, machine_if) = veth(&server, &machine, Some("10.87.0.1/24"));
-    let tap = edgemetal_tests::netns::unique("emt");
-    let bridge = edgemetal_tests::netns::unique("embr");
-    machine.ip(&["tuntap", "add", "dev", &tap, "mode", "tap"]);
-    machine.ip(&["link", "add", &bridge, "type", "bridge"]);
-    machine.ip(&["link", "set", &tap, "master", &bridge]);
-    machine.ip(&["link", "set", &machine_if, "master", &bridge]);
-    for link in [&tap, &bridge] {
-        machine.ip(&["link", "set", link, "up"]);
-    }
-    let _rack = start_rack_in(&server, &state, &server_if, &logs.join("rack-site.log"));
+    let site = MachineSite::create("10.87.0.1/24");
+    let _rack = start_rack_in(
+        &site.rack,
+        &state,
+        &site.rack_if,
+        &logs.join("rack-site.log"),
+    );
 
     let serial = logs.join("serial.log");
     let _ = std::fs::remove_file(&serial);
     let mac = "52:54:00:87:00:01";
     let _qemu = Guard(
-        machine
+        site.machine
             .command("qemu-system-x86_64")
             .args(["-accel", "tcg", "-machine", "pc", "-m", "256"])
             .args([
@@ -151,7 +145,10 @@ async fn a_qemu_machine_boots_linux_from_the_rack_with_the_region_down() {
             .arg("-serial")
             .arg(format!("file:{}", serial.display()))
             .arg("-netdev")
-            .arg(format!("tap,id=n0,ifname={tap},script=no,downscript=no"))
+            .arg(format!(
+                "tap,id=n0,ifname={},script=no,downscript=no",
+                site.tap
+            ))
             .arg("-device")
             .arg(format!("e1000,netdev=n0,mac={mac}"))
             .stdout(Stdio::null())

@@ -4,7 +4,7 @@
 use std::process::Stdio;
 
 use edgemetal_tests::dhcp_site::{enrolled_rack_with_subnet, start_rack_in, Guard};
-use edgemetal_tests::netns::{veth, Netns};
+use edgemetal_tests::netns::MachineSite;
 use edgemetal_tests::process::log_dir;
 use edgemetal_tests::wait_until;
 
@@ -15,20 +15,16 @@ async fn a_qemu_machine_with_an_ipxe_rom_is_offered_its_boot_script() {
     let logs = log_dir("dhcp_qemu");
     let data = tempfile::tempdir().unwrap();
     let state = enrolled_rack_with_subnet(data.path(), &logs, "10.86.0").await;
-    let server = Netns::create();
-    let machine = Netns::create();
-    let (server_if, machine_if) = veth(&server, &machine, Some("10.86.0.1/24"));
-    // The machine's NIC is a tap bridged to the veth, inside the machine's namespace.
-    let tap = edgemetal_tests::netns::unique("emt");
-    let bridge = edgemetal_tests::netns::unique("embr");
-    machine.ip(&["tuntap", "add", "dev", &tap, "mode", "tap"]);
-    machine.ip(&["link", "add", &bridge, "type", "bridge"]);
-    machine.ip(&["link", "set", &tap, "master", &bridge]);
-    machine.ip(&["link", "set", &machine_if, "master", &bridge]);
-    for link in [&tap, &bridge] {
-        machine.ip(&["link", "set", link, "up"]);
-    }
-    let _rack = start_rack_in(&server, &state, &server_if, &logs.join("rack-dhcp.log"));
+    // The machine's NIC is a tap bridged to the rack, inside the machine's namespace.
+    let site = MachineSite::create("10.86.0.1/24");
+    let MachineSite {
+        rack: server,
+        machine,
+        rack_if: server_if,
+        machine_if,
+        tap,
+    } = &site;
+    let _rack = start_rack_in(server, &state, server_if, &logs.join("rack-dhcp.log"));
 
     // The firmware's console is not reachable headless; what the rack sends
     // it is: a sniffer on the machine's bridge records every DHCP reply.
@@ -41,7 +37,7 @@ async fn a_qemu_machine_with_an_ipxe_rom_is_offered_its_boot_script() {
             .command("python3")
             .arg(&sniffer)
             // A bridge port, not the bridge: forwarded frames pass ports only.
-            .arg(&machine_if)
+            .arg(machine_if)
             .arg(&replies)
             .spawn()
             .unwrap(),

@@ -10,31 +10,14 @@ use std::time::Duration;
 
 use dhcproto::v4::{self, DhcpOption, MessageType};
 use dhcproto::{Decodable, Decoder, Encodable};
-use edgemetal_tests::dhcp_site::{field, udhcpc_script, NamespacedRack};
+use edgemetal_tests::dhcp_site::{field, start_rack_in, udhcpc_script};
 use edgemetal_tests::netns::{bridge, forward_loopback_port, plug, run_in, Netns};
-use edgemetal_tests::process::binary;
 use edgemetal_tests::process::log_dir;
 use edgemetal_tests::site::{wait_in_sync, wait_status, PATIENCE};
 use edgemetal_tests::{wait_until, RegionOptions, RegionProcess};
 use serde_json::json;
 
 const RESERVED_MAC: &str = "02:00:00:00:0c:99";
-
-fn start_rack(ns: &Netns, state: &Path, interface: &str, log: &Path) -> NamespacedRack {
-    let log = std::fs::File::create(log).unwrap();
-    NamespacedRack(
-        ns.command(binary("edgemetal-rack"))
-            .arg("run")
-            .arg("--state-dir")
-            .arg(state)
-            .args(["--status-listen", "127.0.0.1:5250"])
-            .args(["--dhcp-interface", interface])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
-}
 
 /// A client in its own namespace; runs udhcpc once and returns its bound line.
 struct Client {
@@ -164,7 +147,7 @@ async fn two_racks_share_a_subnet_and_the_survivor_takes_over_the_others_clients
             Some(&format!("10.91.0.{}/24", n + 2)),
         );
         forward_loopback_port(&ns, options.embedded_broker.port());
-        let process = start_rack(
+        let process = start_rack_in(
             &ns,
             &data.path().join(rack),
             &nic,

@@ -7,9 +7,9 @@
 
 use std::process::{Output, Stdio};
 
-use edgemetal_tests::dhcp_site::{Guard, NamespacedRack};
+use edgemetal_tests::dhcp_site::{start_rack_in, Guard};
 use edgemetal_tests::netns::{forward_loopback_port, veth, Netns};
-use edgemetal_tests::process::{binary, log_dir};
+use edgemetal_tests::process::log_dir;
 use edgemetal_tests::site::{wait_in_sync, PATIENCE};
 use edgemetal_tests::{wait_until, RegionOptions, RegionProcess};
 use serde_json::json;
@@ -24,27 +24,6 @@ fn dig(ns: &Netns, args: &[&str]) -> String {
         .output()
         .expect("dig");
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn start_rack(
-    ns: &Netns,
-    state: &std::path::Path,
-    interface: &str,
-    log: &std::path::Path,
-) -> NamespacedRack {
-    let log = std::fs::File::create(log).unwrap();
-    NamespacedRack(
-        ns.command(binary("edgemetal-rack"))
-            .arg("run")
-            .arg("--state-dir")
-            .arg(state)
-            .args(["--status-listen", "127.0.0.1:5250", "--heartbeat-secs", "1"])
-            .args(["--dhcp-interface", interface])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
 }
 
 #[tokio::test]
@@ -127,7 +106,7 @@ async fn a_rack_answers_the_regions_zones_and_forwards_the_rest() {
     let state = data.path().join("rack");
     region.enrol_rack("dns-rack", &state).await;
     forward_loopback_port(&server, options.embedded_broker.port());
-    let rack = start_rack(&server, &state, &server_if, &logs.join("rack.log"));
+    let rack = start_rack_in(&server, &state, &server_if, &logs.join("rack.log"));
     wait_in_sync(&api, "dns-rack").await;
 
     let at = "@10.88.0.1";
@@ -188,7 +167,7 @@ async fn a_rack_answers_the_regions_zones_and_forwards_the_rest() {
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(rack.0.id() as i32, libc::SIGTERM) };
     let _ = rack.0.wait();
-    let _rack = start_rack(
+    let _rack = start_rack_in(
         &server,
         &state,
         &server_if,
