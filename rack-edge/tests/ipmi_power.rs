@@ -326,7 +326,7 @@ fn two_bmcs_are_driven_at_once_through_the_executor() {
         ..PowerExecutorOptions::default()
     });
     let request = |bmc: &Bmc, action| PowerRequest {
-        parameters: parameters(&bmc, PASSWORD),
+        parameters: parameters(bmc, PASSWORD),
         action,
     };
 
