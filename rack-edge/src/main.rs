@@ -19,7 +19,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Connect to the region and serve the site.
-    Run(RackConfig),
+    // Boxed: the rack's settings dwarf the other subcommand's.
+    Run(Box<RackConfig>),
     /// Enrol with the region using a single-use token, then exit.
     Enrol {
         /// The region's API, e.g. `https://region.example:5240`.
@@ -51,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
         builder.init();
     }
     match cli.command {
-        Command::Run(config) => edgemetal_rack::run::run(config).await,
+        Command::Run(config) => edgemetal_rack::run::run(*config).await,
         Command::Enrol {
             region_url,
             token,
