@@ -125,8 +125,6 @@ pub fn up_messages() -> Vec<(&'static str, Envelope<UpMessage>)> {
 
 /// A snapshot with one subnet and `reservations` fixed addresses.
 pub fn snapshot(generation: u64, reservations: u32) -> ConfigSnapshot {
-    boot_resources: Vec::new(),
-    dns: Default::default(),
     ConfigSnapshot {
         boot_resources: Vec::new(),
         dns: Default::default(),

@@ -6,8 +6,10 @@
 //! keeps serving when the region is unreachable. [`status`] is the local
 //! operator endpoint (health, status, metrics).
 
+pub mod boot;
 pub mod config;
 pub mod dhcp;
+pub mod dns;
 pub mod enrol;
 pub mod link;
 pub mod metrics;
