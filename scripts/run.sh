@@ -9,6 +9,10 @@ DATA="${EDGEMETAL_DATA:-$PWD/data}"
 API="${EDGEMETAL_HTTP_LISTEN:-127.0.0.1:5240}"
 BROKER="${EDGEMETAL_EMBEDDED_BROKER_LISTEN:-127.0.0.1:8883}"
 RACK_STATUS="${EDGEMETAL_RACK_STATUS_LISTEN:-127.0.0.1:5250}"
+# The local rack serves no DHCP (that needs a site network); its HTTP boot
+# server and DNS listen on loopback so both can be tried.
+RACK_HTTP="${EDGEMETAL_RACK_HTTP_BOOT_LISTEN:-127.0.0.1:5248}"
+RACK_DNS="${EDGEMETAL_RACK_DNS_LISTEN:-127.0.0.1:5353}"
 
 # Same target selection as scripts/test.sh, so the two share one build.
 cargo build --workspace --all-targets --quiet
@@ -44,6 +48,7 @@ if [[ ! -s "$DATA/rack/identity.json" ]]; then
     rack_args=(--region-url "http://$API" --enrolment-token "$TOKEN")
 fi
 "$BIN/edgemetal-rack" run --state-dir "$DATA/rack" --status-listen "$RACK_STATUS" \
+    --http-boot-listen "$RACK_HTTP" --dns-listen "$RACK_DNS" \
     "${rack_args[@]}" 2>"$DATA/rack.log" &
 pids+=($!)
 
@@ -52,7 +57,8 @@ cat <<BANNER
 edgemetal is running.
   API:       http://$API/api/v1   (OpenAPI: /api/v1/openapi.json, metrics: /metrics)
   API key:   $KEY
-  rack:      status http://$RACK_STATUS/status
+  rack:      status http://$RACK_STATUS/status, boot files http://$RACK_HTTP/boot/,
+             DNS $RACK_DNS (dig @${RACK_DNS%:*} -p ${RACK_DNS##*:} <name>)
   logs:      $DATA/region.log, $DATA/rack.log
 
 Try:
