@@ -186,6 +186,22 @@ impl Ipv4Cidr {
         Ok(cidr)
     }
 
+    /// The network an interface address with this prefix length sits in
+    /// (`10.0.0.7`, 24 → `10.0.0.0/24`): host bits are cleared, not refused.
+    pub fn containing(address: Ipv4Addr, prefix_len: u8) -> Result<Self, InvalidCidr> {
+        if prefix_len > 32 {
+            return Err(InvalidCidr::PrefixTooLong(prefix_len));
+        }
+        let unmasked = Ipv4Cidr {
+            network: address,
+            prefix_len,
+        };
+        Ipv4Cidr::new(
+            Ipv4Addr::from(u32::from(address) & unmasked.mask()),
+            prefix_len,
+        )
+    }
+
     /// The network address.
     pub fn network(&self) -> Ipv4Addr {
         self.network

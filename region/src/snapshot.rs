@@ -20,14 +20,19 @@ pub async fn build(
     dns: &crate::zones::DnsSettings,
 ) -> Result<ConfigSnapshot, StoreError> {
     let generation = store.generation().await?;
-    let subnets = store.list_subnets().await?;
-    let reservations = store.list_reservations(None).await?;
-    let online: HashSet<String> = store
-        .list_racks()
-        .await?
-        .into_iter()
+    // Read once: DHCP and DNS both derive from these.
+    let site = crate::zones::SiteData {
+        subnets: store.list_subnets().await?,
+        reservations: store.list_reservations(None).await?,
+        leases: store.list_leases(None, None).await?,
+        racks: store.list_racks().await?,
+    };
+    let dns = crate::zones::build(store, generation, dns, &site).await?;
+    let online: HashSet<&str> = site
+        .racks
+        .iter()
         .filter(|rack| rack.status == "online")
-        .map(|rack| rack.id)
+        .map(|rack| rack.id.as_str())
         .collect();
     let mut enrolled: Vec<RackId> = store
         .list_identities()
@@ -38,7 +43,6 @@ pub async fn build(
         .collect();
     enrolled.sort();
     let now = now_ms();
-    let leases = store.list_leases(None, None).await?;
     let boot_resources = store
         .list_boot_resources()
         .await?
@@ -56,8 +60,8 @@ pub async fn build(
         })
         .collect();
 
-    let mut configs = Vec::with_capacity(subnets.len());
-    for subnet in subnets {
+    let mut configs = Vec::with_capacity(site.subnets.len());
+    for subnet in site.subnets.iter().cloned() {
         let mut racks = if subnet.spec.dhcp_racks.is_empty() {
             enrolled.clone()
         } else {
@@ -81,7 +85,8 @@ pub async fn build(
                     purpose: range.spec.purpose.into(),
                 })
                 .collect(),
-            reservations: reservations
+            reservations: site
+                .reservations
                 .iter()
                 .filter(|r| r.subnet_id == subnet.id)
                 .map(|r| Reservation {
@@ -101,7 +106,8 @@ pub async fn build(
         };
         // Bindings a rack holds outside its own slice (takeovers, or slices
         // moved by a change of racks): the slice's owner must not reuse them.
-        config.held_elsewhere = leases
+        config.held_elsewhere = site
+            .leases
             .iter()
             .filter(|lease| lease.subnet_id == config.id)
             .filter(|lease| lease.state == "bound" && lease.expires_ms > now)
@@ -120,7 +126,7 @@ pub async fn build(
     }
     Ok(ConfigSnapshot {
         boot_resources,
-        dns: crate::zones::build(store, generation, dns).await?,
+        dns,
         generation: Generation(generation),
         subnets: configs,
     })

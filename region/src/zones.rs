@@ -18,7 +18,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use edgemetal_protocol::{DnsConfig, DnsRecord, InterfaceInfo, Ipv4Cidr, RecordData, Zone};
 use serde::Deserialize;
 
-use crate::store::{now_ms, parse_record_data, Store, StoreError};
+use crate::store::{
+    now_ms, parse_record_data, LeaseRecord, RackRecord, ReservationRecord, Store, StoreError,
+    SubnetRecord,
+};
 
 /// The zone of rack service names.
 pub const INTERNAL_DOMAIN: &str = "edgemetal-internal";
@@ -84,11 +87,24 @@ impl Zones {
     }
 }
 
+/// What the snapshot builder has already read, shared with the zones.
+pub struct SiteData {
+    /// All subnets.
+    pub subnets: Vec<SubnetRecord>,
+    /// All reservations.
+    pub reservations: Vec<ReservationRecord>,
+    /// All leases racks reported.
+    pub leases: Vec<LeaseRecord>,
+    /// All racks, with presence and interfaces.
+    pub racks: Vec<RackRecord>,
+}
+
 /// The DNS part of the snapshot.
 pub async fn build(
     store: &Store,
     generation: u64,
     settings: &DnsSettings,
+    site: &SiteData,
 ) -> Result<DnsConfig, StoreError> {
     let serial = generation as u32;
     let mut zones = Zones::default();
@@ -122,7 +138,7 @@ pub async fn build(
         );
     }
 
-    let subnets = store.list_subnets().await?;
+    let subnets = &site.subnets;
     let machines: HashMap<String, String> = store
         .list_machines()
         .await?
@@ -131,25 +147,29 @@ pub async fn build(
         .collect();
     let now = now_ms();
     let mut addresses: Vec<(String, String, Ipv4Addr)> = Vec::new(); // (subnet id, hostname, address)
-    for reservation in store.list_reservations(None).await? {
+    for reservation in &site.reservations {
         let hostname = reservation
             .spec
             .hostname
             .clone()
             .or_else(|| machines.get(&reservation.spec.mac.to_string()).cloned());
         if let Some(hostname) = hostname {
-            addresses.push((reservation.subnet_id, hostname, reservation.spec.address));
+            addresses.push((
+                reservation.subnet_id.clone(),
+                hostname,
+                reservation.spec.address,
+            ));
         }
     }
-    for lease in store.list_leases(None, None).await? {
+    for lease in &site.leases {
         if lease.state != "bound" || lease.expires_ms <= now {
             continue;
         }
         if let (Some(hostname), Ok(address)) = (machines.get(&lease.mac), lease.address.parse()) {
-            addresses.push((lease.subnet_id, hostname.clone(), address));
+            addresses.push((lease.subnet_id.clone(), hostname.clone(), address));
         }
     }
-    for subnet in &subnets {
+    for subnet in subnets {
         let reverse = reverse_zones(&subnet.spec.cidr);
         for apex in &reverse {
             zones.zone(apex, serial, DERIVED_TTL);
@@ -185,12 +205,7 @@ pub async fn build(
 
     // Rack service names: online racks only, so clients are never sent to a dead rack.
     zones.zone(INTERNAL_DOMAIN, serial, DERIVED_TTL);
-    for rack in store
-        .list_racks()
-        .await?
-        .into_iter()
-        .filter(|r| r.status == "online")
-    {
+    for rack in site.racks.iter().filter(|r| r.status == "online") {
         let interfaces: Vec<InterfaceInfo> =
             serde_json::from_value(rack.interfaces.clone()).unwrap_or_default();
         let rack_addresses: Vec<Ipv4Addr> = interfaces
@@ -201,7 +216,7 @@ pub async fn build(
                 _ => None,
             })
             .collect();
-        for subnet in &subnets {
+        for subnet in subnets {
             for address in rack_addresses
                 .iter()
                 .filter(|a| subnet.spec.cidr.contains(**a))

@@ -126,3 +126,21 @@ pub fn rack_login(state: &Path, ca: &Path) -> (ClientLogin, Value) {
     };
     (login, identity)
 }
+
+/// Waits until the region lists a lease of `address` whose `field` is
+/// `value` (e.g. `state` = `bound`, `rack_id` = `rack-a`); returns it.
+pub async fn wait_for_lease(api: &ApiClient, address: &str, field: &str, value: &str) -> Value {
+    wait_until(
+        &format!("a lease of {address} with {field} {value} in the region"),
+        PATIENCE,
+        || async {
+            let leases = api.get("/api/v1/leases").await;
+            leases
+                .as_array()?
+                .iter()
+                .find(|l| l["address"] == address && l[field] == value)
+                .cloned()
+        },
+    )
+    .await
+}

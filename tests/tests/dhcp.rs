@@ -10,7 +10,7 @@ use edgemetal_tests::dhcp_site::{
 };
 use edgemetal_tests::netns::{veth, Netns};
 use edgemetal_tests::process::log_dir;
-use edgemetal_tests::site::PATIENCE;
+use edgemetal_tests::site::{wait_for_lease, PATIENCE};
 use edgemetal_tests::{wait_until, RackProcess, RegionProcess};
 
 #[tokio::test]
@@ -457,19 +457,7 @@ async fn leases_and_discoveries_made_while_the_region_is_down_reach_it_when_it_r
     let region = RegionProcess::start(&options).await;
     let api = region.client();
     let _rack = RackProcess::start(&state, &logs.join("rack-link.log")).await;
-    let lease = wait_until("the lease in the region", PATIENCE, || {
-        let api = api.clone();
-        let address = address.clone();
-        async move {
-            let leases = api.get("/api/v1/leases").await;
-            leases
-                .as_array()?
-                .iter()
-                .find(|l| l["address"] == address.as_str() && l["state"] == "bound")
-                .cloned()
-        }
-    })
-    .await;
+    let lease = wait_for_lease(&api, &address, "state", "bound").await;
     let mac = lease["mac"].as_str().unwrap().to_string();
     let machines = api.get("/api/v1/machines").await;
     let machine = machines

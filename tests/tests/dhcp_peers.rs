@@ -13,8 +13,8 @@ use dhcproto::{Decodable, Decoder, Encodable};
 use edgemetal_tests::dhcp_site::{field, start_rack_in, udhcpc_script};
 use edgemetal_tests::netns::{bridge, forward_loopback_port, plug, run_in, Netns};
 use edgemetal_tests::process::log_dir;
-use edgemetal_tests::site::{wait_in_sync, wait_status, PATIENCE};
-use edgemetal_tests::{wait_until, RegionOptions, RegionProcess};
+use edgemetal_tests::site::{wait_for_lease, wait_in_sync, wait_status};
+use edgemetal_tests::{RegionOptions, RegionProcess};
 use serde_json::json;
 
 const RESERVED_MAC: &str = "02:00:00:00:0c:99";
@@ -230,19 +230,7 @@ async fn two_racks_share_a_subnet_and_the_survivor_takes_over_the_others_clients
     assert_eq!(server, Some(Ipv4Addr::new(10, 91, 0, 2)));
 
     // The region learns that rack-a now holds it.
-    let leases = wait_until("rack-a's takeover lease in the region", PATIENCE, || {
-        let api = api.clone();
-        let address = address.to_string();
-        async move {
-            let leases = api.get("/api/v1/leases").await;
-            leases
-                .as_array()?
-                .iter()
-                .find(|l| l["address"] == address.as_str() && l["rack_id"] == "rack-a")
-                .cloned()
-        }
-    })
-    .await;
+    let leases = wait_for_lease(&api, &address.to_string(), "rack_id", "rack-a").await;
     assert_eq!(leases["state"], "bound");
     // New clients still get addresses (from rack-a's slice) with rack-b gone.
     let ns = Netns::create();

@@ -97,10 +97,7 @@ fn ipv4_networks() -> Vec<(Ipv4Cidr, std::net::Ipv4Addr)> {
         .flat_map(|interface| interface.addresses)
         .filter_map(|address| match address.address {
             IpAddr::V4(v4) if !v4.is_loopback() => {
-                let prefix = address.prefix_len.min(32);
-                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-                let network = Ipv4Cidr::new((u32::from(v4) & mask).into(), prefix).ok()?;
-                Some((network, v4))
+                Some((Ipv4Cidr::containing(v4, address.prefix_len).ok()?, v4))
             }
             _ => None,
         })

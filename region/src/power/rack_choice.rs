@@ -19,11 +19,7 @@ fn reachable(rack: &RackRecord) -> Vec<Ipv4Cidr> {
         .iter()
         .flat_map(|interface| &interface.addresses)
         .filter_map(|address| match address.address {
-            IpAddr::V4(v4) => {
-                let prefix = address.prefix_len.min(32);
-                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-                Ipv4Cidr::new(Ipv4Addr::from(u32::from(v4) & mask), prefix).ok()
-            }
+            IpAddr::V4(v4) => Ipv4Cidr::containing(v4, address.prefix_len).ok(),
             IpAddr::V6(_) => None,
         })
         .chain(routed)
