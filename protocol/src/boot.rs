@@ -89,6 +89,9 @@ pub struct BootAnswer {
     pub mac: MacAddress,
     /// What it boots.
     pub decision: BootDecision,
+    /// What its ephemeral system reads from the rack's metadata endpoint;
+    /// present when it boots the ephemeral image as a known machine.
+    pub metadata: Option<crate::commissioning::MachineMetadata>,
 }
 
 /// What a machine boots next.

@@ -17,6 +17,7 @@ extern crate alloc;
 
 pub mod boot;
 pub mod broker_url;
+pub mod commissioning;
 pub mod dhcp_peers;
 pub mod dns;
 pub mod enrolment;
@@ -29,6 +30,7 @@ pub mod types;
 
 pub use boot::*;
 pub use broker_url::{BrokerUrl, InvalidBrokerUrl};
+pub use commissioning::*;
 pub use dns::{DnsConfig, DnsRecord, RecordData, Zone};
 pub use envelope::{DecodeError, Envelope};
 pub use message::*;

@@ -245,6 +245,10 @@ pub enum RackEventKind {
     Lease(LeaseReport),
     /// A machine the rack has no reservation for is network-booting.
     Discovery(Discovery),
+    /// A machine took a step of its network boot from this rack.
+    BootProgress(crate::commissioning::BootProgress),
+    /// A machine posted its commissioning results to this rack.
+    CommissioningResults(crate::commissioning::CommissioningResults),
 }
 
 /// What happened to a lease.

@@ -21,6 +21,7 @@ async fn main() -> anyhow::Result<()> {
         cache,
         decisions,
         ipxe_dir: "/usr/lib/ipxe".into(),
+        progress: None,
     });
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     axum::serve(listener, app).await?;

@@ -12,6 +12,7 @@ pub mod dhcp;
 pub mod dns;
 pub mod enrol;
 pub mod link;
+pub mod metadata;
 pub mod metrics;
 pub mod power;
 pub mod run;

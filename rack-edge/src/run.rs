@@ -99,17 +99,20 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
     let events = crate::state::SharedQueue::new(
         crate::state::EventQueue::open(&config.state_dir).context("cannot open the event queue")?,
     );
+    let directory = crate::dhcp::LeaseDirectory::default();
     if !config.dhcp_interfaces.is_empty() {
-        let (interfaces, port, dir, status, events) = (
+        let (interfaces, port, dir, status, events, directory) = (
             config.dhcp_interfaces.clone(),
             config.http_boot_port,
             config.state_dir.clone(),
             status.clone(),
             events.clone(),
+            directory.clone(),
         );
         tokio::spawn(async move {
             let result =
-                crate::dhcp::server::run(interfaces, port, &dir, status.clone(), events).await;
+                crate::dhcp::server::run(interfaces, port, &dir, status.clone(), events, directory)
+                    .await;
             if let Err(error) = result {
                 let detail = format!("{error:#}");
                 tracing::error!(error = %detail, "DHCP server stopped");
@@ -118,7 +121,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         });
     }
 
-    let boot = crate::boot::serve::start(&config, &status).await?;
+    let boot = crate::boot::serve::start(&config, &status, events.clone(), directory).await?;
     if let Some(address) = config.dns_address() {
         let server = crate::dns::DnsServer::bind_with(
             address,

@@ -27,6 +27,27 @@ pub struct RegionConfig {
     pub api: ApiConfig,
     /// What racks' DNS servers forward to and whom they serve.
     pub dns: crate::zones::DnsSettings,
+    /// How machines are commissioned.
+    pub commissioning: CommissioningConfig,
+}
+
+/// How machines are commissioned.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommissioningConfig {
+    /// A machine still commissioning after this many seconds is Failed commissioning.
+    pub timeout_secs: u64,
+    /// Commission a machine as soon as it is enlisted (MAAS does by default).
+    pub auto_commission: bool,
+}
+
+impl Default for CommissioningConfig {
+    fn default() -> Self {
+        CommissioningConfig {
+            timeout_secs: 1800,
+            auto_commission: true,
+        }
+    }
 }
 
 /// How the HTTP API is served: HTTPS when `tls_cert` and `tls_key` are set;
@@ -90,6 +111,7 @@ impl Default for RegionConfig {
             broker: BrokerConfig::default(),
             api: ApiConfig::default(),
             dns: Default::default(),
+            commissioning: Default::default(),
         }
     }
 }
@@ -180,6 +202,22 @@ impl RegionConfig {
                 .with_context(|| {
                     format!("EDGEMETAL_POWER_POLL_INTERVAL_SECS={secs:?} is not a positive number")
                 })?;
+        }
+        if let Some(secs) = var("EDGEMETAL_COMMISSIONING_TIMEOUT_SECS") {
+            self.commissioning.timeout_secs = secs
+                .parse()
+                .ok()
+                .filter(|secs| *secs > 0)
+                .with_context(|| {
+                    format!(
+                        "EDGEMETAL_COMMISSIONING_TIMEOUT_SECS={secs:?} is not a positive number"
+                    )
+                })?;
+        }
+        if let Some(flag) = var("EDGEMETAL_AUTO_COMMISSION") {
+            self.commissioning.auto_commission = flag.parse().with_context(|| {
+                format!("EDGEMETAL_AUTO_COMMISSION={flag:?} is not true or false")
+            })?;
         }
         if let Some(list) = var("EDGEMETAL_DNS_FORWARDERS") {
             self.dns.forwarders = list

@@ -7,6 +7,7 @@ pub mod boot;
 pub mod broker;
 pub mod config;
 pub mod enrolment;
+pub mod lifecycle;
 pub mod link;
 pub mod metrics;
 pub mod mosquitto;

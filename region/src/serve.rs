@@ -49,6 +49,7 @@ pub async fn run(mut config: RegionConfig) -> anyhow::Result<()> {
         crate::mosquitto::write_files(files, &keyring)?;
     }
     let metrics = Arc::new(Metrics::new());
+    let (notices_tx, notices) = tokio::sync::mpsc::unbounded_channel();
     let link = link::spawn(
         link::mqtt::LinkSettings {
             broker: broker.clone(),
@@ -57,6 +58,7 @@ pub async fn run(mut config: RegionConfig) -> anyhow::Result<()> {
             mosquitto: config.broker.mosquitto.clone(),
             blobs: crate::boot::blobs::BlobStore::new(&config.data_dir),
             dns: config.dns.clone(),
+            lifecycle: Some(notices_tx),
         },
         store.clone(),
         metrics.clone(),
@@ -79,10 +81,21 @@ pub async fn run(mut config: RegionConfig) -> anyhow::Result<()> {
         power.clone(),
         Duration::from_secs(config.power_poll_interval_secs.max(1)),
     ));
+    let lifecycle = crate::lifecycle::LifecycleService::new(
+        store.clone(),
+        power.clone(),
+        enroller.keyring.master().clone(),
+        crate::lifecycle::LifecycleSettings {
+            commissioning_timeout: Duration::from_secs(config.commissioning.timeout_secs.max(1)),
+            auto_commission: config.commissioning.auto_commission,
+        },
+    );
+    tokio::spawn(crate::lifecycle::service::run(lifecycle.clone(), notices));
     let app = crate::api::router(crate::api::AppState {
         store: store.clone(),
         link,
         power,
+        lifecycle,
         blobs: crate::boot::blobs::BlobStore::new(&config.data_dir),
         metrics,
         enroller,

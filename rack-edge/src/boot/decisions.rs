@@ -2,6 +2,8 @@
 //! when a machine fetches its boot configuration, remembered per machine
 //! (on disk) so that machines still boot when the region is unreachable.
 //! A machine never seen before gets the enlistment image from the snapshot.
+//! Each answer may carry the machine's metadata (with its token), which the
+//! metadata service serves; it is remembered the same way, in a private file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use edgemetal_protocol::{
     BootAnswer, BootDecision, BootQuery, BootResourceKind, ConfigSnapshot, EphemeralBoot,
-    MacAddress,
+    MacAddress, MachineMetadata,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -24,8 +26,10 @@ const EPHEMERAL_IMAGE: &str = "ephemeral";
 /// Per-machine boot decisions.
 pub struct Decisions {
     path: PathBuf,
+    metadata_path: PathBuf,
     known: Mutex<HashMap<MacAddress, BootDecision>>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<BootDecision>>>,
+    metadata: Mutex<HashMap<MacAddress, MachineMetadata>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<BootAnswer>>>,
     next_id: AtomicU64,
     queries: mpsc::UnboundedSender<BootQuery>,
     snapshots: watch::Receiver<Option<ConfigSnapshot>>,
@@ -51,9 +55,19 @@ impl Decisions {
             })
             .map(|entries| entries.into_iter().collect())
             .unwrap_or_default();
+        let metadata_path = state_dir.join("machine-metadata.json");
+        let metadata: HashMap<MacAddress, MachineMetadata> = std::fs::read(&metadata_path)
+            .ok()
+            .and_then(|bytes| {
+                serde_json::from_slice::<Vec<(MacAddress, MachineMetadata)>>(&bytes).ok()
+            })
+            .map(|entries| entries.into_iter().collect())
+            .unwrap_or_default();
         Decisions {
             path,
+            metadata_path,
             known: Mutex::new(known),
+            metadata: Mutex::new(metadata),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             queries,
@@ -63,6 +77,37 @@ impl Decisions {
 
     /// Asks the region what `mac` boots; falls back to [`Decisions::remembered`].
     pub async fn decide(&self, mac: MacAddress, arch: Option<u16>) -> BootDecision {
+        match self.ask(mac, arch).await {
+            Some(answer) => answer.decision,
+            None => {
+                tracing::info!(%mac, "region did not answer; booting the remembered decision");
+                self.remembered(mac)
+            }
+        }
+    }
+
+    /// The metadata of the machine `mac`: what is remembered (refreshed in
+    /// the background, so a cut link does not delay a known machine), else
+    /// the region's answer.
+    pub async fn metadata(&self, mac: MacAddress) -> Option<MachineMetadata> {
+        if let Some(known) = lock(&self.metadata).get(&mac).cloned() {
+            self.refresh(mac);
+            return Some(known);
+        }
+        self.ask(mac, None).await.and_then(|answer| answer.metadata)
+    }
+
+    /// The machine whose current metadata holds `token`, compared in
+    /// constant time so a wrong guess learns nothing from timing.
+    pub fn by_token(&self, token: &str) -> Option<(MacAddress, MachineMetadata)> {
+        lock(&self.metadata)
+            .iter()
+            .find(|(_, metadata)| constant_time_eq(metadata.token.as_bytes(), token.as_bytes()))
+            .map(|(mac, metadata)| (*mac, metadata.clone()))
+    }
+
+    /// Asks the region about `mac`; `None` when it does not answer in time.
+    async fn ask(&self, mac: MacAddress, arch: Option<u16>) -> Option<BootAnswer> {
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (waiter, answer) = oneshot::channel();
         lock(&self.pending).insert(request_id, waiter);
@@ -79,13 +124,7 @@ impl Decisions {
             Err(_) => None,
         };
         lock(&self.pending).remove(&request_id);
-        match decision {
-            Some(decision) => decision,
-            None => {
-                tracing::info!(%mac, "region did not answer; booting the remembered decision");
-                self.remembered(mac)
-            }
-        }
+        decision
     }
 
     /// Asks the region about `mac` without waiting; its answer updates what
@@ -143,8 +182,34 @@ impl Decisions {
         if changed {
             self.persist();
         }
+        let metadata_changed = {
+            let mut metadata = lock(&self.metadata);
+            match &answer.metadata {
+                Some(new) => metadata.insert(answer.mac, new.clone()).as_ref() != Some(new),
+                None => metadata.remove(&answer.mac).is_some(),
+            }
+        };
+        if metadata_changed {
+            self.persist_metadata();
+        }
         if let Some(waiter) = lock(&self.pending).remove(&answer.request_id) {
-            let _ = waiter.send(answer.decision);
+            let _ = waiter.send(answer);
+        }
+    }
+
+    fn persist_metadata(&self) {
+        let entries: Vec<(MacAddress, MachineMetadata)> = lock(&self.metadata)
+            .iter()
+            .map(|(mac, metadata)| (*mac, metadata.clone()))
+            .collect();
+        // Tokens are secrets: owner-only.
+        let written = serde_json::to_vec(&entries)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| {
+                crate::state::atomic_file::write_private(&self.metadata_path, &bytes)
+            });
+        if let Err(error) = written {
+            tracing::warn!(%error, "cannot persist machine metadata");
         }
     }
 
@@ -160,6 +225,10 @@ impl Decisions {
             tracing::warn!(%error, "cannot persist boot decisions");
         }
     }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -181,6 +250,7 @@ mod tests {
                 request_id: query.request_id,
                 mac: query.mac,
                 decision: BootDecision::LocalDisk,
+                metadata: None,
             });
         });
         assert_eq!(decisions.decide(MAC, None).await, BootDecision::LocalDisk);

@@ -7,18 +7,22 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use edgemetal_protocol::MacAddress;
+use edgemetal_protocol::{BootDecision, BootStage, MacAddress};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::cache::BootCache;
 use super::decisions::Decisions;
-use super::render;
+use super::{progress, render};
+use crate::dhcp::LeaseDirectory;
+use crate::state::SharedQueue;
 
 /// What the HTTP boot server serves from.
 #[derive(Clone)]
@@ -29,6 +33,9 @@ pub struct BootHttp {
     pub decisions: Arc<Decisions>,
     /// Directory with the iPXE binaries (Debian's `ipxe` package: /usr/lib/ipxe).
     pub ipxe_dir: PathBuf,
+    /// Where machines' boot steps are reported, with who holds which
+    /// address (to tell whose kernel is being fetched); none in benches.
+    pub progress: Option<(Arc<SharedQueue>, LeaseDirectory)>,
 }
 
 /// The routes under `/boot/`.
@@ -46,7 +53,7 @@ fn not_found(what: &str) -> Response {
 
 /// `http://HOST:PORT` as the client addressed this rack; only characters a
 /// host and port can have, so nothing odd reaches a script.
-fn rack_url(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn rack_url(headers: &HeaderMap) -> Option<String> {
     let host = headers.get(header::HOST)?.to_str().ok()?;
     let plain = !host.is_empty()
         && host
@@ -71,6 +78,9 @@ async fn ipxe_script(
     };
     let decision = state.decisions.decide(mac, None).await;
     tracing::info!(%mac, ?decision, "iPXE script served");
+    if let Some((events, _)) = &state.progress {
+        progress::report(events, mac, BootStage::ConfigServed);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain")],
         render::ipxe_script(&decision, &url, mac),
@@ -94,11 +104,54 @@ async fn resource(
     if sha256.len() != 64 || hex::decode_to_slice(&sha256, &mut sha).is_err() {
         return not_found("resource");
     }
+    // Present when served with connect info (the rack's server, not benches).
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0);
+    if let (Some((events, directory)), Some(peer)) = (&state.progress, peer) {
+        let from_start = request
+            .headers()
+            .get(header::RANGE)
+            .is_none_or(|range| range.as_bytes().starts_with(b"bytes=0-"));
+        if from_start {
+            report_resource(&state.decisions, events, directory, peer, &sha);
+        }
+    }
     // Only verified content has this name; a partial download never does.
     match state.cache.ready_path(&sha) {
         Some(path) => serve(path, request).await,
         None => not_found("resource"),
     }
+}
+
+/// Reports a machine starting to load its kernel or initrd: the machine is
+/// the one holding the source address, the file is its decision's.
+fn report_resource(
+    decisions: &Decisions,
+    events: &SharedQueue,
+    directory: &LeaseDirectory,
+    peer: SocketAddr,
+    sha: &[u8; 32],
+) {
+    let IpAddr::V4(address) = peer.ip().to_canonical() else {
+        return;
+    };
+    let Some(mac) = directory.holder(address) else {
+        return;
+    };
+    let BootDecision::Ephemeral(image) = decisions.remembered(mac) else {
+        return;
+    };
+    let stage = if &image.kernel == sha {
+        BootStage::KernelServed
+    } else if &image.initrd == sha {
+        BootStage::InitrdServed
+    } else {
+        return;
+    };
+    tracing::info!(%mac, %peer, ?stage, resource = %hex::encode(sha), "boot resource served");
+    progress::report(events, mac, stage);
 }
 
 async fn binary(

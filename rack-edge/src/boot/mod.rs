@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod decisions;
 pub mod http;
+pub mod progress;
 pub mod render;
 pub mod serve;
 pub mod tftp_files;

@@ -1,5 +1,5 @@
-//! Starts the rack's boot servers (HTTP and TFTP) over the shared cache and
-//! decisions.
+//! Starts the rack's boot servers (HTTP with the metadata service, and
+//! TFTP) over the shared cache and decisions.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,6 +11,8 @@ use tokio::sync::mpsc;
 use super::tftp_files::TftpFiles;
 use super::{http, BootCache, Decisions};
 use crate::config::RackConfig;
+use crate::dhcp::LeaseDirectory;
+use crate::state::SharedQueue;
 use crate::status::LiveStatus;
 
 /// What the link needs from the boot side.
@@ -25,7 +27,12 @@ pub struct BootParts {
 
 /// Opens the cache and decisions; starts the HTTP and TFTP servers that the
 /// configuration enables.
-pub async fn start(config: &RackConfig, status: &Arc<LiveStatus>) -> anyhow::Result<BootParts> {
+pub async fn start(
+    config: &RackConfig,
+    status: &Arc<LiveStatus>,
+    events: Arc<SharedQueue>,
+    directory: LeaseDirectory,
+) -> anyhow::Result<BootParts> {
     let cache = BootCache::open(&config.state_dir).context("cannot open the boot cache")?;
     let (queries_tx, queries) = mpsc::unbounded_channel();
     let decisions = Arc::new(Decisions::open(
@@ -42,9 +49,17 @@ pub async fn start(config: &RackConfig, status: &Arc<LiveStatus>) -> anyhow::Res
             cache: cache.clone(),
             decisions: decisions.clone(),
             ipxe_dir: config.ipxe_dir.clone(),
-        });
+            progress: Some((events.clone(), directory.clone())),
+        })
+        .merge(crate::metadata::router(crate::metadata::MetadataService {
+            decisions: decisions.clone(),
+            directory,
+            events,
+        }));
         let watcher = status.clone();
         tokio::spawn(async move {
+            // The metadata service and the boot reports need the caller's address.
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             if let Err(error) = axum::serve(listener, app).await {
                 tracing::error!(%error, "HTTP boot server stopped");
                 watcher.set_health(ServiceKind::Http, HealthState::Down, error.to_string());

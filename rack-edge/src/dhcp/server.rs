@@ -13,7 +13,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::{Action, Destination, Engine, EngineConfig, Journal, LeaseEvent, RecvMeta};
+use super::{
+    Action, Destination, Engine, EngineConfig, Journal, LeaseDirectory, LeaseEvent, RecvMeta,
+};
 use crate::state::SharedQueue;
 use crate::status::LiveStatus;
 
@@ -74,6 +76,7 @@ pub async fn run(
     state_dir: &Path,
     status: Arc<LiveStatus>,
     events: Arc<SharedQueue>,
+    directory: LeaseDirectory,
 ) -> anyhow::Result<()> {
     let mut served = Vec::new();
     for name in interfaces {
@@ -125,6 +128,7 @@ pub async fn run(
     };
     let mut engine =
         Engine::new(config(&snapshots.borrow_and_update())).with_leases(replayed.leases);
+    directory.fill(engine.leases(), now_secs());
 
     // One reader task per socket; the engine itself is driven from one place.
     let (packets_tx, mut packets) = mpsc::channel::<(usize, Vec<u8>, SocketAddr)>(1024);
@@ -180,7 +184,7 @@ pub async fn run(
             }
             _ = tick.tick() => batch.push((0, engine.poll_expired(now_secs()))),
         };
-        carry_out(batch, &served, &mut journal, &status, &events);
+        carry_out(batch, &served, &mut journal, &status, &events, &directory);
         for (reason, count) in engine.counters().dropped_by_reason() {
             let seen = dropped_seen.entry(reason.as_str()).or_default();
             if count > *seen {
@@ -210,6 +214,7 @@ fn carry_out(
     journal: &mut Journal,
     status: &LiveStatus,
     events: &SharedQueue,
+    directory: &LeaseDirectory,
 ) {
     // Take the records out by value; replies and events keep their order.
     let mut records = Vec::new();
@@ -241,6 +246,7 @@ fn carry_out(
                 Action::Send { bytes, to } if durable => send(&served[index], &bytes, to),
                 Action::Send { .. } => {}
                 Action::Event(event) => {
+                    directory.apply(&event);
                     reports.extend(to_rack_event(&event));
                     report(event, status);
                 }

@@ -118,6 +118,8 @@ pub struct StateFiles {
 
 /// Most events per message.
 const EVENTS_PER_MESSAGE: usize = 200;
+/// Most event payload per message: well inside the broker's packet limit.
+const EVENT_BYTES_PER_MESSAGE: usize = 4 * 1024 * 1024;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -159,7 +161,7 @@ async fn deliver_events(
             .queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pending_after(*sent, EVENTS_PER_MESSAGE);
+            .pending_batch(*sent, EVENTS_PER_MESSAGE, EVENT_BYTES_PER_MESSAGE);
         let Some(last) = batch.last().map(|e| e.id) else {
             return;
         };

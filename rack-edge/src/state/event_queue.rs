@@ -91,6 +91,22 @@ impl EventQueue {
             .collect()
     }
 
+    /// Like [`EventQueue::pending_after`], but stops before the batch's
+    /// payload would pass `max_bytes` (always at least one event), so that
+    /// bulky events (commissioning results) fit in one link message.
+    pub fn pending_batch(&self, after: u64, limit: usize, max_bytes: usize) -> Vec<RackEvent> {
+        let mut bytes = 0;
+        let mut batch = Vec::new();
+        for event in self.pending.iter().filter(|e| e.id > after).take(limit) {
+            bytes += payload_bytes(event);
+            if !batch.is_empty() && bytes > max_bytes {
+                break;
+            }
+            batch.push(event.clone());
+        }
+        batch
+    }
+
     /// Id of the oldest pending event minus one: everything up to it is acknowledged.
     pub fn acked(&self) -> u64 {
         self.pending
@@ -126,6 +142,21 @@ impl EventQueue {
     /// Whether nothing is pending.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
+    }
+}
+
+/// Roughly how many bytes an event takes in a link message.
+fn payload_bytes(event: &RackEvent) -> usize {
+    match &event.kind {
+        RackEventKind::CommissioningResults(results) => {
+            results
+                .outputs
+                .iter()
+                .map(|o| o.data.len() + o.name.len())
+                .sum::<usize>()
+                + 256
+        }
+        _ => 128,
     }
 }
 

@@ -1,19 +1,28 @@
-//! `/machines`.
+//! `/machines`: the machines, their lifecycle actions and their
+//! commissioning results.
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiPath};
-use super::AppState;
-use crate::store::{Machine, NewMachine};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::{AppState, Caller};
+use crate::lifecycle::{Action, LifecycleError};
+use crate::store::{CommissioningRecord, Machine, MachineFilter, NewMachine};
 
-/// List machines.
-#[utoipa::path(get, path = "/machines", tag = "machines",
-    responses((status = 200, body = Vec<Machine>), (status = 401, body = ErrorBody)))]
-pub async fn list_machines(State(state): State<AppState>) -> Result<Json<Vec<Machine>>, ApiError> {
-    Ok(Json(state.store.list_machines().await?))
+/// List machines, optionally only those matching every given condition,
+/// e.g. `?status=ready&min_cpu_count=4&min_memory_mib=8192`.
+#[utoipa::path(get, path = "/machines", tag = "machines", params(MachineFilter),
+    responses((status = 200, body = Vec<Machine>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn list_machines(
+    State(state): State<AppState>,
+    ApiQuery(filter): ApiQuery<MachineFilter>,
+) -> Result<Json<Vec<Machine>>, ApiError> {
+    Ok(Json(state.store.find_machines(&filter).await?))
 }
 
 /// Create a machine.
@@ -51,4 +60,104 @@ pub async fn delete_machine(
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_machine(&id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Why an operator takes an action, for the machine's event log.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    /// Free text recorded with the status change.
+    #[serde(default)]
+    pub reason: String,
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(error: LifecycleError) -> Self {
+        match error {
+            LifecycleError::Store(store) => store.into(),
+            LifecycleError::Power(power) => power.into(),
+            LifecycleError::Unsupported(message) => {
+                ApiError::new(StatusCode::CONFLICT, "unsupported", message)
+            }
+        }
+    }
+}
+
+/// Take a lifecycle action: `commission`, `abort`, `allocate`, `deploy`,
+/// `release`, `mark-broken`, `mark-fixed`, `rescue` or `exit-rescue`. An
+/// action the machine's status does not allow is 409 and says what is.
+/// Commissioning sets the next boot to PXE and powers the machine on
+/// through a rack that reaches its BMC.
+#[utoipa::path(post, path = "/machines/{id}/actions/{action}", tag = "machines",
+    request_body(content = Option<ActionRequest>, description = "Optional reason"),
+    params(("id" = String, Path, description = "Machine id"),
+        ("action" = String, Path, description = "The action")),
+    responses((status = 200, body = Machine), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 502, body = ErrorBody),
+        (status = 504, body = ErrorBody)))]
+pub async fn machine_action(
+    State(state): State<AppState>,
+    Extension(Caller(key)): Extension<Caller>,
+    ApiPath((id, action)): ApiPath<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<Machine>, ApiError> {
+    // The body is optional: no body means no reason.
+    let request: ActionRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ActionRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body must be {{\"reason\": \"...\"}} or empty: {e}"),
+            )
+        })?
+    };
+    let action = Action::from_api_name(&action).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "unknown action {action:?}: use one of {}",
+                crate::lifecycle::status::OPERATOR_ACTIONS
+                    .iter()
+                    .filter_map(|a| a.api_name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })?;
+    let reason = request.reason;
+    if reason.len() > 1024 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "reason must be at most 1024 bytes",
+        ));
+    }
+    let machine = state.lifecycle.act(&id, action, &key.name, &reason).await?;
+    Ok(Json(machine))
+}
+
+/// The machine's latest commissioning results: the parsed inventory and
+/// every raw output. 404 until it has been commissioned.
+#[utoipa::path(get, path = "/machines/{id}/commissioning-results", tag = "machines",
+    params(("id" = String, Path, description = "Machine id")),
+    responses((status = 200, body = CommissioningRecord), (status = 404, body = ErrorBody)))]
+pub async fn commissioning_results(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<CommissioningRecord>, ApiError> {
+    state
+        .store
+        .latest_results(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("machine {id} has no commissioning results yet"),
+            )
+        })
 }

@@ -57,6 +57,8 @@ pub struct AppState {
     pub enroller: crate::enrolment::Enroller,
     /// Machines' power control.
     pub power: crate::power::PowerService,
+    /// Machines' lifecycle actions.
+    pub lifecycle: crate::lifecycle::LifecycleService,
     /// Boot resources' content.
     pub blobs: crate::boot::blobs::BlobStore,
 }
@@ -131,6 +133,8 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(machines::list_machines, machines::create_machine))
         .routes(routes!(machines::get_machine, machines::delete_machine))
+        .routes(routes!(machines::machine_action))
+        .routes(routes!(machines::commissioning_results))
         .routes(routes!(power::set_power_settings))
         .routes(routes!(power::get_power))
         .routes(routes!(power::power_action))

@@ -130,6 +130,18 @@ const RULES: &[Rule] = &[
         ReadOnly,
         "machine.events",
     ),
+    rule(
+        Method::POST,
+        "/machines/{id}/actions/{action}",
+        Operator,
+        "machine.action",
+    ),
+    rule(
+        Method::GET,
+        "/machines/{id}/commissioning-results",
+        ReadOnly,
+        "machine.commissioning_results",
+    ),
     rule(Method::GET, "/domains", ReadOnly, "domain.list"),
     rule(Method::POST, "/domains", Operator, "domain.create"),
     rule(Method::GET, "/domains/{id}", ReadOnly, "domain.get"),

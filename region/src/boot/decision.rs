@@ -1,11 +1,16 @@
-//! What a network-booting machine boots: the region's answer to a rack's
-//! boot query. An unknown machine boots the ephemeral image to enlist; a
-//! known one boots it to commission. (Deployed machines will boot from
-//! local disk once the machine lifecycle exists.)
+//! What a network-booting machine boots, by its lifecycle status: the
+//! ephemeral image to enlist (unknown or New), commission, or for rescue;
+//! its local disk otherwise (Ready, Allocated, Deployed, …). Machines that
+//! boot the ephemeral image as known machines also get their metadata,
+//! with the token of the current run.
 
-use edgemetal_protocol::{BootDecision, BootResourceKind, EphemeralBoot, MacAddress};
+use edgemetal_protocol::{
+    BootDecision, BootResourceKind, EphemeralBoot, MacAddress, MachineMetadata,
+};
 
-use crate::store::{architecture_of_option93, kind_name, Store, StoreError};
+use crate::lifecycle::MachineStatus;
+use crate::secrets::MasterKeys;
+use crate::store::{architecture_of_option93, kind_name, token_digest, Machine, Store, StoreError};
 
 /// The boot resources' name for the ephemeral image.
 pub const EPHEMERAL_IMAGE: &str = "ephemeral";
@@ -13,15 +18,29 @@ pub const EPHEMERAL_IMAGE: &str = "ephemeral";
 /// and out-of-band consoles see it boot.
 const BASE_CMDLINE: &str = "console=tty0 console=ttyS0,115200";
 
-/// The decision for the machine with boot interface `mac`.
+/// Why a machine in `status` boots the ephemeral image; `None` when it boots from disk.
+fn ephemeral_purpose(status: MachineStatus) -> Option<&'static str> {
+    match status {
+        MachineStatus::New => Some("enlist"),
+        MachineStatus::Commissioning => Some("commission"),
+        MachineStatus::RescueMode => Some("rescue"),
+        _ => None,
+    }
+}
+
+/// The decision for the machine with boot interface `mac`, and its metadata.
 pub async fn decide(
     store: &Store,
+    master: &MasterKeys,
     mac: MacAddress,
     arch: Option<u16>,
-) -> Result<BootDecision, StoreError> {
+) -> Result<(BootDecision, Option<MachineMetadata>), StoreError> {
     let machine = store.find_machine_by_mac(mac).await?;
     let (purpose, architecture) = match &machine {
-        Some(machine) => ("commission", machine.architecture.clone()),
+        Some(machine) => match ephemeral_purpose(machine.status) {
+            Some(purpose) => (purpose, machine.architecture.clone()),
+            None => return Ok((BootDecision::LocalDisk, None)),
+        },
         None => ("enlist", architecture_of_option93(arch).to_string()),
     };
     let resources = store.list_boot_resources().await?;
@@ -44,13 +63,67 @@ pub async fn decide(
         find(BootResourceKind::Initrd),
     ) else {
         tracing::warn!(%mac, %architecture, "no ephemeral image for this architecture; the machine boots from disk");
-        return Ok(BootDecision::LocalDisk);
+        return Ok((BootDecision::LocalDisk, None));
     };
-    Ok(BootDecision::Ephemeral(EphemeralBoot {
+    let metadata = match &machine {
+        Some(machine) => metadata(store, master, machine, purpose).await?,
+        None => None,
+    };
+    let decision = BootDecision::Ephemeral(EphemeralBoot {
         purpose: purpose.to_string(),
         kernel,
         initrd,
         squashfs: find(BootResourceKind::Squashfs),
         cmdline: format!("{BASE_CMDLINE} edgemetal.purpose={purpose}"),
+    });
+    Ok((decision, metadata))
+}
+
+/// The machine's metadata with the token of its current run. An enlisting
+/// machine gets its first token here (commissioning issues its own).
+async fn metadata(
+    store: &Store,
+    master: &MasterKeys,
+    machine: &Machine,
+    purpose: &str,
+) -> Result<Option<MachineMetadata>, StoreError> {
+    let token = match store.sealed_token(&machine.id).await? {
+        Some(sealed) => match master
+            .open(&sealed)
+            .ok()
+            .and_then(|t| String::from_utf8(t).ok())
+        {
+            Some(token) => token,
+            None => {
+                tracing::error!(machine = %machine.id, "a machine token does not unseal with the master key");
+                return Ok(None);
+            }
+        },
+        None if machine.status == MachineStatus::New => {
+            let token = new_token();
+            store
+                .issue_token(
+                    &machine.id,
+                    &master.seal(token.as_bytes()),
+                    &token_digest(&token),
+                )
+                .await?;
+            token
+        }
+        None => return Ok(None),
+    };
+    Ok(Some(MachineMetadata {
+        machine_id: machine.id.clone(),
+        hostname: machine.hostname.clone(),
+        purpose: purpose.to_string(),
+        token,
     }))
+}
+
+/// A fresh random token: 32 bytes, hex.
+pub fn new_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
 }

@@ -14,9 +14,9 @@ pub enum FollowUp {
     SendSnapshot,
     /// The rack proved it holds the new key: make it current, re-seal the snapshot.
     PromoteKey(u32),
-    /// Tell the rack its queued events up to this id are stored; when the
-    /// flag is set, they changed the configuration and every rack needs it.
-    AckEvents(u64, bool),
+    /// Tell the rack its queued events up to the applied id are stored;
+    /// pass on what they changed (configuration, enlistments, results).
+    AckEvents(crate::store::AppliedEvents),
     /// A rack answered a power command.
     PowerResult(edgemetal_protocol::PowerResult),
     /// Send the rack the part of a blob it asked for.
@@ -87,11 +87,11 @@ pub async fn apply(store: &Store, inbound: &Inbound) -> Result<FollowUp, StoreEr
             Ok(FollowUp::None)
         }
         UpMessage::Events(events) => {
-            let (applied, changed) = store
+            let applied = store
                 .apply_rack_events(inbound.rack_id.as_str(), events)
                 .await?;
-            tracing::debug!(rack = %inbound.rack_id, events = events.len(), applied, "rack events stored");
-            Ok(FollowUp::AckEvents(applied, changed))
+            tracing::debug!(rack = %inbound.rack_id, events = events.len(), applied = applied.applied, "rack events stored");
+            Ok(FollowUp::AckEvents(applied))
         }
         UpMessage::RekeyAck(ack) => {
             // Only a frame sealed under the pending key (epoch + 1) proves the switch.

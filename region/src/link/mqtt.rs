@@ -18,6 +18,7 @@ use super::handler::{self, FollowUp};
 use super::keyring::{Keyring, REGION_BROKER_USER};
 use super::requests::{OutgoingCommand, PendingRequests, RequestError};
 use super::{inbound, BrokerUrl};
+use crate::lifecycle::Notice;
 use crate::metrics::Metrics;
 use crate::snapshot;
 use crate::store::{now_ms, Store};
@@ -44,6 +45,8 @@ pub struct LinkSettings {
     /// An external Mosquitto's files, rewritten when the set of active racks
     /// changes behind this process's back (CLI revocation, another replica).
     pub mosquitto: Option<crate::config::MosquittoFiles>,
+    /// Where enlistments and commissioning results are passed on.
+    pub lifecycle: Option<mpsc::UnboundedSender<Notice>>,
 }
 
 /// Handle to the running link; tells it when configuration changed.
@@ -96,6 +99,8 @@ struct Link {
     pending: Arc<PendingRequests>,
     /// The online racks at the last sweep; `None` before the first.
     last_online: tokio::sync::Mutex<Option<Vec<String>>>,
+    /// Where enlistments and commissioning results are passed on.
+    lifecycle: Option<mpsc::UnboundedSender<Notice>>,
 }
 
 /// Connects to the broker and starts the link's tasks.
@@ -140,6 +145,7 @@ pub fn spawn(
         pending: Arc::new(PendingRequests::default()),
         blobs: settings.blobs.clone(),
         dns: settings.dns.clone(),
+        lifecycle: settings.lifecycle.clone(),
     });
     let config_changed = Arc::new(Notify::new());
     let (inbound_tx, mut inbound_rx) = mpsc::channel::<rumqttc::Publish>(1024);
@@ -372,11 +378,25 @@ impl Link {
                     }
                 }
             }
-            Ok(FollowUp::AckEvents(up_to, changed)) => {
-                self.publish_down(&inbound.rack_id, DownMessage::EventsAck(up_to), false)
-                    .await;
-                if changed {
+            Ok(FollowUp::AckEvents(applied)) => {
+                self.publish_down(
+                    &inbound.rack_id,
+                    DownMessage::EventsAck(applied.applied),
+                    false,
+                )
+                .await;
+                if applied.config_changed {
                     self.publish_to_all().await;
+                }
+                if let Some(lifecycle) = &self.lifecycle {
+                    let notices = applied
+                        .enlisted
+                        .into_iter()
+                        .map(Notice::Enlisted)
+                        .chain(applied.results.into_iter().map(Notice::Results));
+                    for notice in notices {
+                        let _ = lifecycle.send(notice);
+                    }
                 }
             }
             Ok(FollowUp::PowerResult(result)) => {
@@ -389,13 +409,21 @@ impl Link {
             }
             Ok(FollowUp::SendChunk(request)) => self.send_chunk(&inbound.rack_id, request).await,
             Ok(FollowUp::AnswerBoot(query)) => {
-                match crate::boot::decision::decide(&self.store, query.mac, query.arch).await {
-                    Ok(decision) => {
+                let decided = crate::boot::decision::decide(
+                    &self.store,
+                    self.keyring.master(),
+                    query.mac,
+                    query.arch,
+                )
+                .await;
+                match decided {
+                    Ok((decision, metadata)) => {
                         tracing::info!(rack = %inbound.rack_id, mac = %query.mac, ?decision, "boot decision");
                         let answer = edgemetal_protocol::BootAnswer {
                             request_id: query.request_id,
                             mac: query.mac,
                             decision,
+                            metadata,
                         };
                         self.publish_down(&inbound.rack_id, DownMessage::BootAnswer(answer), false)
                             .await;

@@ -2,11 +2,12 @@
 //! consecutive ids; applying them and recording the highest id happen in one
 //! transaction, so a redelivered batch changes nothing.
 
-use edgemetal_protocol::{LeaseChange, RackEvent, RackEventKind};
+use edgemetal_protocol::{BootStage, LeaseChange, RackEvent, RackEventKind};
 use serde::Serialize;
 use sqlx::Row;
 use utoipa::ToSchema;
 
+use super::lifecycle::{add_event_in, store_results_in, ResultsOutcome};
 use super::{new_id, now_ms, Store, StoreError};
 
 /// A lease as the API shows it.
@@ -28,6 +29,19 @@ pub struct LeaseRecord {
     pub updated_ms: i64,
 }
 
+/// The event kind and text for a boot step a rack saw.
+fn boot_stage_event(stage: BootStage) -> (&'static str, &'static str) {
+    match stage {
+        BootStage::ConfigServed => ("boot.config", "fetched its boot configuration"),
+        BootStage::KernelServed => ("boot.kernel", "started loading the kernel"),
+        BootStage::InitrdServed => ("boot.initrd", "started loading the initrd"),
+        BootStage::MetadataServed => (
+            "boot.metadata",
+            "the ephemeral system is up and read its metadata",
+        ),
+    }
+}
+
 /// The architecture name the region uses for a DHCP option 93 code.
 pub fn architecture(arch: Option<u16>) -> &'static str {
     match arch {
@@ -35,6 +49,19 @@ pub fn architecture(arch: Option<u16>) -> &'static str {
         Some(6) => "i386",
         _ => "amd64",
     }
+}
+
+/// What applying a batch of rack events did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppliedEvents {
+    /// The highest event id now applied: the ack to send back.
+    pub applied: u64,
+    /// Racks need a new snapshot (a machine's lease began or ended).
+    pub config_changed: bool,
+    /// Machines created by enlistment.
+    pub enlisted: Vec<String>,
+    /// Machines whose commissioning results were stored.
+    pub results: Vec<ResultsOutcome>,
 }
 
 impl Store {
@@ -47,8 +74,11 @@ impl Store {
         &self,
         rack_id: &str,
         events: &[RackEvent],
-    ) -> Result<(u64, bool), StoreError> {
+    ) -> Result<AppliedEvents, StoreError> {
         let mut machines_moved = false;
+        let mut enlisted = Vec::new();
+        let mut stored_results = Vec::new();
+        let actor = format!("rack {rack_id}");
         let mut tx = self.pool.begin().await?;
         let applied: i64 = sqlx::query_scalar("SELECT events_applied FROM racks WHERE id = $1")
             .bind(rack_id)
@@ -92,6 +122,10 @@ impl Store {
                                 .bind(lease.mac.to_string())
                                 .fetch_optional(&mut *tx)
                                 .await?;
+                        if let Some(machine) = &machine {
+                            let detail = format!("{} {state} ({:?})", lease.address, lease.change);
+                            add_event_in(&mut tx, machine, "dhcp.lease", &actor, &detail).await?;
+                        }
                         machines_moved |= machine.is_some();
                     }
                 }
@@ -104,19 +138,40 @@ impl Store {
                             .fetch_optional(&mut *tx)
                             .await?;
                     if known.is_none() {
+                        let id = new_id();
                         sqlx::query(
                             "INSERT INTO machines (id, mac, hostname, architecture, created_ms) \
                              VALUES ($1, $2, $3, $4, $5)",
                         )
-                        .bind(new_id())
+                        .bind(&id)
                         .bind(&mac)
                         .bind(format!("machine-{}", mac.replace(':', "")))
                         .bind(architecture(discovery.arch))
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
+                        let detail = format!(
+                            "enlisted: {mac} network-booted ({}), status New",
+                            architecture(discovery.arch)
+                        );
+                        add_event_in(&mut tx, &id, "enlisted", &actor, &detail).await?;
                         tracing::info!(%mac, rack = rack_id, "enlisted a network-booting machine");
+                        enlisted.push(id);
                     }
+                }
+                RackEventKind::BootProgress(progress) => {
+                    let machine: Option<String> =
+                        sqlx::query_scalar("SELECT id FROM machines WHERE mac = $1")
+                            .bind(progress.mac.to_string())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if let Some(machine) = machine {
+                        let (kind, detail) = boot_stage_event(progress.stage);
+                        add_event_in(&mut tx, &machine, kind, &actor, detail).await?;
+                    }
+                }
+                RackEventKind::CommissioningResults(results) => {
+                    stored_results.push(store_results_in(&mut tx, rack_id, results).await?);
                 }
             }
             applied = event.id;
@@ -132,7 +187,12 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        Ok((applied, machines_moved))
+        Ok(AppliedEvents {
+            applied,
+            config_changed: machines_moved,
+            enlisted,
+            results: stored_results,
+        })
     }
 
     /// Leases, optionally of one subnet or one MAC, by address.

@@ -7,6 +7,7 @@ use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::{new_id, now_ms, Store, StoreError};
+use crate::lifecycle::MachineStatus;
 
 /// CPU architectures a machine can have, MAAS-style names.
 pub const ARCHITECTURES: &[&str] = &[
@@ -41,7 +42,49 @@ pub struct Machine {
     pub architecture: String,
     /// Creation time, ms since the epoch.
     pub created_ms: i64,
+    /// Where it is in its lifecycle.
+    pub status: MachineStatus,
+    /// When the status last changed, ms since the epoch.
+    pub status_changed_ms: Option<i64>,
+    /// When the current status times out (commissioning), ms since the epoch.
+    pub status_deadline_ms: Option<i64>,
+    /// What commissioning found, once it has run.
+    pub hardware: Option<HardwareSummary>,
 }
+
+/// The hardware facts searches use, from the latest commissioning results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct HardwareSummary {
+    /// Logical CPUs.
+    pub cpu_count: i64,
+    /// Memory in MiB.
+    pub memory_mib: i64,
+    /// Total size of the disks in bytes.
+    pub storage_bytes: i64,
+    /// CPU model name.
+    pub cpu_model: Option<String>,
+    /// `bios` or `uefi`.
+    pub firmware: Option<String>,
+}
+
+/// Which machines a listing returns; every given condition must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MachineFilter {
+    /// Only machines in this status, e.g. `ready`.
+    pub status: Option<String>,
+    /// Only machines with at least this many CPUs.
+    pub min_cpu_count: Option<i64>,
+    /// Only machines with at least this much memory, in MiB.
+    pub min_memory_mib: Option<i64>,
+    /// Only machines with at least this much disk, in bytes.
+    pub min_storage_bytes: Option<i64>,
+}
+
+/// The columns [`machine_from_row`] reads.
+pub(crate) const MACHINE_COLUMNS: &str = "id, mac, hostname, architecture, created_ms, status, \
+     status_changed_ms, status_deadline_ms, cpu_count, memory_mib, storage_bytes, cpu_model, firmware";
 
 fn valid_hostname(name: &str) -> bool {
     !name.is_empty()
@@ -53,9 +96,26 @@ fn valid_hostname(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-fn machine_from_row(row: &AnyRow) -> Result<Machine, StoreError> {
+pub(crate) fn machine_from_row(row: &AnyRow) -> Result<Machine, StoreError> {
     let mac: String = row.try_get("mac")?;
+    let status: String = row.try_get("status")?;
+    let cpu_count: Option<i64> = row.try_get("cpu_count")?;
+    let hardware = match cpu_count {
+        Some(cpu_count) => Some(HardwareSummary {
+            cpu_count,
+            memory_mib: row.try_get::<Option<i64>, _>("memory_mib")?.unwrap_or(0),
+            storage_bytes: row.try_get::<Option<i64>, _>("storage_bytes")?.unwrap_or(0),
+            cpu_model: row.try_get("cpu_model")?,
+            firmware: row.try_get("firmware")?,
+        }),
+        None => None,
+    };
     Ok(Machine {
+        status: MachineStatus::parse(&status)
+            .ok_or_else(|| StoreError::Invalid(format!("stored status {status:?} is unknown")))?,
+        status_changed_ms: row.try_get("status_changed_ms")?,
+        status_deadline_ms: row.try_get("status_deadline_ms")?,
+        hardware,
         id: row.try_get("id")?,
         mac: mac
             .parse()
@@ -91,6 +151,10 @@ impl Store {
             hostname,
             architecture: new.architecture,
             created_ms: now_ms(),
+            status: MachineStatus::New,
+            status_changed_ms: None,
+            status_deadline_ms: None,
+            hardware: None,
         };
         sqlx::query(
             "INSERT INTO machines (id, mac, hostname, architecture, created_ms) \
@@ -116,9 +180,31 @@ impl Store {
 
     /// All machines, ordered by host name.
     pub async fn list_machines(&self) -> Result<Vec<Machine>, StoreError> {
-        sqlx::query(
-            "SELECT id, mac, hostname, architecture, created_ms FROM machines ORDER BY hostname",
-        )
+        self.find_machines(&MachineFilter::default()).await
+    }
+
+    /// The machines that match `filter`, ordered by host name.
+    pub async fn find_machines(&self, filter: &MachineFilter) -> Result<Vec<Machine>, StoreError> {
+        if let Some(status) = &filter.status {
+            if MachineStatus::parse(status).is_none() {
+                return Err(StoreError::Invalid(format!(
+                    "unknown status {status:?}: use one of {}",
+                    crate::lifecycle::ALL_STATUSES
+                        .map(MachineStatus::as_str)
+                        .join(", ")
+                )));
+            }
+        }
+        // A minimum of 0 (or none) matches machines without results too.
+        sqlx::query(&format!(
+            "SELECT {MACHINE_COLUMNS} FROM machines WHERE ($1 = '' OR status = $1) \
+             AND ($2 <= 0 OR cpu_count >= $2) AND ($3 <= 0 OR memory_mib >= $3) \
+             AND ($4 <= 0 OR storage_bytes >= $4) ORDER BY hostname"
+        ))
+        .bind(filter.status.clone().unwrap_or_default())
+        .bind(filter.min_cpu_count.unwrap_or(0))
+        .bind(filter.min_memory_mib.unwrap_or(0))
+        .bind(filter.min_storage_bytes.unwrap_or(0))
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -128,9 +214,9 @@ impl Store {
 
     /// One machine.
     pub async fn get_machine(&self, id: &str) -> Result<Machine, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, mac, hostname, architecture, created_ms FROM machines WHERE id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {MACHINE_COLUMNS} FROM machines WHERE id = $1"
+        ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?
@@ -143,9 +229,9 @@ impl Store {
         &self,
         mac: MacAddress,
     ) -> Result<Option<Machine>, StoreError> {
-        sqlx::query(
-            "SELECT id, mac, hostname, architecture, created_ms FROM machines WHERE mac = $1",
-        )
+        sqlx::query(&format!(
+            "SELECT {MACHINE_COLUMNS} FROM machines WHERE mac = $1"
+        ))
         .bind(mac.to_string())
         .fetch_optional(&self.pool)
         .await?

@@ -19,6 +19,7 @@ mod boot_resources;
 mod dns;
 mod identities;
 mod leases;
+mod lifecycle;
 mod machines;
 mod power;
 mod racks;
@@ -42,8 +43,9 @@ pub use dns::{
 pub use identities::{
     CreatedEnrolmentToken, EnrolError, EnrolmentToken, NewIdentity, RackIdentity,
 };
-pub use leases::{architecture as architecture_of_option93, LeaseRecord};
-pub use machines::{Machine, NewMachine, ARCHITECTURES};
+pub use leases::{architecture as architecture_of_option93, AppliedEvents, LeaseRecord};
+pub use lifecycle::{token_digest, CommissioningRecord, ResultsOutcome, TokenChange, Transition};
+pub use machines::{HardwareSummary, Machine, MachineFilter, NewMachine, ARCHITECTURES};
 pub use power::{MachineEvent, PowerSettings, PowerStatus, StoredPower};
 pub use racks::{RackHello, RackRecord};
 pub use reservations::{ReservationRecord, ReservationSpec};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::{new_id, now_ms, Store, StoreError};
+use super::{now_ms, Store, StoreError};
 
 /// How the region reaches a machine's BMC, as the API shows it: no password.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -171,7 +171,7 @@ impl Store {
             "INSERT INTO machine_events (id, machine_id, at_ms, kind, actor, detail) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(new_id())
+        .bind(uuid::Uuid::now_v7().to_string())
         .bind(machine_id)
         .bind(now_ms())
         .bind(kind)

@@ -1,0 +1,243 @@
+//! The metadata service on the rack's HTTP port: a machine running the
+//! ephemeral image reads its own metadata (who it is, its token, where to
+//! post) and posts its commissioning results.
+//!
+//! Who is asking is decided by the source address: only the machine that
+//! holds the address in this rack's DHCP leases reads that machine's
+//! metadata. Posting needs the token from that metadata. Metadata the rack
+//! already has is served without the region (the link may be down);
+//! results are queued durably before the machine hears 202, and the link
+//! delivers them whenever it can.
+
+pub mod results;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use edgemetal_protocol::{
+    BootStage, CommissioningResults, MacAddress, MachineMetadata, RackEventKind,
+};
+
+use crate::boot::decisions::Decisions;
+use crate::boot::http::rack_url;
+use crate::boot::progress;
+use crate::dhcp::LeaseDirectory;
+use crate::state::SharedQueue;
+
+/// What the metadata service needs.
+#[derive(Clone)]
+pub struct MetadataService {
+    /// Machines' metadata, from the region's boot answers.
+    pub decisions: Arc<Decisions>,
+    /// Who holds which address.
+    pub directory: LeaseDirectory,
+    /// Where results and boot progress are queued for the region.
+    pub events: Arc<SharedQueue>,
+}
+
+/// The routes under `/metadata/v1/`.
+pub fn router(service: MetadataService) -> Router {
+    Router::new()
+        .route("/metadata/v1/meta-data", get(meta_data_text))
+        .route("/metadata/v1/meta-data.json", get(meta_data_json))
+        .route(
+            "/metadata/v1/results",
+            post(post_results).layer(DefaultBodyLimit::max(results::MAX_UPLOAD_BYTES)),
+        )
+        .with_state(service)
+}
+
+/// A refused request: its status and a line for the caller.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, format!("{}\n", self.1)).into_response()
+    }
+}
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
+    Refusal(status, message.into())
+}
+
+/// The machine behind `peer`, by its lease on this rack.
+fn caller(service: &MetadataService, peer: SocketAddr) -> Result<MacAddress, Refusal> {
+    let IpAddr::V4(address) = peer.ip().to_canonical() else {
+        return Err(refuse(StatusCode::FORBIDDEN, "IPv6 callers are not served"));
+    };
+    service.directory.holder(address).ok_or_else(|| {
+        tracing::warn!(%address, "metadata asked from an address this rack did not lease");
+        refuse(
+            StatusCode::FORBIDDEN,
+            format!("{address} holds no lease from this rack"),
+        )
+    })
+}
+
+/// The caller's metadata and the URLs it needs.
+async fn lookup(
+    service: &MetadataService,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<(MachineMetadata, String), Refusal> {
+    let mac = caller(service, peer)?;
+    let Some(base) = rack_url(headers) else {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "missing or odd Host header",
+        ));
+    };
+    let Some(metadata) = service.decisions.metadata(mac).await else {
+        return Err(refuse(
+            StatusCode::NOT_FOUND,
+            format!("no metadata for {mac}: the region has not issued any (is the machine known?)"),
+        ));
+    };
+    progress::report(&service.events, mac, BootStage::MetadataServed);
+    tracing::info!(%mac, machine = %metadata.machine_id, purpose = %metadata.purpose, "metadata served");
+    Ok((metadata, base))
+}
+
+fn fields(metadata: &MachineMetadata, base: &str) -> [(&'static str, String); 6] {
+    [
+        ("machine_id", metadata.machine_id.clone()),
+        ("hostname", metadata.hostname.clone()),
+        ("purpose", metadata.purpose.clone()),
+        ("token", metadata.token.clone()),
+        ("results_url", format!("{base}/metadata/v1/results")),
+        ("rack_url", base.to_string()),
+    ]
+}
+
+/// `key=value` lines: easy for a busybox shell to read.
+async fn meta_data_text(
+    State(service): State<MetadataService>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    match lookup(&service, peer, &headers).await {
+        Ok((metadata, base)) => {
+            let text: String = fields(&metadata, &base)
+                .iter()
+                .map(|(key, value)| format!("{key}={value}\n"))
+                .collect();
+            ([(header::CONTENT_TYPE, "text/plain")], text).into_response()
+        }
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// The same as JSON.
+async fn meta_data_json(
+    State(service): State<MetadataService>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    match lookup(&service, peer, &headers).await {
+        Ok((metadata, base)) => {
+            let object: serde_json::Map<String, serde_json::Value> = fields(&metadata, &base)
+                .into_iter()
+                .map(|(key, value)| (key.to_string(), value.into()))
+                .collect();
+            Json(object).into_response()
+        }
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// Takes a machine's results: checks its token, decodes the archive, and
+/// answers 202 only once the results are queued durably.
+async fn post_results(
+    State(service): State<MetadataService>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some((mac, metadata)) = bearer(&headers).and_then(|t| service.decisions.by_token(t)) else {
+        tracing::warn!(%peer, "commissioning results without a valid token refused");
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "missing or unknown token: send 'Authorization: Bearer <token from meta-data>'",
+        )
+        .into_response();
+    };
+    // The token is the proof; a lease that says the address is someone
+    // else's means the token was lifted from another machine.
+    if let IpAddr::V4(address) = peer.ip().to_canonical() {
+        if service
+            .directory
+            .holder(address)
+            .is_some_and(|holder| holder != mac)
+        {
+            tracing::warn!(%peer, %mac, "results posted with another machine's token refused");
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "this token belongs to another machine",
+            )
+            .into_response();
+        }
+    }
+    let outputs = match results::decode(&body) {
+        Ok(outputs) => outputs,
+        Err(error) => {
+            tracing::warn!(%mac, %error, "commissioning results refused");
+            let status = match error {
+                results::ResultsError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return refuse(status, error.to_string()).into_response();
+        }
+    };
+    let count = outputs.len();
+    let event = RackEventKind::CommissioningResults(CommissioningResults {
+        mac,
+        machine_id: metadata.machine_id.clone(),
+        token: metadata.token.clone(),
+        purpose: metadata.purpose.clone(),
+        outputs,
+    });
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    let events = service.events.clone();
+    let queued = tokio::task::spawn_blocking(move || events.push(now_ms, vec![event])).await;
+    match queued {
+        Ok(Ok(())) => {
+            tracing::info!(%mac, machine = %metadata.machine_id, outputs = count, bytes = body.len(), "commissioning results queued for the region");
+            (StatusCode::ACCEPTED, "queued\n").into_response()
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%mac, %error, "cannot queue commissioning results");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the rack cannot store results now; retry",
+            )
+            .into_response()
+        }
+        Err(error) => {
+            tracing::error!(%mac, %error, "results queueing task failed");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the rack cannot store results now; retry",
+            )
+            .into_response()
+        }
+    }
+}
