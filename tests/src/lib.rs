@@ -6,6 +6,7 @@ pub mod api;
 pub mod bmc;
 pub mod configured;
 pub mod dhcp_site;
+pub mod ephemeral;
 pub mod mosquitto;
 pub mod netns;
 pub mod packages;
@@ -14,6 +15,7 @@ pub mod postgres;
 pub mod process;
 pub mod secrets;
 pub mod site;
+pub mod vm_bmc;
 pub mod wait;
 
 pub use api::ApiClient;
