@@ -337,7 +337,25 @@ post() {
         printf 'Authorization: Bearer %s\r\n' "$TOKEN"
         printf 'Content-Type: application/x-tar\r\nContent-Length: %s\r\nConnection: close\r\n\r\n' "$size"
         cat /tmp/results.tar
-    } | timeout 60 nc -w 10 "$host" "$port" >/tmp/post.response 2>/tmp/post.err
+    } >/tmp/post.request
+    # nc half-closes the connection when its input ends, and a server may
+    # take that as the client going away before it answers (hyper does).
+    # So nc reads from a FIFO held open until the server has answered and
+    # closed the connection (nc then exits) or 60 s have passed.
+    rm -f /tmp/post.fifo
+    mkfifo /tmp/post.fifo
+    nc -w 10 "$host" "$port" </tmp/post.fifo >/tmp/post.response 2>/tmp/post.err &
+    ncpid=$!
+    exec 3>/tmp/post.fifo
+    cat /tmp/post.request >&3
+    waited=0
+    while kill -0 $ncpid 2>/dev/null && [ $waited -lt 600 ]; do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    exec 3>&-
+    kill $ncpid 2>/dev/null
+    wait $ncpid 2>/dev/null
     status=
     read -r _proto status _ </tmp/post.response 2>/dev/null
     case $status in

@@ -126,9 +126,21 @@ pub fn field<'a>(line: &'a str, name: &str) -> &'a str {
 
 /// Starts the rack from `state` inside `ns`, serving DHCP on `interface`.
 pub fn start_rack_in(ns: &Netns, state: &Path, interface: &str, log: &Path) -> NamespacedRack {
+    start_rack_in_with(ns, state, interface, log, &[])
+}
+
+/// Like [`start_rack_in`], with extra environment (e.g. `EDGEMETAL_LOG`).
+pub fn start_rack_in_with(
+    ns: &Netns,
+    state: &Path,
+    interface: &str,
+    log: &Path,
+    env: &[(&str, &str)],
+) -> NamespacedRack {
     let log = std::fs::File::create(log).unwrap();
     NamespacedRack(
         ns.command(binary("edgemetal-rack"))
+            .envs(env.iter().copied())
             .arg("run")
             .arg("--state-dir")
             .arg(state)

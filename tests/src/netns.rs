@@ -175,6 +175,8 @@ pub struct MachineSite {
     pub machine_if: String,
     /// The tap QEMU attaches to.
     pub tap: String,
+    /// The bridge in the machine's namespace, for more taps.
+    pub bridge: String,
 }
 
 impl MachineSite {
@@ -198,6 +200,18 @@ impl MachineSite {
             rack_if,
             machine_if,
             tap,
+            bridge,
         }
+    }
+
+    /// Another tap on the machines' bridge, for a second machine.
+    pub fn add_tap(&self) -> String {
+        let tap = unique("emt");
+        self.machine
+            .ip(&["tuntap", "add", "dev", &tap, "mode", "tap"]);
+        self.machine
+            .ip(&["link", "set", &tap, "master", &self.bridge]);
+        self.machine.ip(&["link", "set", &tap, "up"]);
+        tap
     }
 }

@@ -185,11 +185,25 @@ async fn uploaded_resources_reach_the_rack_and_are_served_over_http_and_tftp() {
         unknown.contains(&format!("kernel http://{http}/boot/resources/{sha}")),
         "{unknown}"
     );
-    api.create(
-        "/api/v1/machines",
-        json!({"mac": "52:54:00:aa:00:02", "architecture": "amd64"}),
-    )
-    .await;
+    let known = api
+        .create(
+            "/api/v1/machines",
+            json!({"mac": "52:54:00:aa:00:02", "architecture": "amd64"}),
+        )
+        .await;
+    // Known but New: it enlists again. Commissioning (no BMC: booted by hand) changes that.
+    assert!(script("52:54:00:aa:00:02").contains("edgemetal.purpose=enlist"));
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            &format!(
+                "/api/v1/machines/{}/actions/commission",
+                known["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let known = script("52:54:00:aa:00:02");
     assert!(known.contains("edgemetal.purpose=commission"), "{known}");
     let pxelinux =

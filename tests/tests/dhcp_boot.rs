@@ -23,6 +23,7 @@ async fn a_qemu_machine_with_an_ipxe_rom_is_offered_its_boot_script() {
         rack_if: server_if,
         machine_if,
         tap,
+        ..
     } = &site;
     let _rack = start_rack_in(server, &state, server_if, &logs.join("rack-dhcp.log"));
 

@@ -216,28 +216,34 @@ async fn post_results(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default();
-    let events = service.events.clone();
-    let queued = tokio::task::spawn_blocking(move || events.push(now_ms, vec![event])).await;
-    match queued {
-        Ok(Ok(())) => {
-            tracing::info!(%mac, machine = %metadata.machine_id, outputs = count, bytes = body.len(), "commissioning results queued for the region");
-            (StatusCode::ACCEPTED, "queued\n").into_response()
+    let (events, bytes, machine) = (service.events.clone(), body.len(), metadata.machine_id);
+    // In its own task: if the client goes away mid-request the handler is
+    // dropped, but results already on their way to disk are still logged.
+    let queued = tokio::spawn(async move {
+        let pushed = tokio::task::spawn_blocking(move || events.push(now_ms, vec![event])).await;
+        match pushed {
+            Ok(Ok(())) => {
+                tracing::info!(%mac, %machine, outputs = count, bytes, "commissioning results queued for the region");
+                true
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%mac, %error, "cannot queue commissioning results");
+                false
+            }
+            Err(error) => {
+                tracing::error!(%mac, %error, "results queueing task failed");
+                false
+            }
         }
-        Ok(Err(error)) => {
-            tracing::error!(%mac, %error, "cannot queue commissioning results");
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the rack cannot store results now; retry",
-            )
-            .into_response()
-        }
-        Err(error) => {
-            tracing::error!(%mac, %error, "results queueing task failed");
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the rack cannot store results now; retry",
-            )
-            .into_response()
-        }
+    })
+    .await;
+    if matches!(queued, Ok(true)) {
+        (StatusCode::ACCEPTED, "queued\n").into_response()
+    } else {
+        refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the rack cannot store results now; retry",
+        )
+        .into_response()
     }
 }

@@ -215,6 +215,15 @@ pub fn next(
     action: Action,
     context: Context,
 ) -> Result<MachineStatus, IllegalTransition> {
+    target(from, action, context).ok_or_else(|| IllegalTransition {
+        from,
+        action,
+        hint: hint(from),
+    })
+}
+
+/// The transition table.
+fn target(from: MachineStatus, action: Action, context: Context) -> Option<MachineStatus> {
     use Action as A;
     use MachineStatus as S;
     let to = match (action, from) {
@@ -255,22 +264,16 @@ pub fn next(
             Some(before) if before != S::RescueMode => before,
             _ => S::Ready,
         },
-        _ => {
-            return Err(IllegalTransition {
-                from,
-                action,
-                hint: hint(from),
-            })
-        }
+        _ => return None,
     };
-    Ok(to)
+    Some(to)
 }
 
 /// The operator actions a machine in `status` allows, for error messages.
 fn hint(status: MachineStatus) -> String {
     let allowed: Vec<&str> = OPERATOR_ACTIONS
         .into_iter()
-        .filter(|action| next(status, *action, Context::default()).is_ok())
+        .filter(|action| target(status, *action, Context::default()).is_some())
         .filter_map(Action::api_name)
         .collect();
     if allowed.is_empty() {

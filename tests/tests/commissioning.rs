@@ -1,0 +1,463 @@
+//! The seed's commissioning flow, end to end, on a virtual machine whose
+//! power is behind a real IPMI BMC: ipmi_sim's chassis control starts and
+//! stops a QEMU machine (iPXE NIC ROM, `-boot n` when the boot device is
+//! PXE). The region commissions it through the API; the rack in its own
+//! namespace powers it on over IPMI, answers its DHCP, serves its boot
+//! script, kernel and initrd, and its metadata; the ephemeral image's agent
+//! posts the inventory through the rack; the region stores it, marks the
+//! machine Ready and powers it off. Then an unknown machine, powered on by
+//! hand, is enlisted and (auto-commission) commissioned.
+//!
+//! `hil/commission.sh` runs this with its output shown; logs (rack, region,
+//! serial consoles, phase timings) are under target/test-logs/commissioning.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use edgemetal_tests::dhcp_site::start_rack_in_with;
+use edgemetal_tests::netns::{forward_loopback_port, MachineSite};
+use edgemetal_tests::process::log_dir;
+use edgemetal_tests::site::wait_in_sync;
+use edgemetal_tests::vm_bmc::{VmBmc, VmSpec};
+use edgemetal_tests::{ApiClient, RegionOptions, RegionProcess};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const KNOWN_MAC: &str = "52:54:00:88:00:01";
+const UNKNOWN_MAC: &str = "52:54:00:88:00:02";
+const MEMORY_MIB: u32 = 512;
+const DISK_BYTES: u64 = 1 << 30;
+/// A whole commissioning under software emulation takes well under a minute here.
+const COMMISSIONING_PATIENCE: Duration = Duration::from_secs(300);
+
+/// The boot steps of the seed's flow, as machine event kinds, in order.
+const FLOW: [&str; 11] = [
+    "status",                // 1-2: the operator's commission
+    "power.boot-pxe",        // 3-4: the rack with BMC access sets PXE…
+    "power.on",              // … and powers on
+    "dhcp.lease",            // 5-6: DORA with next-server / boot file
+    "boot.config",           // 7-8: the rendered iPXE script
+    "boot.kernel",           // 9: kernel …
+    "boot.initrd",           // … and initrd from the rack
+    "boot.metadata",         // 10: the ephemeral system reads its metadata
+    "commissioning.results", // 11-12: inventory posted and stored
+    "status",                // Ready
+    "power.off",             // powered off at the end
+];
+
+/// The machine's events, oldest first, as (kind, detail, at_ms).
+async fn events(api: &ApiClient, id: &str) -> Vec<(String, String, i64)> {
+    let listed = api.get(&format!("/api/v1/machines/{id}/events")).await;
+    let mut events: Vec<(String, String, i64)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["detail"].as_str().unwrap().to_string(),
+                e["at_ms"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    events.reverse();
+    events
+}
+
+/// The last lines of a file, for failure messages.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Waits until the machine reaches `status`; on timeout, fails with what
+/// the machine's events and serial console say.
+async fn wait_for_status(api: &ApiClient, id: &str, status: &str, serial: &Path) -> Value {
+    let deadline = Instant::now() + COMMISSIONING_PATIENCE;
+    loop {
+        let machine = api.get(&format!("/api/v1/machines/{id}")).await;
+        if machine["status"] == status {
+            return machine;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "machine {id} did not reach {status}: it is {}\nevents: {:#?}\nserial:\n{}",
+                machine["status"],
+                events(api, id).await,
+                tail(serial, 40)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Positions of the flow's steps in `events`, each after the one before.
+fn flow_positions(events: &[(String, String, i64)]) -> Result<Vec<usize>, String> {
+    let mut positions = Vec::new();
+    let mut from = 0;
+    for step in FLOW {
+        let found = events[from..]
+            .iter()
+            .position(|(kind, _, _)| kind == step)
+            .ok_or_else(|| format!("no {step} after event {from}"))?;
+        positions.push(from + found);
+        from += found + 1;
+    }
+    Ok(positions)
+}
+
+#[tokio::test]
+async fn a_virtual_machine_behind_a_real_bmc_is_commissioned_to_ready_and_an_unknown_one_enlists() {
+    let logs = log_dir("commissioning");
+    let image = tokio::task::spawn_blocking(edgemetal_tests::ephemeral::image)
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let options = RegionOptions::embedded(&data.path().join("region"), &logs);
+    let region = RegionProcess::start(&options).await;
+    let api = region.client();
+
+    // The region: the site's subnet and the ephemeral image.
+    let subnet = api
+        .create(
+            "/api/v1/subnets",
+            json!({"name": "hil-site", "cidr": "10.88.0.0/24", "gateway": "10.88.0.1",
+                   "lease_time_secs": 600}),
+        )
+        .await;
+    let subnet_id = subnet["id"].as_str().unwrap();
+    api.create(
+        &format!("/api/v1/subnets/{subnet_id}/ranges"),
+        json!({"start": "10.88.0.100", "end": "10.88.0.150", "purpose": "dynamic"}),
+    )
+    .await;
+    for (kind, path) in [("kernel", &image.kernel), ("initrd", &image.initrd)] {
+        let (status, body) = api
+            .upload(
+                &format!("/api/v1/boot-resources?name=ephemeral&architecture=amd64&kind={kind}"),
+                std::fs::read(path).unwrap(),
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    // The site: the rack in its namespace serves the machines' bridge and
+    // reaches the region's broker; the BMCs answer on its loopback.
+    let state = data.path().join("rack");
+    region.enrol_rack("hil-rack", &state).await;
+    let site = MachineSite::create("10.88.0.1/24");
+    forward_loopback_port(&site.rack, options.embedded_broker.port());
+    let rack_log = logs.join("rack.log");
+    let _rack = start_rack_in_with(
+        &site.rack,
+        &state,
+        &site.rack_if,
+        &rack_log,
+        &[("EDGEMETAL_LOG", "info,edgemetal_rack::dhcp=debug")],
+    );
+    wait_in_sync(&api, "hil-rack").await;
+    wait_for_cached_image(&site, &rack_log).await;
+
+    // The machine: registered with its BMC, then commissioned.
+    let serial = logs.join("serial-known.log");
+    let _ = std::fs::remove_file(&serial);
+    let vm = VmBmc::start(
+        &site.rack,
+        &site.machine,
+        VmSpec {
+            mac: KNOWN_MAC.into(),
+            memory_mib: MEMORY_MIB,
+            cpus: 2,
+            disk_bytes: DISK_BYTES,
+            disk_serial: "EDGEDISK01".into(),
+            tap: site.tap.clone(),
+            serial_log: serial.clone(),
+        },
+    );
+    edgemetal_tests::secrets::remember(edgemetal_tests::bmc::PASSWORD);
+    let machine = api
+        .create(
+            "/api/v1/machines",
+            json!({"mac": KNOWN_MAC, "hostname": "hil-node-1", "architecture": "amd64"}),
+        )
+        .await;
+    let id = machine["id"].as_str().unwrap().to_string();
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &format!("/api/v1/machines/{id}/power-settings"),
+            Some(
+                json!({"driver": "ipmi", "address": "127.0.0.1", "port": vm.port,
+                        "username": edgemetal_tests::bmc::USER,
+                        "password": edgemetal_tests::bmc::PASSWORD}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let started = Instant::now();
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/machines/{id}/actions/commission"),
+            Some(json!({"reason": "HIL bench"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "commissioning");
+    let ready = wait_for_status(&api, &id, "ready", &serial).await;
+    let took = started.elapsed();
+
+    // The inventory matches the VM.
+    let hardware = &ready["hardware"];
+    assert_eq!(hardware["cpu_count"], 2, "{ready}");
+    let memory = hardware["memory_mib"].as_i64().unwrap();
+    assert!(
+        (i64::from(MEMORY_MIB) - 8..=i64::from(MEMORY_MIB)).contains(&memory),
+        "memory {memory} MiB for -m {MEMORY_MIB}"
+    );
+    assert_eq!(hardware["storage_bytes"], DISK_BYTES, "{ready}");
+    assert_eq!(hardware["firmware"], "bios", "{ready}");
+    let results = api
+        .get(&format!("/api/v1/machines/{id}/commissioning-results"))
+        .await;
+    let inventory = &results["inventory"];
+    let disks = inventory["disks"].as_array().unwrap();
+    assert!(
+        disks
+            .iter()
+            .any(|d| d["size_bytes"] == DISK_BYTES && d["serial"] == "EDGEDISK01"),
+        "{inventory}"
+    );
+    let nics = inventory["nics"].as_array().unwrap();
+    assert!(
+        nics.iter()
+            .any(|n| n["mac"] == KNOWN_MAC && n["link_up"] == true),
+        "{inventory}"
+    );
+    assert!(
+        inventory["cpu_model"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{inventory}"
+    );
+    for raw in ["cpuinfo", "meminfo", "iomem", "block", "net", "dmesg"] {
+        assert!(
+            results["outputs"][raw]
+                .as_str()
+                .is_some_and(|o| !o.is_empty()),
+            "raw output {raw} missing: {:?}",
+            results["outputs"]
+                .as_object()
+                .map(|o| o.keys().collect::<Vec<_>>())
+        );
+    }
+    assert_eq!(results["purpose"], "commission");
+
+    // Searchable: Ready machines with at least 2 CPUs and 500 MiB; none with 4 CPUs.
+    let found = api
+        .get("/api/v1/machines?status=ready&min_cpu_count=2&min_memory_mib=500")
+        .await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["id"], id.as_str());
+    let none = api
+        .get("/api/v1/machines?status=ready&min_cpu_count=4&min_memory_mib=8192")
+        .await;
+    assert_eq!(none, json!([]));
+
+    // The events show every step of the flow, in order.
+    let flow = wait_for_flow(&api, &id).await;
+    report_phases(&flow, took, &logs);
+
+    // Powered off over IPMI at the end.
+    wait_for(
+        || vm.power_status() == "Chassis Power is off",
+        "the VM to be off",
+    )
+    .await;
+    assert!(!vm.qemu_running());
+    assert!(
+        vm.chassis_log().iter().any(|l| l == "power 0"),
+        "the region powered it off over IPMI: {:?}",
+        vm.chassis_log()
+    );
+
+    // The rack's log shows the machine's DHCP and boot traffic.
+    let log = without_colours(&std::fs::read_to_string(&rack_log).unwrap());
+    for needle in [
+        "iPXE script served",
+        "boot resource served",
+        "metadata served",
+        "commissioning results queued",
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(needle) && l.contains(KNOWN_MAC)),
+            "rack log has no {needle:?} line for {KNOWN_MAC}"
+        );
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.contains("event=\"new\"") && l.contains(KNOWN_MAC)),
+        "rack log has no DHCP lease for {KNOWN_MAC}"
+    );
+
+    // An unknown machine powered on by hand: enlisted, then auto-commissioned.
+    let serial = logs.join("serial-unknown.log");
+    let _ = std::fs::remove_file(&serial);
+    let by_hand = VmBmc::start(
+        &site.rack,
+        &site.machine,
+        VmSpec {
+            mac: UNKNOWN_MAC.into(),
+            memory_mib: MEMORY_MIB,
+            cpus: 1,
+            disk_bytes: DISK_BYTES / 2,
+            disk_serial: "EDGEDISK02".into(),
+            tap: site.add_tap(),
+            serial_log: serial.clone(),
+        },
+    );
+    by_hand.ipmitool(&["chassis", "bootdev", "pxe"]);
+    by_hand.ipmitool(&["chassis", "power", "on"]);
+    let enlisted = wait_for_machine(&api, UNKNOWN_MAC).await;
+    let enlisted_id = enlisted["id"].as_str().unwrap().to_string();
+    let ready = wait_for_status(&api, &enlisted_id, "ready", &serial).await;
+    assert_eq!(ready["hardware"]["cpu_count"], 1, "{ready}");
+    assert_eq!(
+        ready["hardware"]["storage_bytes"],
+        DISK_BYTES / 2,
+        "{ready}"
+    );
+    let kinds: Vec<String> = events(&api, &enlisted_id)
+        .await
+        .into_iter()
+        .map(|(kind, detail, _)| format!("{kind}: {detail}"))
+        .collect();
+    let position = |prefix: &str| {
+        kinds
+            .iter()
+            .position(|k| k.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {kinds:#?}"))
+    };
+    assert!(position("enlisted") < position("status: New → Commissioning: auto-commission"));
+    assert!(position("status: New → Commissioning") < position("commissioning.results"));
+    assert!(position("commissioning.results") < position("status: Commissioning → Ready"));
+    // No BMC known for it: the agent powers it off itself.
+    wait_for(
+        || !by_hand.qemu_running(),
+        "the enlisted VM to power itself off",
+    )
+    .await;
+}
+
+/// The text of a log without its ANSI colour codes.
+fn without_colours(log: &str) -> String {
+    let mut plain = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ … m
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// Waits until the rack holds the ephemeral image, verified.
+async fn wait_for_cached_image(site: &MachineSite, rack_log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let output = site
+            .rack
+            .command("curl")
+            .args(["-sf", "http://127.0.0.1:5250/status"])
+            .output()
+            .expect("curl");
+        let status: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        let ready = status["boot_resources"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2 && r.iter().all(|r| r["ready"] == true));
+        if ready {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rack did not cache the image: {status}\n{}",
+            tail(rack_log, 20)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the region lists a machine with `mac`.
+async fn wait_for_machine(api: &ApiClient, mac: &str) -> Value {
+    let deadline = Instant::now() + COMMISSIONING_PATIENCE;
+    loop {
+        let machines = api.get("/api/v1/machines").await;
+        if let Some(machine) = machines
+            .as_array()
+            .and_then(|all| all.iter().find(|m| m["mac"] == mac))
+        {
+            return machine.clone();
+        }
+        assert!(Instant::now() < deadline, "{mac} was never enlisted");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits for the whole flow in the events (the power off comes just after Ready).
+async fn wait_for_flow(api: &ApiClient, id: &str) -> Vec<(String, String, i64)> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let events = events(api, id).await;
+        match flow_positions(&events) {
+            Ok(positions) => {
+                return positions.into_iter().map(|p| events[p].clone()).collect();
+            }
+            Err(missing) if Instant::now() > deadline => {
+                panic!("the flow is incomplete ({missing}): {events:#?}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+async fn wait_for(condition: impl Fn() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Prints (and keeps in the logs) the time from `commission` to Ready by phase.
+fn report_phases(flow: &[(String, String, i64)], took: Duration, logs: &Path) {
+    let at = |i: usize| flow[i].2;
+    let phases = [
+        ("power on (PXE boot device, IPMI on)", at(0), at(2)),
+        ("firmware to DHCP lease", at(2), at(3)),
+        ("boot files (script, kernel, initrd)", at(3), at(6)),
+        ("kernel boot to metadata read", at(6), at(7)),
+        ("inventory gathered and posted", at(7), at(8)),
+        ("results stored, Ready", at(8), at(9)),
+        ("powered off", at(9), at(10)),
+    ];
+    let mut report = format!("commission → Ready: {:.1} s\n", took.as_secs_f64());
+    for (phase, from, to) in phases {
+        report.push_str(&format!(
+            "  {phase:<40} {:>7.2} s\n",
+            (to - from) as f64 / 1000.0
+        ));
+    }
+    eprintln!("{report}");
+    let _ = std::fs::write(logs.join("phases.txt"), report);
+}
