@@ -58,16 +58,18 @@ pub async fn decide(
                 Some(sha)
             })
     };
+    // Metadata belongs to the machine, not the image: issued even when
+    // no image is there to boot (the machine may boot another way).
+    let metadata = match &machine {
+        Some(machine) => metadata(store, master, machine, purpose).await?,
+        None => None,
+    };
     let (Some(kernel), Some(initrd)) = (
         find(BootResourceKind::Kernel),
         find(BootResourceKind::Initrd),
     ) else {
         tracing::warn!(%mac, %architecture, "no ephemeral image for this architecture; the machine boots from disk");
-        return Ok((BootDecision::LocalDisk, None));
-    };
-    let metadata = match &machine {
-        Some(machine) => metadata(store, master, machine, purpose).await?,
-        None => None,
+        return Ok((BootDecision::LocalDisk, metadata));
     };
     let decision = BootDecision::Ephemeral(EphemeralBoot {
         purpose: purpose.to_string(),

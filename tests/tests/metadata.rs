@@ -1,0 +1,214 @@
+//! The rack's metadata service with real clients (busybox udhcpc for the
+//! lease, curl as the machine): a machine reads only its own metadata, by
+//! the address the rack leased it; posting results needs its token; with
+//! the region down, known metadata is still served and results are queued
+//! on disk (surviving a rack restart) and delivered when the region is back.
+
+use std::path::Path;
+
+use edgemetal_tests::dhcp_site::{field, start_rack_in, udhcpc, udhcpc_script};
+use edgemetal_tests::netns::{bridge, forward_loopback_port, plug, Netns};
+use edgemetal_tests::process::log_dir;
+use edgemetal_tests::site::{wait_in_sync, PATIENCE};
+use edgemetal_tests::{wait_until, RegionOptions, RegionProcess};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+const MACHINE_MAC: &str = "02:00:00:00:89:01";
+const METADATA: &str = "http://10.89.0.1:5248/metadata/v1/meta-data";
+const RESULTS: &str = "http://10.89.0.1:5248/metadata/v1/results";
+
+/// Runs curl in `ns`; returns the HTTP status and the body.
+fn curl(ns: &Netns, args: &[&str]) -> (u16, String) {
+    let output = ns
+        .command("curl")
+        .args(["-s", "-m", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// The value of `key=` in the metadata's lines.
+fn value<'a>(metadata: &'a str, key: &str) -> &'a str {
+    metadata
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{key}=")))
+        .unwrap_or("")
+}
+
+/// A results archive as the agent makes it, from this host's /proc.
+fn results_archive(dir: &Path) -> std::path::PathBuf {
+    let outputs = dir.join("outputs");
+    std::fs::create_dir_all(&outputs).unwrap();
+    std::fs::copy("/proc/cpuinfo", outputs.join("cpuinfo")).unwrap();
+    std::fs::copy("/proc/meminfo", outputs.join("meminfo")).unwrap();
+    std::fs::write(
+        outputs.join("block"),
+        "name=vda\tsize_bytes=2147483648\tserial=META01\tmodel=\trotational=1\tremovable=0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        outputs.join("net"),
+        format!("name=eth0\tmac={MACHINE_MAC}\toperstate=up\tcarrier=1\tspeed=1000\tdriver=e1000\n"),
+    )
+    .unwrap();
+    std::fs::write(outputs.join("firmware"), "uefi\n").unwrap();
+    let archive = dir.join("results.tar");
+    let status = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&outputs)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    archive
+}
+
+#[tokio::test]
+async fn machines_read_their_own_metadata_and_results_survive_a_cut_link() {
+    let logs = log_dir("metadata");
+    let data = tempfile::tempdir().unwrap();
+    let options = RegionOptions::embedded(&data.path().join("region"), &logs);
+    let region = RegionProcess::start(&options).await;
+    let api = region.client();
+    let subnet = api
+        .create(
+            "/api/v1/subnets",
+            json!({"name": "meta-site", "cidr": "10.89.0.0/24", "gateway": "10.89.0.1",
+                   "lease_time_secs": 600}),
+        )
+        .await;
+    api.create(
+        &format!("/api/v1/subnets/{}/ranges", subnet["id"].as_str().unwrap()),
+        json!({"start": "10.89.0.100", "end": "10.89.0.150", "purpose": "dynamic"}),
+    )
+    .await;
+    let machine = api
+        .create(
+            "/api/v1/machines",
+            json!({"mac": MACHINE_MAC, "hostname": "meta-node", "architecture": "amd64"}),
+        )
+        .await;
+    let id = machine["id"].as_str().unwrap().to_string();
+    // No BMC: commissioning waits for the machine to be booted by hand.
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/machines/{id}/actions/commission"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The rack, the machine (leased by the rack) and a stranger with a static address.
+    let state = data.path().join("rack");
+    region.enrol_rack("meta-rack", &state).await;
+    let lan = Netns::create();
+    let switch = bridge(&lan);
+    let rack_ns = Netns::create();
+    let rack_nic = plug(&lan, &switch, &rack_ns, "02:00:00:00:89:0a", Some("10.89.0.1/24"));
+    forward_loopback_port(&rack_ns, options.embedded_broker.port());
+    let rack = start_rack_in(&rack_ns, &state, &rack_nic, &logs.join("rack.log"));
+    wait_in_sync(&api, "meta-rack").await;
+    let machine_ns = Netns::create();
+    let machine_nic = plug(&lan, &switch, &machine_ns, MACHINE_MAC, None);
+    let stranger = Netns::create();
+    plug(&lan, &switch, &stranger, "02:00:00:00:89:0b", Some("10.89.0.50/24"));
+    let hooks = tempfile::tempdir().unwrap();
+    let (script, events) = udhcpc_script(hooks.path());
+    let output = udhcpc(&machine_ns, &machine_nic, &script, &[]);
+    assert!(output.status.success(), "{output:?}");
+    let bound = std::fs::read_to_string(&events).unwrap();
+    let line = bound.lines().find(|l| l.starts_with("bound")).unwrap();
+    assert!(field(line, "ip").starts_with("10.89.0."), "{line}");
+
+    // The machine reads its metadata; the stranger is refused.
+    let (code, metadata) = curl(&machine_ns, &[METADATA]);
+    assert_eq!(code, 200, "{metadata}");
+    assert_eq!(value(&metadata, "machine_id"), id);
+    assert_eq!(value(&metadata, "hostname"), "meta-node");
+    assert_eq!(value(&metadata, "purpose"), "commission");
+    assert_eq!(value(&metadata, "results_url"), RESULTS);
+    let token = value(&metadata, "token").to_string();
+    assert_eq!(token.len(), 64, "{metadata}");
+    edgemetal_tests::secrets::remember(&token);
+    let (code, json) = curl(&machine_ns, &[&format!("{METADATA}.json")]);
+    assert_eq!(code, 200);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["machine_id"], id.as_str());
+    let (code, refused) = curl(&stranger, &[METADATA]);
+    assert_eq!(code, 403, "{refused}");
+
+    // The region goes away: known metadata is still served.
+    region.kill();
+    let (code, again) = curl(&machine_ns, &[METADATA]);
+    assert_eq!((code, value(&again, "token")), (200, token.as_str()));
+
+    // Results: a wrong token and a broken archive are refused; the real ones are queued.
+    let archive = results_archive(hooks.path());
+    let upload = format!("@{}", archive.display());
+    let post = |token: &str, body: &str| {
+        curl(
+            &machine_ns,
+            &[
+                "-X",
+                "POST",
+                "-H",
+                &format!("Authorization: Bearer {token}"),
+                "-H",
+                "Content-Type: application/x-tar",
+                "--data-binary",
+                body,
+                RESULTS,
+            ],
+        )
+    };
+    let (code, body) = post(&"0".repeat(64), &upload);
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = post(&token, "this is not a tar archive at all");
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = post(&token, &upload);
+    assert_eq!(code, 202, "{body}");
+
+    // The rack restarts before the region is back: the results are on disk.
+    drop(rack);
+    let _rack = start_rack_in(&rack_ns, &state, &rack_nic, &logs.join("rack-restarted.log"));
+    let region = RegionProcess::start(&options).await;
+    let api = region.client();
+    wait_until("the queued results to make the machine Ready", PATIENCE, || async {
+        let machine = api.get(&format!("/api/v1/machines/{id}")).await;
+        (machine["status"] == "ready").then_some(machine)
+    })
+    .await;
+    let results = api
+        .get(&format!("/api/v1/machines/{id}/commissioning-results"))
+        .await;
+    assert_eq!(results["rack_id"], "meta-rack", "{results}");
+    assert_eq!(results["inventory"]["firmware"], "uefi");
+    assert_eq!(results["inventory"]["disks"][0]["serial"], "META01");
+    assert_eq!(results["inventory"]["nics"][0]["mac"], MACHINE_MAC);
+    let found = api
+        .get("/api/v1/machines?status=ready&min_storage_bytes=2147483648")
+        .await;
+    assert_eq!(found[0]["id"], id.as_str(), "{found}");
+
+    // The token was for that run only: posting again is refused at the region.
+    let (code, _) = post(&token, &upload);
+    assert_eq!(code, 202, "the rack still holds the old metadata until the next boot");
+    wait_until("the replayed results to be refused", PATIENCE, || async {
+        let events = api.get(&format!("/api/v1/machines/{id}/events")).await;
+        events
+            .as_array()?
+            .iter()
+            .any(|e| e["kind"] == "commissioning.refused")
+            .then_some(())
+    })
+    .await;
+    let machine = api.get(&format!("/api/v1/machines/{id}")).await;
+    assert_eq!(machine["status"], "ready");
+}
