@@ -242,11 +242,18 @@ impl Store {
 
     /// Deletes a machine.
     pub async fn delete_machine(&self, id: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Its results go with it; its events stay, as the record of what happened.
+        sqlx::query("DELETE FROM commissioning_results WHERE machine_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let deleted = sqlx::query("DELETE FROM machines WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        tx.commit().await?;
         if deleted == 0 {
             return Err(StoreError::not_found("machine", id));
         }
