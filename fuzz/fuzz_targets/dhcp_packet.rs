@@ -36,7 +36,9 @@ fn engine() -> Engine {
             }],
             dhcp_racks: Vec::new(),
             held_elsewhere: Vec::new(),
+            services: Default::default(),
         }],
+        gateway: Default::default(),
     };
     let rack = Ipv4Addr::new(10, 0, 0, 2);
     Engine::new(EngineConfig::from_snapshot(

@@ -128,6 +128,7 @@ pub fn snapshot(generation: u64, reservations: u32) -> ConfigSnapshot {
     ConfigSnapshot {
         boot_resources: Vec::new(),
         dns: Default::default(),
+        gateway: Default::default(),
         generation: Generation(generation),
         subnets: vec![SubnetConfig {
             id: "subnet-1".into(),
@@ -158,6 +159,7 @@ pub fn snapshot(generation: u64, reservations: u32) -> ConfigSnapshot {
                 .collect(),
             dhcp_racks: Vec::new(),
             held_elsewhere: Vec::new(),
+            services: Default::default(),
         }],
     }
 }
@@ -169,6 +171,7 @@ pub fn down_messages() -> Vec<(&'static str, Envelope<DownMessage>)> {
         dns: Default::default(),
         generation: Generation(1),
         subnets: vec![],
+        gateway: Default::default(),
     };
     vec![
         (

@@ -103,7 +103,9 @@ fn snapshot(reservations: u32) -> Envelope<DownMessage> {
                     .collect(),
                 dhcp_racks: Vec::new(),
                 held_elsewhere: Vec::new(),
+                services: Default::default(),
             }],
+            gateway: Default::default(),
         }),
     )
 }

@@ -187,6 +187,7 @@ mod tests {
                 })
                 .collect(),
             held_elsewhere: vec![],
+            services: Default::default(),
         }
     }
 

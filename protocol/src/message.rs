@@ -350,6 +350,9 @@ pub struct ConfigSnapshot {
     pub boot_resources: Vec<BootResource>,
     /// The DNS zones and forwarding the rack serves.
     pub dns: crate::dns::DnsConfig,
+    /// The syslog relay, proxy and NTP server the rack offers machines.
+    #[serde(default)]
+    pub gateway: crate::gateway::GatewayConfig,
 }
 
 /// One managed subnet.
@@ -381,6 +384,9 @@ pub struct SubnetConfig {
     /// takeover, or a change of `dhcp_racks`). The slice's owner must not
     /// hand them out while they are listed.
     pub held_elsewhere: Vec<HeldAddress>,
+    /// Which gateway services (syslog, proxy, NTP) the subnet's machines get.
+    #[serde(default)]
+    pub services: crate::gateway::GatewayServices,
 }
 
 /// One rack serving DHCP on a subnet.

@@ -68,6 +68,7 @@ fn subnet() -> impl Strategy<Value = SubnetConfig> {
                     reservations,
                     dhcp_racks: Vec::new(),
                     held_elsewhere: Vec::new(),
+                    services: Default::default(),
                 }
             },
         )
@@ -148,8 +149,7 @@ proptest! {
             boot_resources: Vec::new(),
             dns: Default::default(),
             generation: Generation(gen),
-            subnets,
-        }));
+            subnets, gateway: Default::default(), }));
         let bytes = envelope.encode().unwrap();
         prop_assert_eq!(Envelope::<DownMessage>::decode(&bytes).unwrap(), envelope);
     }

@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         subnets: Vec::new(),
         boot_resources: Vec::new(),
         dns,
+        gateway: Default::default(),
     };
     let (_keep, snapshots) = tokio::sync::watch::channel(Some(snapshot));
     let (cache_file, scratch) = match args.cache_file {

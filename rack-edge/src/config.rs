@@ -64,6 +64,18 @@ pub struct RackConfig {
     /// port 53 when DHCP is served, otherwise off.
     #[arg(long, env = "EDGEMETAL_RACK_DNS_LISTEN")]
     pub dns_listen: Option<SocketAddr>,
+    /// Where the syslog relay listens (UDP and TCP); default: port 514 when
+    /// DHCP is served, otherwise off.
+    #[arg(long, env = "EDGEMETAL_RACK_SYSLOG_LISTEN")]
+    pub syslog_listen: Option<SocketAddr>,
+    /// Where the APT/HTTP caching proxy listens; default: port 8000 when DHCP
+    /// is served, otherwise off.
+    #[arg(long, env = "EDGEMETAL_RACK_PROXY_LISTEN")]
+    pub proxy_listen: Option<SocketAddr>,
+    /// Where the NTP server listens; default: port 123 when DHCP is served,
+    /// otherwise off.
+    #[arg(long, env = "EDGEMETAL_RACK_NTP_LISTEN")]
+    pub ntp_listen: Option<SocketAddr>,
     /// The iPXE binaries the rack serves (Debian's `ipxe` package).
     #[arg(long, env = "EDGEMETAL_RACK_IPXE_DIR", default_value = "/usr/lib/ipxe")]
     pub ipxe_dir: PathBuf,
@@ -85,6 +97,28 @@ impl RackConfig {
     pub fn dns_address(&self) -> Option<SocketAddr> {
         self.dns_listen.or_else(|| {
             (!self.dhcp_interfaces.is_empty()).then(|| SocketAddr::from(([0, 0, 0, 0], 53)))
+        })
+    }
+
+    /// Where the syslog relay listens, if it runs.
+    pub fn syslog_address(&self) -> Option<SocketAddr> {
+        self.service_address(self.syslog_listen, 514)
+    }
+
+    /// Where the caching proxy listens, if it runs.
+    pub fn proxy_address(&self) -> Option<SocketAddr> {
+        self.service_address(self.proxy_listen, 8000)
+    }
+
+    /// Where the NTP server listens, if it runs.
+    pub fn ntp_address(&self) -> Option<SocketAddr> {
+        self.service_address(self.ntp_listen, 123)
+    }
+
+    /// `listen` if given, else all addresses on `port` when DHCP is served.
+    fn service_address(&self, listen: Option<SocketAddr>, port: u16) -> Option<SocketAddr> {
+        listen.or_else(|| {
+            (!self.dhcp_interfaces.is_empty()).then(|| SocketAddr::from(([0, 0, 0, 0], port)))
         })
     }
 

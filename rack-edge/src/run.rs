@@ -144,6 +144,12 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         });
     }
 
+    // Gateway services (the machines' way out), each configured from the
+    // snapshot (`gateway` and the subnets' `services`).
+    // gateway: syslog relay
+    // gateway: caching proxy
+    // gateway: NTP server
+
     let mut nonce = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut nonce);
     let previous = identity::previous_secret(&bundle)?
@@ -166,6 +172,9 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
     .with_services(config.http_boot_address().map(|_| ServiceKind::Http))
     .with_services(config.tftp_address().map(|_| ServiceKind::Tftp))
     .with_services(config.dns_address().map(|_| ServiceKind::Dns))
+    .with_services(config.syslog_address().map(|_| ServiceKind::Syslog))
+    .with_services(config.proxy_address().map(|_| ServiceKind::Proxy))
+    .with_services(config.ntp_address().map(|_| ServiceKind::Ntp))
     .with_bmc_networks(config.bmc_networks.clone());
     let settings = mqtt::LinkSettings {
         broker,

@@ -83,6 +83,7 @@ fn snapshot(dns: DnsConfig) -> ConfigSnapshot {
         subnets: Vec::new(),
         boot_resources: Vec::new(),
         dns,
+        gateway: Default::default(),
     }
 }
 

@@ -29,6 +29,23 @@ pub struct RegionConfig {
     pub dns: crate::zones::DnsSettings,
     /// How machines are commissioned.
     pub commissioning: CommissioningConfig,
+    /// The racks' syslog relay.
+    pub syslog: edgemetal_protocol::SyslogConfig,
+    /// The racks' APT/HTTP caching proxy.
+    pub proxy: edgemetal_protocol::ProxyConfig,
+    /// The racks' NTP server.
+    pub ntp: edgemetal_protocol::NtpConfig,
+}
+
+impl RegionConfig {
+    /// The gateway services' settings racks get in their snapshot.
+    pub fn gateway(&self) -> edgemetal_protocol::GatewayConfig {
+        edgemetal_protocol::GatewayConfig {
+            syslog: self.syslog.clone(),
+            proxy: self.proxy.clone(),
+            ntp: self.ntp.clone(),
+        }
+    }
 }
 
 /// How machines are commissioned.
@@ -112,6 +129,9 @@ impl Default for RegionConfig {
             api: ApiConfig::default(),
             dns: Default::default(),
             commissioning: Default::default(),
+            syslog: Default::default(),
+            proxy: Default::default(),
+            ntp: Default::default(),
         }
     }
 }

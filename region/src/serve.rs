@@ -59,6 +59,7 @@ pub async fn run(mut config: RegionConfig) -> anyhow::Result<()> {
             blobs: crate::boot::blobs::BlobStore::new(&config.data_dir),
             dns: config.dns.clone(),
             lifecycle: Some(notices_tx),
+            gateway: config.gateway(),
         },
         store.clone(),
         metrics.clone(),

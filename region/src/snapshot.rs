@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 
 use edgemetal_protocol::{
-    dhcp_peers, BootResource, ConfigSnapshot, DhcpPeer, Generation, HeldAddress, IpRange, RackId,
-    Reservation, SubnetConfig,
+    dhcp_peers, BootResource, ConfigSnapshot, DhcpPeer, GatewayConfig, GatewayServices, Generation,
+    HeldAddress, IpRange, RackId, Reservation, SubnetConfig,
 };
 
 use crate::store::{now_ms, parse_kind, Store, StoreError};
@@ -18,6 +18,7 @@ use crate::store::{now_ms, parse_kind, Store, StoreError};
 pub async fn build(
     store: &Store,
     dns: &crate::zones::DnsSettings,
+    gateway: &GatewayConfig,
 ) -> Result<ConfigSnapshot, StoreError> {
     let generation = store.generation().await?;
     // Read once: DHCP and DNS both derive from these.
@@ -103,6 +104,11 @@ pub async fn build(
                 })
                 .collect(),
             held_elsewhere: Vec::new(),
+            services: GatewayServices {
+                syslog: subnet.spec.services.syslog,
+                proxy: subnet.spec.services.proxy,
+                ntp: subnet.spec.services.ntp,
+            },
         };
         // Bindings a rack holds outside its own slice (takeovers, or slices
         // moved by a change of racks): the slice's owner must not reuse them.
@@ -129,5 +135,6 @@ pub async fn build(
         dns,
         generation: Generation(generation),
         subnets: configs,
+        gateway: gateway.clone(),
     })
 }

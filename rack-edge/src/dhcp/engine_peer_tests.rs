@@ -29,6 +29,7 @@ fn shared(me: &str, b_online: bool, held: Vec<HeldAddress>) -> Engine {
         dns: Default::default(),
         generation: edgemetal_protocol::Generation(1),
         subnets: vec![config],
+        gateway: Default::default(),
     };
     Engine::new(EngineConfig::from_snapshot(
         &snapshot,

@@ -43,6 +43,7 @@ pub(super) fn subnet(
         reservations: vec![],
         dhcp_racks: vec![],
         held_elsewhere: vec![],
+        services: Default::default(),
     }
 }
 
@@ -66,6 +67,7 @@ pub(super) fn engine() -> Engine {
         dns: Default::default(),
         generation: Generation(1),
         subnets: vec![direct, relayed],
+        gateway: Default::default(),
     };
     Engine::new(EngineConfig::from_snapshot(
         &snapshot,

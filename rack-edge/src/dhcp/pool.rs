@@ -259,6 +259,7 @@ mod tests {
             }],
             dhcp_racks: vec![],
             held_elsewhere: vec![],
+            services: Default::default(),
         }
     }
 
@@ -404,6 +405,7 @@ mod shared_tests {
                 })
                 .collect(),
             held_elsewhere,
+            services: Default::default(),
         }
     }
 

@@ -117,6 +117,7 @@ pub async fn run(
             dns: Default::default(),
             generation: Default::default(),
             subnets: Vec::new(),
+            gateway: Default::default(),
         };
         EngineConfig::from_snapshot(
             snapshot.as_ref().unwrap_or(&empty),

@@ -21,6 +21,7 @@ fn session(applied: Option<u64>) -> Session {
             dns: Default::default(),
             generation: Generation(g),
             subnets: vec![],
+            gateway: Default::default(),
         }),
         keys(),
         LinkCounters::default(),
@@ -44,6 +45,7 @@ fn sealed(
             dns: Default::default(),
             generation: Generation(generation),
             subnets,
+            gateway: Default::default(),
         }),
     )
     .encode()
@@ -215,6 +217,7 @@ fn invalid_snapshot_is_refused_with_a_reason() {
         reservations: vec![],
         dhcp_racks: vec![],
         held_elsewhere: vec![],
+        services: Default::default(),
     };
     let payload = sealed("r1", &SECRET, 1, 3, vec![bad]);
     let Inbound::Answer(answer) = s.on_publish(0, TOPIC, &payload, false) else {

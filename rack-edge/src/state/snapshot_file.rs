@@ -103,6 +103,7 @@ mod tests {
             dns: Default::default(),
             generation: Generation(7),
             subnets: vec![],
+            gateway: Default::default(),
         };
         file.store(&snapshot).unwrap();
         assert_eq!(file.load().unwrap(), Some(snapshot));

@@ -47,6 +47,8 @@ pub struct LinkSettings {
     pub mosquitto: Option<crate::config::MosquittoFiles>,
     /// Where enlistments and commissioning results are passed on.
     pub lifecycle: Option<mpsc::UnboundedSender<Notice>>,
+    /// Gateway services' settings racks get in their snapshot.
+    pub gateway: edgemetal_protocol::GatewayConfig,
 }
 
 /// Handle to the running link; tells it when configuration changed.
@@ -101,6 +103,8 @@ struct Link {
     last_online: tokio::sync::Mutex<Option<Vec<String>>>,
     /// Where enlistments and commissioning results are passed on.
     lifecycle: Option<mpsc::UnboundedSender<Notice>>,
+    /// Gateway services' settings.
+    gateway: edgemetal_protocol::GatewayConfig,
 }
 
 /// Connects to the broker and starts the link's tasks.
@@ -146,6 +150,7 @@ pub fn spawn(
         blobs: settings.blobs.clone(),
         dns: settings.dns.clone(),
         lifecycle: settings.lifecycle.clone(),
+        gateway: settings.gateway.clone(),
     });
     let config_changed = Arc::new(Notify::new());
     let (inbound_tx, mut inbound_rx) = mpsc::channel::<rumqttc::Publish>(1024);
@@ -473,7 +478,7 @@ impl Link {
             }
             last_sent.insert(rack_id.clone(), Instant::now());
         }
-        match snapshot::build(&self.store, &self.dns).await {
+        match snapshot::build(&self.store, &self.dns, &self.gateway).await {
             Ok(snapshot) => self.publish_snapshot(rack_id, snapshot).await,
             Err(error) => tracing::error!(%error, "cannot build snapshot"),
         }
@@ -563,7 +568,7 @@ impl Link {
     }
 
     async fn publish_to_all(&self) {
-        let snapshot = match snapshot::build(&self.store, &self.dns).await {
+        let snapshot = match snapshot::build(&self.store, &self.dns, &self.gateway).await {
             Ok(snapshot) => snapshot,
             Err(error) => {
                 tracing::error!(%error, "cannot build snapshots");

@@ -49,7 +49,7 @@ pub use machines::{HardwareSummary, Machine, MachineFilter, NewMachine, ARCHITEC
 pub use power::{MachineEvent, PowerSettings, PowerStatus, StoredPower};
 pub use racks::{RackHello, RackRecord};
 pub use reservations::{ReservationRecord, ReservationSpec};
-pub use subnets::{IpRangeRecord, IpRangeSpec, SubnetRecord, SubnetSpec};
+pub use subnets::{IpRangeRecord, IpRangeSpec, SubnetRecord, SubnetServices, SubnetSpec};
 
 /// What went wrong in a store operation.
 #[derive(Debug, thiserror::Error)]

@@ -44,6 +44,31 @@ pub struct SubnetSpec {
     #[serde(default)]
     #[schema(value_type = Vec<String>)]
     pub dhcp_racks: Vec<RackId>,
+    /// Which gateway services the rack offers the subnet's machines; all by default.
+    #[serde(default)]
+    pub services: SubnetServices,
+}
+
+/// The rack's gateway services for a subnet's machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubnetServices {
+    /// Syslog relay (machines log to the subnet's internal name, port 514).
+    pub syslog: bool,
+    /// APT/HTTP caching proxy (the subnet's internal name, port 8000).
+    pub proxy: bool,
+    /// NTP at the rack's address, also offered with DHCP option 42.
+    pub ntp: bool,
+}
+
+impl Default for SubnetServices {
+    fn default() -> Self {
+        SubnetServices {
+            syslog: true,
+            proxy: true,
+            ntp: true,
+        }
+    }
 }
 
 /// A subnet as stored, with its ranges.
@@ -228,11 +253,16 @@ fn dhcp_racks_json(spec: &SubnetSpec) -> String {
     serde_json::to_string(&spec.dhcp_racks).unwrap_or_else(|_| "[]".into())
 }
 
+fn services_json(spec: &SubnetSpec) -> String {
+    serde_json::to_string(&spec.services).unwrap_or_else(|_| "{}".into())
+}
+
 fn subnet_from_row(row: &AnyRow) -> Result<SubnetRecord, StoreError> {
     let dns_json: String = row.try_get("dns_servers_json")?;
     let gateway: Option<String> = row.try_get("gateway")?;
     let lease: i64 = row.try_get("lease_time_secs")?;
     let dhcp_racks_json: String = row.try_get("dhcp_racks_json")?;
+    let services_json: String = row.try_get("services_json")?;
     Ok(SubnetRecord {
         id: row.try_get("id")?,
         spec: SubnetSpec {
@@ -248,6 +278,8 @@ fn subnet_from_row(row: &AnyRow) -> Result<SubnetRecord, StoreError> {
             lease_time_secs: lease as u32,
             dhcp_racks: serde_json::from_str(&dhcp_racks_json)
                 .map_err(|e| StoreError::Invalid(format!("stored dhcp racks: {e}")))?,
+            services: serde_json::from_str(&services_json)
+                .map_err(|e| StoreError::Invalid(format!("stored services: {e}")))?,
         },
         ranges: Vec::new(),
         created_ms: row.try_get("created_ms")?,
@@ -271,7 +303,7 @@ fn range_from_row(row: &AnyRow) -> Result<IpRangeRecord, StoreError> {
 }
 
 const SUBNET_COLUMNS: &str =
-    "id, name, cidr, gateway, dns_servers_json, domain, lease_time_secs, dhcp_racks_json, \
+    "id, name, cidr, gateway, dns_servers_json, domain, lease_time_secs, dhcp_racks_json, services_json, \
      created_ms, updated_ms";
 const RANGE_COLUMNS: &str = "id, subnet_id, start_addr, end_addr, purpose, comment, created_ms";
 
@@ -378,8 +410,8 @@ impl Store {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO subnets (id, name, cidr, gateway, dns_servers_json, domain, \
-             lease_time_secs, created_ms, updated_ms, dhcp_racks_json) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             lease_time_secs, created_ms, updated_ms, dhcp_racks_json, services_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&id)
         .bind(&spec.name)
@@ -391,6 +423,7 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(dhcp_racks_json(&spec))
+        .bind(services_json(&spec))
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -420,8 +453,8 @@ impl Store {
         }
         sqlx::query(
             "UPDATE subnets SET name = $1, cidr = $2, gateway = $3, dns_servers_json = $4, \
-             domain = $5, lease_time_secs = $6, updated_ms = $7, dhcp_racks_json = $9 \
-             WHERE id = $8",
+             domain = $5, lease_time_secs = $6, updated_ms = $7, dhcp_racks_json = $9, \
+             services_json = $10 WHERE id = $8",
         )
         .bind(&spec.name)
         .bind(spec.cidr.to_string())
@@ -432,6 +465,7 @@ impl Store {
         .bind(now_ms())
         .bind(id)
         .bind(dhcp_racks_json(&spec))
+        .bind(services_json(&spec))
         .execute(&mut *tx)
         .await
         .map_err(|e| {
