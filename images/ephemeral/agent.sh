@@ -25,9 +25,14 @@ umask 022
 
 say() {
     echo "edgemetal-agent: $*"
+    # Once the rack's syslog relay is known, every line also goes there.
+    [ -n "${SYSLOG:-}" ] && logger -t edgemetal-agent -p user.notice -- "$*" 2>/dev/null
+    return 0
 }
 
 off() {
+    # syslogd forwards as it reads: a moment for the last lines to leave.
+    [ -n "${SYSLOG:-}" ] && sleep 0.3
     sync
     poweroff -f
     # Still here: nothing else to do.
@@ -217,6 +222,7 @@ while IFS= read -r line || [ -n "$line" ]; do
     token) TOKEN=$val ;;
     purpose) PURPOSE=$val ;;
     results_url) RESULTS_URL=$val ;;
+    syslog) SYSLOG_TARGET=$val ;;
     esac
 done </tmp/meta-data
 rm -f /tmp/meta-data /tmp/meta-data.part
@@ -230,8 +236,14 @@ for key in machine_id hostname token purpose results_url; do
     esac
     [ -n "$val" ] || fail "metadata has no $key"
 done
-say "metadata: machine_id=$MACHINE_ID hostname=$MD_HOSTNAME purpose=$PURPOSE results_url=$RESULTS_URL"
 hostname "$MD_HOSTNAME" 2>/dev/null
+# The rack's syslog relay (the subnet's internal name, resolved by the
+# rack's DNS): busybox syslogd forwards everything logged from here on, the
+# kernel's messages (klogd) included.
+if [ -n "${SYSLOG_TARGET:-}" ]; then
+    syslogd -R "$SYSLOG_TARGET" -L 2>/dev/null && klogd 2>/dev/null && SYSLOG=$SYSLOG_TARGET
+fi
+say "metadata: machine_id=$MACHINE_ID hostname=$MD_HOSTNAME purpose=$PURPOSE results_url=$RESULTS_URL${SYSLOG:+ syslog=$SYSLOG}"
 
 # The POST goes over busybox nc: busybox wget's --post-file stops at the
 # first NUL byte (it sends the file as a C string), which cuts a tar short.

@@ -96,3 +96,39 @@ impl Default for GatewayServices {
         }
     }
 }
+
+/// The internal DNS domain racks answer for: `<subnet>.edgemetal-internal`
+/// resolves to every rack on that subnet (MAAS's internal domain).
+pub const INTERNAL_DOMAIN: &str = "edgemetal-internal";
+
+/// A DNS label from a subnet or rack name: lowercase, other characters
+/// become `-`, at most 63 bytes.
+pub fn dns_label(name: &str) -> String {
+    let label: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    label.trim_matches('-').chars().take(63).collect()
+}
+
+/// The name machines on `subnet_name` reach their racks' services by.
+pub fn subnet_service_name(subnet_name: &str) -> String {
+    alloc::format!("{}.{INTERNAL_DOMAIN}", dns_label(subnet_name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_dns_labels() {
+        assert_eq!(dns_label("Site_A.lab"), "site-a-lab");
+        assert_eq!(subnet_service_name("hil-site"), "hil-site.edgemetal-internal");
+    }
+}

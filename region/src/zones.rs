@@ -24,7 +24,7 @@ use crate::store::{
 };
 
 /// The zone of rack service names.
-pub const INTERNAL_DOMAIN: &str = "edgemetal-internal";
+pub const INTERNAL_DOMAIN: &str = edgemetal_protocol::gateway::INTERNAL_DOMAIN;
 /// TTL of derived records: short, since leases and presence move them.
 const DERIVED_TTL: u32 = 30;
 
@@ -38,14 +38,9 @@ pub struct DnsSettings {
     pub allowed_networks: Vec<Ipv4Cidr>,
 }
 
-/// A DNS label from a subnet or rack name (lowercase; other characters become `-`).
+/// A DNS label from a subnet or rack name (the racks compute the same).
 fn label(name: &str) -> String {
-    let label: String = name
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    label.trim_matches('-').chars().take(63).collect()
+    edgemetal_protocol::gateway::dns_label(name)
 }
 
 /// The /24 reverse zones covering `cidr` (at most 256 of them).

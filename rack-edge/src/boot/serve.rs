@@ -55,6 +55,13 @@ pub async fn start(
             decisions: decisions.clone(),
             directory,
             events,
+            snapshots: status.snapshots.subscribe(),
+            gateway: crate::metadata::GatewayPorts {
+                syslog: config.syslog_address().map(|a| a.port()),
+                proxy: config.proxy_address().map(|a| a.port()),
+                ntp: config.ntp_address().map(|a| a.port()),
+                dns: config.dns_address().map(|a| a.port()),
+            },
         }));
         let watcher = status.clone();
         tokio::spawn(async move {

@@ -21,9 +21,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use edgemetal_protocol::gateway::subnet_service_name;
 use edgemetal_protocol::{
-    BootStage, CommissioningResults, MacAddress, MachineMetadata, RackEventKind,
+    BootStage, CommissioningResults, ConfigSnapshot, MacAddress, MachineMetadata, RackEventKind,
 };
+use tokio::sync::watch;
 
 use crate::boot::decisions::Decisions;
 use crate::boot::http::rack_url;
@@ -40,6 +42,23 @@ pub struct MetadataService {
     pub directory: LeaseDirectory,
     /// Where results and boot progress are queued for the region.
     pub events: Arc<SharedQueue>,
+    /// The subnets and their gateway services.
+    pub snapshots: watch::Receiver<Option<ConfigSnapshot>>,
+    /// The ports this rack runs its gateway services on, if it runs them.
+    pub gateway: GatewayPorts,
+}
+
+/// Where this rack runs the services machines are pointed at.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GatewayPorts {
+    /// Syslog relay (UDP and TCP).
+    pub syslog: Option<u16>,
+    /// Caching proxy.
+    pub proxy: Option<u16>,
+    /// NTP server.
+    pub ntp: Option<u16>,
+    /// DNS server.
+    pub dns: Option<u16>,
 }
 
 /// The routes under `/metadata/v1/`.
@@ -105,15 +124,54 @@ async fn lookup(
     Ok((metadata, base))
 }
 
-fn fields(metadata: &MachineMetadata, base: &str) -> [(&'static str, String); 6] {
-    [
+/// What the machine reads: who it is, where to post, and where its
+/// services are. Syslog and the proxy go by the subnet's internal name
+/// (every rack on the subnet answers it), NTP and DNS by this rack's address.
+fn fields(
+    service: &MetadataService,
+    metadata: &MachineMetadata,
+    base: &str,
+    peer: SocketAddr,
+) -> Vec<(&'static str, String)> {
+    let mut fields = vec![
         ("machine_id", metadata.machine_id.clone()),
         ("hostname", metadata.hostname.clone()),
         ("purpose", metadata.purpose.clone()),
         ("token", metadata.token.clone()),
         ("results_url", format!("{base}/metadata/v1/results")),
         ("rack_url", base.to_string()),
-    ]
+    ];
+    let rack_host = base
+        .trim_start_matches("http://")
+        .rsplit_once(':')
+        .map_or(base, |(host, _)| host)
+        .to_string();
+    let subnet = match peer.ip().to_canonical() {
+        IpAddr::V4(address) => service.snapshots.borrow().as_ref().and_then(|snapshot| {
+            snapshot
+                .subnets
+                .iter()
+                .find(|subnet| subnet.cidr.contains(address))
+                .map(|subnet| (subnet_service_name(&subnet.name), subnet.services))
+        }),
+        IpAddr::V6(_) => None,
+    };
+    if let Some((name, services)) = subnet {
+        let ports = service.gateway;
+        if let (true, Some(port)) = (services.syslog, ports.syslog) {
+            fields.push(("syslog", format!("{name}:{port}")));
+        }
+        if let (true, Some(port)) = (services.proxy, ports.proxy) {
+            fields.push(("proxy", format!("http://{name}:{port}/")));
+        }
+        if let (true, Some(_)) = (services.ntp, ports.ntp) {
+            fields.push(("ntp", rack_host.clone()));
+        }
+    }
+    if service.gateway.dns.is_some() {
+        fields.push(("dns", rack_host));
+    }
+    fields
 }
 
 /// `key=value` lines: easy for a busybox shell to read.
@@ -124,7 +182,7 @@ async fn meta_data_text(
 ) -> Response {
     match lookup(&service, peer, &headers).await {
         Ok((metadata, base)) => {
-            let text: String = fields(&metadata, &base)
+            let text: String = fields(&service, &metadata, &base, peer)
                 .iter()
                 .map(|(key, value)| format!("{key}={value}\n"))
                 .collect();
@@ -142,7 +200,8 @@ async fn meta_data_json(
 ) -> Response {
     match lookup(&service, peer, &headers).await {
         Ok((metadata, base)) => {
-            let object: serde_json::Map<String, serde_json::Value> = fields(&metadata, &base)
+            let object: serde_json::Map<String, serde_json::Value> =
+                fields(&service, &metadata, &base, peer)
                 .into_iter()
                 .map(|(key, value)| (key.to_string(), value.into()))
                 .collect();
