@@ -27,6 +27,22 @@ command -v cpio >/dev/null 2>&1 || missing+=(cpio)
 command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
 command -v dnsmasq >/dev/null 2>&1 || [[ -x /usr/sbin/dnsmasq ]] || missing+=(dnsmasq)
 [[ -x /bin/busybox ]] || missing+=(busybox-static)
+# The rack image build (images/rack/build.sh): bootloader, FAT and ext4
+# partitions made as files, the partition table.
+command -v syslinux >/dev/null 2>&1 || missing+=(syslinux)
+[[ -f /usr/lib/syslinux/mbr/mbr.bin ]] || missing+=(syslinux-common)
+command -v mcopy >/dev/null 2>&1 || missing+=(mtools)
+command -v mkfs.fat >/dev/null 2>&1 || [[ -x /usr/sbin/mkfs.fat ]] || missing+=(dosfstools)
+command -v sfdisk >/dev/null 2>&1 || [[ -x /usr/sbin/sfdisk ]] || missing+=(fdisk)
+command -v debugfs >/dev/null 2>&1 || [[ -x /usr/sbin/debugfs ]] || missing+=(e2fsprogs)
+# Syslog senders (util-linux logger; busybox logger/syslogd is busybox-static).
+command -v logger >/dev/null 2>&1 || missing+=(bsdutils)
+# The APT proxy test's local repository.
+command -v apt-ftparchive >/dev/null 2>&1 || missing+=(apt-utils)
+command -v dpkg-scanpackages >/dev/null 2>&1 || missing+=(dpkg-dev)
+# NTP: an upstream server and the clients that query the rack.
+command -v chronyd >/dev/null 2>&1 || [[ -x /usr/sbin/chronyd ]] || missing+=(chrony)
+command -v ntpdate >/dev/null 2>&1 || [[ -x /usr/sbin/ntpdate ]] || missing+=(ntpsec-ntpdate)
 # A kernel for the network-boot test's machine (not booted by this host).
 compgen -G "/boot/vmlinuz-*" >/dev/null || missing+=(linux-image-amd64)
 if ((${#missing[@]})); then

@@ -241,7 +241,22 @@ hostname "$MD_HOSTNAME" 2>/dev/null
 # rack's DNS): busybox syslogd forwards everything logged from here on, the
 # kernel's messages (klogd) included.
 if [ -n "${SYSLOG_TARGET:-}" ]; then
-    syslogd -R "$SYSLOG_TARGET" -L 2>/dev/null && klogd 2>/dev/null && SYSLOG=$SYSLOG_TARGET
+    # busybox's own resolver (nslookup) asks the rack's DNS; syslogd gets
+    # the address, as a static busybox's syslogd may not resolve names.
+    log_host=${SYSLOG_TARGET%:*}
+    log_port=${SYSLOG_TARGET##*:}
+    log_addr=$(nslookup "$log_host" 2>/dev/null | awk '/^Address/ { a = $NF } END { print a }')
+    log_addr=${log_addr%:*}
+    if [ -z "$log_addr" ]; then
+        # No resolver (the subnet hands out no DNS server): this rack.
+        log_addr=${RACK#http://}
+        log_addr=${log_addr%%[:/]*}
+        say "cannot resolve $log_host; logging to this rack, $log_addr"
+    fi
+    if [ -n "$log_addr" ] && syslogd -R "$log_addr:$log_port" -L 2>/dev/null; then
+        klogd 2>/dev/null
+        SYSLOG="$SYSLOG_TARGET ($log_addr)"
+    fi
 fi
 say "metadata: machine_id=$MACHINE_ID hostname=$MD_HOSTNAME purpose=$PURPOSE results_url=$RESULTS_URL${SYSLOG:+ syslog=$SYSLOG}"
 

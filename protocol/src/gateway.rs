@@ -129,6 +129,9 @@ mod tests {
     #[test]
     fn names_are_dns_labels() {
         assert_eq!(dns_label("Site_A.lab"), "site-a-lab");
-        assert_eq!(subnet_service_name("hil-site"), "hil-site.edgemetal-internal");
+        assert_eq!(
+            subnet_service_name("hil-site"),
+            "hil-site.edgemetal-internal"
+        );
     }
 }

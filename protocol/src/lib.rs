@@ -26,6 +26,7 @@ pub mod gateway;
 pub mod message;
 pub mod power;
 pub mod seal;
+pub mod syslog;
 pub mod topic;
 pub mod types;
 
@@ -37,6 +38,7 @@ pub use envelope::{DecodeError, Envelope};
 pub use gateway::{GatewayConfig, GatewayServices, NtpConfig, ProxyConfig, SyslogConfig};
 pub use message::*;
 pub use power::*;
+pub use syslog::{LogBatch, LogLine};
 pub use topic::{Channel, Direction, Topic, TopicError};
 pub use types::*;
 

@@ -35,6 +35,8 @@ pub enum UpMessage {
     BlobRequest(BlobRequest),
     /// What should this machine boot?
     BootQuery(BootQuery),
+    /// Machine log lines the syslog relay queued, oldest first.
+    Logs(crate::syslog::LogBatch),
 }
 
 impl UpMessage {
@@ -50,6 +52,7 @@ impl UpMessage {
             UpMessage::PowerResult(_) => Channel::PowerResult,
             UpMessage::BlobRequest(_) => Channel::BlobRequest,
             UpMessage::BootQuery(_) => Channel::BootQuery,
+            UpMessage::Logs(_) => Channel::Logs,
         }
     }
 }
@@ -69,6 +72,8 @@ pub enum DownMessage {
     BlobChunk(BlobChunk),
     /// What a machine boots.
     BootAnswer(BootAnswer),
+    /// Every log line up to and including this id is stored; the rack may forget them.
+    LogsAck(u64),
 }
 
 impl DownMessage {
@@ -81,6 +86,7 @@ impl DownMessage {
             DownMessage::Power(_) => Channel::Power,
             DownMessage::BlobChunk(_) => Channel::BlobChunk,
             DownMessage::BootAnswer(_) => Channel::BootAnswer,
+            DownMessage::LogsAck(_) => Channel::LogsAck,
         }
     }
 }

@@ -54,6 +54,10 @@ pub enum Channel {
     BootQuery,
     /// What a machine boots. Down.
     BootAnswer,
+    /// Machine log lines from the rack's syslog relay, in order. Up.
+    Logs,
+    /// The region's acknowledgement of stored log lines. Down.
+    LogsAck,
 }
 
 impl Channel {
@@ -65,7 +69,8 @@ impl Channel {
             | Channel::EventsAck
             | Channel::Power
             | Channel::BlobChunk
-            | Channel::BootAnswer => Direction::Down,
+            | Channel::BootAnswer
+            | Channel::LogsAck => Direction::Down,
             _ => Direction::Up,
         }
     }
@@ -88,6 +93,8 @@ impl Channel {
             Channel::BlobChunk => "blob-chunk",
             Channel::BootQuery => "boot-query",
             Channel::BootAnswer => "boot-answer",
+            Channel::Logs => "logs",
+            Channel::LogsAck => "logs-ack",
         }
     }
 
@@ -108,6 +115,8 @@ impl Channel {
             "blob-chunk" => Channel::BlobChunk,
             "boot-query" => Channel::BootQuery,
             "boot-answer" => Channel::BootAnswer,
+            "logs" => Channel::Logs,
+            "logs-ack" => Channel::LogsAck,
             _ => return None,
         };
         (channel.direction() == direction).then_some(channel)

@@ -36,6 +36,11 @@ enum Command {
         #[arg(long, env = "EDGEMETAL_RACK_STATE_DIR", default_value = "data/rack")]
         state_dir: PathBuf,
     },
+    /// Prepare a rack appliance image (images/rack) before flashing it.
+    Image {
+        #[command(subcommand)]
+        command: edgemetal_rack::image::ImageCommand,
+    },
 }
 
 #[tokio::main]
@@ -53,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Run(config) => edgemetal_rack::run::run(*config).await,
+        Command::Image { command } => Ok(edgemetal_rack::image::run(&command)?),
         Command::Enrol {
             region_url,
             token,

@@ -15,6 +15,10 @@ pub struct Metrics {
     registry: Registry,
     /// The DNS server's counters (registered at start, live on every scrape).
     pub dns: std::sync::Arc<crate::dns::counters::Counters>,
+    /// The caching proxy's counters.
+    pub proxy: crate::proxy::Counters,
+    /// The NTP server's counters and sync state.
+    pub ntp: crate::ntp::NtpMetrics,
     /// The TFTP server's live counters, once it runs.
     tftp: std::sync::RwLock<Option<std::sync::Arc<crate::tftp::Counters>>>,
     /// Payloads from the broker that were dropped, by reason.
@@ -31,6 +35,8 @@ pub struct Metrics {
     pub dhcp_events: Family<Labels, Counter>,
     /// DHCP datagrams dropped, by reason.
     pub dhcp_dropped: Family<Labels, Counter>,
+    /// The syslog relay's counters.
+    pub syslog: std::sync::Arc<crate::syslog::Counters>,
 }
 
 impl Metrics {
@@ -81,9 +87,17 @@ impl Metrics {
         );
         let dns = std::sync::Arc::new(crate::dns::counters::Counters::default());
         dns.register(&mut registry);
+        let ntp = crate::ntp::NtpMetrics::register(&mut registry);
+        let proxy = crate::proxy::Counters::default();
+        proxy.register(&mut registry);
+        let syslog = std::sync::Arc::new(crate::syslog::Counters::default());
+        syslog.register(&mut registry);
         Metrics {
+            syslog,
             registry,
             dns,
+            ntp,
+            proxy,
             link_rejected,
             snapshots_applied,
             snapshots_refused,

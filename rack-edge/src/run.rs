@@ -121,7 +121,18 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         });
     }
 
-    let boot = crate::boot::serve::start(&config, &status, events.clone(), directory).await?;
+    if !config.dhcp_interfaces.is_empty() {
+        // Router advertisements that let network-booting firmware (iPXE)
+        // finish IPv6 autoconfiguration at once instead of waiting ≈ 13 s.
+        let interfaces = config.dhcp_interfaces.clone();
+        tokio::spawn(async move {
+            if let Err(error) = crate::ndp::server::run(interfaces).await {
+                tracing::warn!(error = %format!("{error:#}"), "IPv6 router advertisements stopped");
+            }
+        });
+    }
+    let boot =
+        crate::boot::serve::start(&config, &status, events.clone(), directory.clone()).await?;
     if let Some(address) = config.dns_address() {
         let server = crate::dns::DnsServer::bind_with(
             address,
@@ -147,8 +158,76 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
     // Gateway services (the machines' way out), each configured from the
     // snapshot (`gateway` and the subnets' `services`).
     // gateway: syslog relay
+    let syslog_queue =
+        crate::syslog::server::open_queue(&config.state_dir, status.snapshots.borrow().as_ref())?;
+    if let Some(address) = config.syslog_address() {
+        crate::syslog::start(
+            address,
+            status.snapshots.subscribe(),
+            directory.clone(),
+            syslog_queue.clone(),
+            status.metrics.syslog.clone(),
+        )
+        .await?;
+        tracing::info!(%address, "syslog relay listening (UDP and TCP)");
+        status.set_health(ServiceKind::Syslog, HealthState::Healthy, "");
+    }
     // gateway: caching proxy
+    if let Some(address) = config.proxy_address() {
+        let bound = crate::proxy::Proxy::bind(
+            address,
+            &config.state_dir.join(crate::proxy::CACHE_DIR),
+            status.snapshots.subscribe(),
+            status.metrics.proxy.clone(),
+        )
+        .await;
+        match bound {
+            Ok(server) => {
+                // Not fatal when it cannot start: DHCP and boot matter more.
+                let cache = server.proxy().describe();
+                tracing::info!(%address, %cache, "caching proxy listening");
+                status.set_health(ServiceKind::Proxy, HealthState::Healthy, "");
+                let watcher = status.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = server.run().await {
+                        tracing::error!(%error, "caching proxy stopped");
+                        watcher.set_health(
+                            ServiceKind::Proxy,
+                            HealthState::Down,
+                            error.to_string(),
+                        );
+                    }
+                });
+            }
+            Err(error) => {
+                tracing::error!(%error, "caching proxy not started");
+                status.set_health(ServiceKind::Proxy, HealthState::Down, error.to_string());
+            }
+        }
+    }
     // gateway: NTP server
+    if let Some(address) = config.ntp_address() {
+        // Not fatal: a host that already runs an NTP daemon on port 123
+        // still gets DHCP, boot and DNS from the rack; the status says why
+        // NTP is down.
+        match crate::ntp::NtpServer::bind(address, status.clone()).await {
+            Ok(server) => {
+                tracing::info!(%address, "NTP server listening");
+                let watcher = status.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = server.run().await {
+                        tracing::error!(%error, "NTP server stopped");
+                        watcher.set_health(ServiceKind::Ntp, HealthState::Down, error.to_string());
+                    }
+                });
+            }
+            Err(error) => {
+                let detail = format!("cannot listen for NTP on {address}: {error}");
+                tracing::error!(%detail, "NTP server not started");
+                status.set_health(ServiceKind::Ntp, HealthState::Down, detail);
+            }
+        }
+    }
 
     let mut nonce = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut nonce);
@@ -197,6 +276,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         state_dir: config.state_dir.clone(),
         identity: bundle,
         events: events.clone(),
+        logs: syslog_queue,
     };
     tokio::select! {
         _ = mqtt::run(settings, session, files, status) => {}

@@ -31,6 +31,8 @@ pub struct RegionConfig {
     pub commissioning: CommissioningConfig,
     /// The racks' syslog relay.
     pub syslog: edgemetal_protocol::SyslogConfig,
+    /// How long and how many machine log lines the region keeps.
+    pub syslog_retention: SyslogRetention,
     /// The racks' APT/HTTP caching proxy.
     pub proxy: edgemetal_protocol::ProxyConfig,
     /// The racks' NTP server.
@@ -44,6 +46,40 @@ impl RegionConfig {
             syslog: self.syslog.clone(),
             proxy: self.proxy.clone(),
             ntp: self.ntp.clone(),
+        }
+    }
+}
+
+/// How long and how many machine log lines (from the racks' syslog
+/// relays) the region keeps; a periodic prune enforces both.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogRetention {
+    /// Lines older than this many days are deleted (0: no age limit).
+    pub max_age_days: u64,
+    /// Beyond this many lines in total, the oldest are deleted (0: no limit).
+    pub max_lines: u64,
+    /// Seconds between prunes.
+    pub prune_interval_secs: u64,
+}
+
+impl Default for SyslogRetention {
+    fn default() -> Self {
+        SyslogRetention {
+            max_age_days: 30,
+            max_lines: 5_000_000,
+            prune_interval_secs: 300,
+        }
+    }
+}
+
+impl SyslogRetention {
+    /// The store's view of the limits.
+    pub fn limits(&self) -> crate::store::LogRetention {
+        crate::store::LogRetention {
+            max_age_ms: i64::try_from(self.max_age_days.saturating_mul(86_400_000))
+                .unwrap_or(i64::MAX),
+            max_rows: i64::try_from(self.max_lines).unwrap_or(i64::MAX),
         }
     }
 }
@@ -130,6 +166,7 @@ impl Default for RegionConfig {
             dns: Default::default(),
             commissioning: Default::default(),
             syslog: Default::default(),
+            syslog_retention: Default::default(),
             proxy: Default::default(),
             ntp: Default::default(),
         }
@@ -238,6 +275,64 @@ impl RegionConfig {
             self.commissioning.auto_commission = flag.parse().with_context(|| {
                 format!("EDGEMETAL_AUTO_COMMISSION={flag:?} is not true or false")
             })?;
+        }
+        if let Some(bytes) = var("EDGEMETAL_SYSLOG_MAX_MESSAGE_BYTES") {
+            self.syslog.max_message_bytes = bytes.parse().with_context(|| {
+                format!("EDGEMETAL_SYSLOG_MAX_MESSAGE_BYTES={bytes:?} is not a number")
+            })?;
+        }
+        if let Some(bytes) = var("EDGEMETAL_SYSLOG_QUEUE_BYTES") {
+            self.syslog.queue_bytes = bytes.parse().with_context(|| {
+                format!("EDGEMETAL_SYSLOG_QUEUE_BYTES={bytes:?} is not a number")
+            })?;
+        }
+        if let Some(days) = var("EDGEMETAL_SYSLOG_RETENTION_DAYS") {
+            self.syslog_retention.max_age_days = days.parse().with_context(|| {
+                format!("EDGEMETAL_SYSLOG_RETENTION_DAYS={days:?} is not a number")
+            })?;
+        }
+        if let Some(lines) = var("EDGEMETAL_SYSLOG_RETENTION_LINES") {
+            self.syslog_retention.max_lines = lines.parse().with_context(|| {
+                format!("EDGEMETAL_SYSLOG_RETENTION_LINES={lines:?} is not a number")
+            })?;
+        }
+        if let Some(list) = var("EDGEMETAL_NTP_UPSTREAMS") {
+            // Comma-separated `host` or `host:port`; empty: none.
+            self.ntp.upstreams = list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        if let Some(parent) = var("EDGEMETAL_PROXY_PARENT") {
+            // `http://HOST:PORT`; empty: direct.
+            self.proxy.parent = Some(parent.trim().to_string()).filter(|p| !p.is_empty());
+        }
+        if let Some(bytes) = var("EDGEMETAL_PROXY_CACHE_BYTES") {
+            self.proxy.cache_bytes = bytes.parse().with_context(|| {
+                format!("EDGEMETAL_PROXY_CACHE_BYTES={bytes:?} is not a number")
+            })?;
+        }
+        if let Some(list) = var("EDGEMETAL_PROXY_ALLOWED_NETWORKS") {
+            self.proxy.allowed_networks = list
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.trim().parse())
+                .collect::<Result<_, _>>()
+                .with_context(|| {
+                    format!("EDGEMETAL_PROXY_ALLOWED_NETWORKS={list:?} is not a comma-separated list of a.b.c.d/len")
+                })?;
+        }
+        if let Some(list) = var("EDGEMETAL_PROXY_CONNECT_PORTS") {
+            self.proxy.connect_ports = list
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.trim().parse())
+                .collect::<Result<_, _>>()
+                .with_context(|| {
+                    format!("EDGEMETAL_PROXY_CONNECT_PORTS={list:?} is not a comma-separated list of ports")
+                })?;
         }
         if let Some(list) = var("EDGEMETAL_DNS_FORWARDERS") {
             self.dns.forwarders = list

@@ -78,6 +78,11 @@ pub async fn run(mut config: RegionConfig) -> anyhow::Result<()> {
 
     let power =
         crate::power::PowerService::new(store.clone(), link.clone(), enroller.keyring.clone());
+    tokio::spawn(crate::store::syslog::run_retention(
+        store.clone(),
+        config.syslog_retention.limits(),
+        Duration::from_secs(config.syslog_retention.prune_interval_secs.max(1)),
+    ));
     tokio::spawn(crate::power::poller::run(
         power.clone(),
         Duration::from_secs(config.power_poll_interval_secs.max(1)),

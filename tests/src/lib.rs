@@ -13,6 +13,7 @@ pub mod packages;
 pub mod ports;
 pub mod postgres;
 pub mod process;
+pub mod rack_image;
 pub mod secrets;
 pub mod site;
 pub mod vm_bmc;

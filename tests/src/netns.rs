@@ -215,3 +215,66 @@ impl MachineSite {
         tap
     }
 }
+
+/// A TCP relay that listens inside a namespace and connects to a port on
+/// the host's loopback; it stops listening when dropped.
+pub struct PortForward {
+    listener: std::os::fd::RawFd,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Makes the host's `127.0.0.1:port` reachable at `listen` inside `ns`
+/// (e.g. a tap's address, for a virtual machine on that tap). Unlike
+/// [`forward_loopback_port`], the listener closes on drop.
+pub fn forward_port(ns: &Netns, listen: std::net::SocketAddr, port: u16) -> PortForward {
+    use std::os::fd::AsRawFd;
+    let listener = run_in(ns, move || {
+        std::net::TcpListener::bind(listen).expect("bind inside the namespace")
+    });
+    let fd = listener.as_raw_fd();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let thread = std::thread::spawn(move || {
+        for inbound in listener.incoming() {
+            if stopped.load(Ordering::Relaxed) {
+                return;
+            }
+            let Ok(inbound) = inbound else { continue };
+            let Ok(outbound) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                continue;
+            };
+            let pairs = [
+                (inbound.try_clone(), outbound.try_clone()),
+                (outbound.try_clone(), inbound.try_clone()),
+            ];
+            for (from, to) in pairs {
+                if let (Ok(mut from), Ok(mut to)) = (from, to) {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        }
+    });
+    PortForward {
+        listener: fd,
+        stop,
+        thread: Some(thread),
+    }
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // SAFETY: shutdown(2) on the listener the relay thread still owns
+        // (it returns only after seeing the flag); it wakes the blocked accept.
+        unsafe {
+            libc::shutdown(self.listener, libc::SHUT_RDWR);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -408,6 +408,7 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/machines/{id}/events", vec!["get"]),
         ("/api/v1/machines/{id}/actions/{action}", vec!["post"]),
         ("/api/v1/machines/{id}/commissioning-results", vec!["get"]),
+        ("/api/v1/machines/{id}/logs", vec!["get"]),
         ("/api/v1/boot-resources", vec!["get", "post"]),
         ("/api/v1/boot-resources/{id}", vec!["delete", "get"]),
         ("/api/v1/domains", vec!["get", "post"]),

@@ -52,7 +52,9 @@ fn results_archive(dir: &Path) -> std::path::PathBuf {
     .unwrap();
     std::fs::write(
         outputs.join("net"),
-        format!("name=eth0\tmac={MACHINE_MAC}\toperstate=up\tcarrier=1\tspeed=1000\tdriver=e1000\n"),
+        format!(
+            "name=eth0\tmac={MACHINE_MAC}\toperstate=up\tcarrier=1\tspeed=1000\tdriver=e1000\n"
+        ),
     )
     .unwrap();
     std::fs::write(outputs.join("firmware"), "uefi\n").unwrap();
@@ -111,14 +113,26 @@ async fn machines_read_their_own_metadata_and_results_survive_a_cut_link() {
     let lan = Netns::create();
     let switch = bridge(&lan);
     let rack_ns = Netns::create();
-    let rack_nic = plug(&lan, &switch, &rack_ns, "02:00:00:00:89:0a", Some("10.89.0.1/24"));
+    let rack_nic = plug(
+        &lan,
+        &switch,
+        &rack_ns,
+        "02:00:00:00:89:0a",
+        Some("10.89.0.1/24"),
+    );
     forward_loopback_port(&rack_ns, options.embedded_broker.port());
     let rack = start_rack_in(&rack_ns, &state, &rack_nic, &logs.join("rack.log"));
     wait_in_sync(&api, "meta-rack").await;
     let machine_ns = Netns::create();
     let machine_nic = plug(&lan, &switch, &machine_ns, MACHINE_MAC, None);
     let stranger = Netns::create();
-    plug(&lan, &switch, &stranger, "02:00:00:00:89:0b", Some("10.89.0.50/24"));
+    plug(
+        &lan,
+        &switch,
+        &stranger,
+        "02:00:00:00:89:0b",
+        Some("10.89.0.50/24"),
+    );
     let hooks = tempfile::tempdir().unwrap();
     let (script, events) = udhcpc_script(hooks.path());
     let output = udhcpc(&machine_ns, &machine_nic, &script, &[]);
@@ -177,13 +191,22 @@ async fn machines_read_their_own_metadata_and_results_survive_a_cut_link() {
 
     // The rack restarts before the region is back: the results are on disk.
     drop(rack);
-    let _rack = start_rack_in(&rack_ns, &state, &rack_nic, &logs.join("rack-restarted.log"));
+    let _rack = start_rack_in(
+        &rack_ns,
+        &state,
+        &rack_nic,
+        &logs.join("rack-restarted.log"),
+    );
     let region = RegionProcess::start(&options).await;
     let api = region.client();
-    wait_until("the queued results to make the machine Ready", PATIENCE, || async {
-        let machine = api.get(&format!("/api/v1/machines/{id}")).await;
-        (machine["status"] == "ready").then_some(machine)
-    })
+    wait_until(
+        "the queued results to make the machine Ready",
+        PATIENCE,
+        || async {
+            let machine = api.get(&format!("/api/v1/machines/{id}")).await;
+            (machine["status"] == "ready").then_some(machine)
+        },
+    )
     .await;
     let results = api
         .get(&format!("/api/v1/machines/{id}/commissioning-results"))
@@ -199,7 +222,10 @@ async fn machines_read_their_own_metadata_and_results_survive_a_cut_link() {
 
     // The token was for that run only: posting again is refused at the region.
     let (code, _) = post(&token, &upload);
-    assert_eq!(code, 202, "the rack still holds the old metadata until the next boot");
+    assert_eq!(
+        code, 202,
+        "the rack still holds the old metadata until the next boot"
+    );
     wait_until("the replayed results to be refused", PATIENCE, || async {
         let events = api.get(&format!("/api/v1/machines/{id}/events")).await;
         events

@@ -442,6 +442,13 @@ impl Engine {
             options.push(DhcpOption::DomainNameServer(config.dns_servers.clone()));
         }
         options.extend(config.domain.clone().map(DhcpOption::DomainName));
+        // NTP points at this rack's own address (option 42 carries addresses
+        // only, and a client should stick to the rack whose clock it sampled).
+        // The rack runs its NTP server whenever it serves DHCP.
+        if config.services.ntp {
+            let rack = self.subnets[index].served.local_addr;
+            options.push(DhcpOption::NtpServers(vec![rack]));
+        }
         options
     }
 

@@ -485,3 +485,35 @@ fn a_lapsed_binding_is_journaled_and_reported() {
     assert!(engine.poll_expired(601).is_empty());
     assert_eq!(engine.next_expiry(), None);
 }
+
+#[test]
+fn option_42_names_the_rack_facing_the_subnet_only_where_ntp_is_on() {
+    let ntp =
+        |engine: &mut Engine, client: MacAddress, meta: RecvMeta, giaddr: Option<Ipv4Addr>| {
+            let mut request = discover(client);
+            if let Some(relay) = giaddr {
+                request.set_giaddr(relay);
+            }
+            let (offer, _) = reply(&engine.handle(0, &request.to_vec().unwrap(), meta));
+            offer.opts().get(OptionCode::NtpServers).cloned()
+        };
+    let mut engine = engine();
+    assert_eq!(
+        ntp(&mut engine, mac(1), meta(), None),
+        Some(DhcpOption::NtpServers(vec![RACK]))
+    );
+    let relayed = RecvMeta {
+        local_addr: RACK,
+        source: SocketAddrV4::new(RELAY, 67),
+    };
+    assert_eq!(
+        ntp(&mut engine, mac(2), relayed, Some(RELAY)),
+        Some(DhcpOption::NtpServers(vec![RACK])),
+        "a relayed subnet is pointed at the address its relay forwards to"
+    );
+
+    let mut config = engine.config.clone();
+    config.subnets[0].config.services.ntp = false;
+    engine.reconfigure(config);
+    assert_eq!(ntp(&mut engine, mac(3), meta(), None), None);
+}

@@ -114,12 +114,70 @@ pub struct StateFiles {
     pub identity: edgemetal_protocol::enrolment::EnrolmentBundle,
     /// Events to deliver to the region.
     pub events: Arc<crate::state::SharedQueue>,
+    /// Syslog lines to deliver to the region.
+    pub logs: Arc<crate::syslog::SharedLogQueue>,
 }
 
 /// Most events per message.
 const EVENTS_PER_MESSAGE: usize = 200;
 /// Most event payload per message: well inside the broker's packet limit.
 const EVENT_BYTES_PER_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// Most log lines per message.
+const LOGS_PER_MESSAGE: usize = 1000;
+/// Most log payload per message.
+const LOG_BYTES_PER_MESSAGE: u64 = 1024 * 1024;
+
+/// Sends the next batch of queued log lines, unless one is still unacknowledged.
+///
+/// One batch at a time: the region acks the highest id of what it stored,
+/// so an ack can never cover an earlier batch that it failed to store.
+async fn deliver_logs(
+    session: &mut Session,
+    files: &StateFiles,
+    in_flight: &mut Option<u64>,
+    send: &impl Fn(Outgoing),
+) {
+    if in_flight.is_some() {
+        return;
+    }
+    let batch = {
+        let queue = files.logs.lock();
+        queue.batch(queue.acked(), LOGS_PER_MESSAGE, LOG_BYTES_PER_MESSAGE)
+    };
+    let Some(last) = batch.last().map(|l| l.id) else {
+        return;
+    };
+    let message = session.logs(now_ms(), batch);
+    if !persist_counters(session, &files.counters).await {
+        return;
+    }
+    send(message);
+    *in_flight = Some(last);
+}
+
+/// Forgets the log lines the region stored; returns how many that were.
+async fn ack_logs(files: &StateFiles, up_to: u64) -> u64 {
+    let logs = files.logs.clone();
+    let acked = tokio::task::spawn_blocking(move || {
+        let mut queue = logs.lock();
+        let before = queue.len();
+        let result = queue.ack(up_to);
+        (result, (before - queue.len()) as u64, queue.pending_bytes())
+    })
+    .await;
+    match acked {
+        Ok((Ok(()), forgotten, _)) => forgotten,
+        Ok((Err(error), forgotten, _)) => {
+            tracing::error!(%error, "cannot trim the syslog queue on disk");
+            forgotten
+        }
+        Err(error) => {
+            tracing::error!(%error, "syslog queue task failed");
+            0
+        }
+    }
+}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -243,6 +301,8 @@ pub async fn run(
 
     // Highest event id sent on this connection; resent from the ack on reconnect.
     let mut events_sent = 0u64;
+    // Last id of the log batch awaiting its ack.
+    let mut logs_in_flight: Option<u64> = None;
     let mut heartbeat = tokio::time::interval(settings.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut connected = false;
@@ -264,6 +324,8 @@ pub async fn run(
                     }
                     events_sent = files.events.queue.lock().unwrap_or_else(|e| e.into_inner()).acked();
                     deliver_events(&mut session, &files, &mut events_sent, &send).await;
+                    logs_in_flight = None;
+                    deliver_logs(&mut session, &files, &mut logs_in_flight, &send).await;
                     blob_in_flight = None;
                     fetch_next_blob(&mut session, &files, &settings, &status, &mut blob_in_flight, &send).await;
                 }
@@ -326,6 +388,15 @@ pub async fn run(
                             if let Err(error) = acked {
                                 tracing::error!(%error, "cannot trim the event queue");
                             }
+                        }
+                        Inbound::LogsAcked(up_to) => {
+                            let forwarded = ack_logs(&files, up_to).await;
+                            status.metrics.syslog.forwarded.inc_by(forwarded);
+                            status.metrics.syslog.queued_bytes.set(files.logs.lock().pending_bytes() as i64);
+                            if logs_in_flight.is_some_and(|last| up_to >= last) {
+                                logs_in_flight = None;
+                            }
+                            deliver_logs(&mut session, &files, &mut logs_in_flight, &send).await;
                         }
                         Inbound::BlobChunk(chunk) => {
                             let cache = settings.boot_cache.clone();
@@ -400,11 +471,16 @@ pub async fn run(
             _ = files.events.added.notified(), if connected => {
                 deliver_events(&mut session, &files, &mut events_sent, &send).await;
             }
+            _ = files.logs.added.notified(), if connected => {
+                deliver_logs(&mut session, &files, &mut logs_in_flight, &send).await;
+            }
             _ = heartbeat.tick(), if connected => {
                 // Anything sent but still unacknowledged a heartbeat later is sent again;
                 // the region applies each event id once.
                 events_sent = files.events.queue.lock().unwrap_or_else(|e| e.into_inner()).acked();
                 deliver_events(&mut session, &files, &mut events_sent, &send).await;
+                logs_in_flight = None;
+                deliver_logs(&mut session, &files, &mut logs_in_flight, &send).await;
                 fetch_next_blob(&mut session, &files, &settings, &status, &mut blob_in_flight, &send).await;
                 let mut health = vec![ServiceHealth {
                     service: ServiceKind::Link,

@@ -60,6 +60,8 @@ pub enum Inbound {
     Rekey(LinkKeys),
     /// The region stored every queued event up to this id.
     EventsAcked(u64),
+    /// The region stored every queued log line up to this id.
+    LogsAcked(u64),
     /// Carry out this power command, then publish [`Session::power_result`].
     Power(edgemetal_protocol::PowerCommand),
     /// Part of a boot resource being cached.
@@ -297,6 +299,15 @@ impl Session {
         self.outgoing(now_ms, UpMessage::Events(events), false)
     }
 
+    /// Queued syslog lines to deliver, oldest first.
+    pub fn logs(&mut self, now_ms: u64, lines: Vec<edgemetal_protocol::LogLine>) -> Outgoing {
+        self.outgoing(
+            now_ms,
+            UpMessage::Logs(edgemetal_protocol::LogBatch { lines }),
+            false,
+        )
+    }
+
     /// Handles a payload received on `topic`; `retained` when the broker
     /// delivered it from its retained store rather than live.
     pub fn on_publish(
@@ -317,6 +328,7 @@ impl Session {
                             | Channel::Power
                             | Channel::BlobChunk
                             | Channel::BootAnswer
+                            | Channel::LogsAck
                     ) => {}
             _ => return Inbound::Dropped("bad_topic", format!("unexpected topic {topic}")),
         }
@@ -374,6 +386,14 @@ impl Session {
                 self.mark_down(sequence);
                 self.counters_dirty = true;
                 return Inbound::EventsAcked(up_to);
+            }
+            DownMessage::LogsAck(up_to) => {
+                if replayed {
+                    return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
+                }
+                self.mark_down(sequence);
+                self.counters_dirty = true;
+                return Inbound::LogsAcked(up_to);
             }
             DownMessage::BlobChunk(chunk) => {
                 if replayed {

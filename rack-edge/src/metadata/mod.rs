@@ -202,9 +202,9 @@ async fn meta_data_json(
         Ok((metadata, base)) => {
             let object: serde_json::Map<String, serde_json::Value> =
                 fields(&service, &metadata, &base, peer)
-                .into_iter()
-                .map(|(key, value)| (key.to_string(), value.into()))
-                .collect();
+                    .into_iter()
+                    .map(|(key, value)| (key.to_string(), value.into()))
+                    .collect();
             Json(object).into_response()
         }
         Err(refusal) => refusal.into_response(),

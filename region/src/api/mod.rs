@@ -12,6 +12,7 @@ mod enrolment;
 mod error;
 mod extract;
 mod leases;
+mod logs;
 mod machines;
 mod policy;
 mod power;
@@ -135,6 +136,7 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(machines::get_machine, machines::delete_machine))
         .routes(routes!(machines::machine_action))
         .routes(routes!(machines::commissioning_results))
+        .routes(routes!(logs::list_machine_logs))
         .routes(routes!(power::set_power_settings))
         .routes(routes!(power::get_power))
         .routes(routes!(power::power_action))

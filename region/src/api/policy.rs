@@ -142,6 +142,7 @@ const RULES: &[Rule] = &[
         ReadOnly,
         "machine.commissioning_results",
     ),
+    rule(Method::GET, "/machines/{id}/logs", ReadOnly, "machine.logs"),
     rule(Method::GET, "/domains", ReadOnly, "domain.list"),
     rule(Method::POST, "/domains", Operator, "domain.create"),
     rule(Method::GET, "/domains/{id}", ReadOnly, "domain.get"),

@@ -23,6 +23,8 @@ pub enum FollowUp {
     SendChunk(edgemetal_protocol::BlobRequest),
     /// Tell the rack what a machine boots.
     AnswerBoot(edgemetal_protocol::BootQuery),
+    /// Tell the rack its log lines up to this id are stored.
+    AckLogs(u64),
 }
 
 /// Applies one message; tells whether the rack needs the current snapshot.
@@ -105,6 +107,13 @@ pub async fn apply(store: &Store, inbound: &Inbound) -> Result<FollowUp, StoreEr
         UpMessage::PowerResult(result) => Ok(FollowUp::PowerResult(result.clone())),
         UpMessage::BlobRequest(request) => Ok(FollowUp::SendChunk(request.clone())),
         UpMessage::BootQuery(query) => Ok(FollowUp::AnswerBoot(query.clone())),
+        UpMessage::Logs(batch) => {
+            let stored = store
+                .store_log_lines(inbound.rack_id.as_str(), &batch.lines)
+                .await?;
+            tracing::debug!(rack = %inbound.rack_id, lines = batch.lines.len(), up_to = stored, "rack log lines stored");
+            Ok(FollowUp::AckLogs(stored))
+        }
         UpMessage::Status(RackStatus::Online) => {
             store.mark_rack_online(&inbound.rack_id, now).await?;
             Ok(FollowUp::None)

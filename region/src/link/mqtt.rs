@@ -436,6 +436,10 @@ impl Link {
                     Err(error) => tracing::error!(%error, "cannot decide a boot"),
                 }
             }
+            Ok(FollowUp::AckLogs(up_to)) => {
+                self.publish_down(&inbound.rack_id, DownMessage::LogsAck(up_to), false)
+                    .await;
+            }
             Ok(FollowUp::None) => {}
             Err(error) => {
                 tracing::error!(rack = %inbound.rack_id, %error, "cannot record rack message")

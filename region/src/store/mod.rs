@@ -25,6 +25,7 @@ mod power;
 mod racks;
 mod reservations;
 mod subnets;
+pub mod syslog;
 
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -50,6 +51,7 @@ pub use power::{MachineEvent, PowerSettings, PowerStatus, StoredPower};
 pub use racks::{RackHello, RackRecord};
 pub use reservations::{ReservationRecord, ReservationSpec};
 pub use subnets::{IpRangeRecord, IpRangeSpec, SubnetRecord, SubnetServices, SubnetSpec};
+pub use syslog::{parse_severity, LogQuery, LogRecord, LogRetention, MAX_LOG_PAGE};
 
 /// What went wrong in a store operation.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,39 @@
+//! Answers IPv6 Router Solicitations on the DHCP interfaces, so that a
+//! booting machine finishes IPv6 autoconfiguration at once.
+//!
+//! iPXE (QEMU's ROM among others) configures its NIC with DHCPv4 and IPv6
+//! autoconfiguration together and waits for both. On a link without an IPv6
+//! router nobody answers its Router Solicitations, and it waits about 13 s
+//! for its configurator to time out before fetching its boot script. Any
+//! Router Advertisement ends that wait; the one sent here changes nothing
+//! on the link: router lifetime 0 (not a default router), M and O clear
+//! (nothing to get from DHCPv6), no prefix and no other option. It goes
+//! unicast to the soliciting host, or to ff02::1 when the host solicited
+//! from the unspecified address, with hop limit 255.
+//!
+//! A link that has a real IPv6 router does not need this: that router
+//! answers, and its M/O flags are what hosts should follow.
+//!
+//! The pieces:
+//!
+//! - [`wire`]: Router Solicitation parsing, Router Advertisement encoding.
+//! - [`responder`]: the per-interface decision (validation, destination,
+//!   rate limit), driven with an explicit clock.
+//! - [`counters`]: what happened, for metrics.
+//! - [`server`]: the tokio adapter, one raw ICMPv6 socket per interface.
+//!
+//! Wiring: spawn [`run`] with the DHCP interface names (or [`serve`] with an
+//! `Arc<Counters>` kept for metrics).
+
+pub mod counters;
+pub mod responder;
+pub mod server;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use counters::{Counters, DropReason};
+pub use responder::{Received, Reply, Responder};
+pub use server::{run, serve};
+pub use wire::{parse_router_solicitation, RouterAdvertisement, RouterSolicitation};
