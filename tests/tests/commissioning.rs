@@ -304,6 +304,21 @@ async fn a_virtual_machine_behind_a_real_bmc_is_commissioned_to_ready_and_an_unk
         "rack log has no DHCP lease for {KNOWN_MAC}"
     );
 
+    // The ephemeral system logged through the rack's syslog relay: its
+    // lines are the machine's logs in the region.
+    let logs_path = format!("/api/v1/machines/{id}/logs?contains=gathered");
+    let agent_lines = edgemetal_tests::wait_until(
+        "the agent's log lines in the region",
+        Duration::from_secs(60),
+        || async {
+            let logs = api.get(&logs_path).await;
+            let lines = logs["lines"].as_array()?.clone();
+            (!lines.is_empty()).then_some(lines)
+        },
+    )
+    .await;
+    eprintln!("agent log line in the region: {}", agent_lines[0]);
+
     // An unknown machine powered on by hand: enlisted, then auto-commissioned.
     let serial = logs.join("serial-unknown.log");
     let _ = std::fs::remove_file(&serial);
