@@ -300,19 +300,9 @@ set_working_mc 0x20
     /// Runs ipmitool against this BMC, inside its namespace; its output, if it
     /// succeeded.
     pub fn try_ipmitool(&self, password: &str, args: &[&str]) -> Option<String> {
-        let port = self.port.to_string();
-        let output = Command::new("ip")
-            .args(["netns", "exec", &self.bmc_ns, "ipmitool"])
-            .args(["-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p", &port])
-            .args(["-U", USER, "-P", password, "-N", "1", "-R", "2"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("ipmitool must be installed");
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.bmc_ns, "ipmitool"]);
+        crate::bmc::run_ipmitool(command, self.port, password, args)
     }
 
     /// Runs ipmitool against this BMC with the right password; panics if it fails.

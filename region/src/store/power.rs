@@ -167,18 +167,9 @@ impl Store {
         actor: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO machine_events (id, machine_id, at_ms, kind, actor, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(machine_id)
-        .bind(now_ms())
-        .bind(kind)
-        .bind(actor)
-        .bind(detail)
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        super::lifecycle::add_event_in(&mut tx, machine_id, kind, actor, detail).await?;
+        tx.commit().await?;
         Ok(())
     }
 
