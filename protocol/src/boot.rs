@@ -117,3 +117,51 @@ pub struct EphemeralBoot {
     /// Extra kernel command line; the rack adds where to reach it.
     pub cmdline: String,
 }
+
+/// What a machine boots, pushed by the region to the racks that serve it
+/// ahead of any boot (on every lifecycle change, and in full on resync), so
+/// that no step of a machine's boot waits on the region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootIntent {
+    /// The machine's boot interface.
+    pub mac: MacAddress,
+    /// Grows with every change of the machine (region clock, ms, read before
+    /// the machine is): a rack keeps the highest it was given and ignores older
+    /// ones, so reordered or replayed pushes cannot roll a machine back.
+    pub generation: u64,
+    /// After this (ms since the epoch) the intent is stale: the rack boots the
+    /// machine from local disk and serves no metadata until a newer one
+    /// arrives. `None`: it does not expire.
+    pub expires_at_ms: Option<u64>,
+    /// What it boots.
+    pub decision: BootDecision,
+    /// What its ephemeral system reads from the rack's metadata endpoint.
+    pub metadata: Option<crate::commissioning::MachineMetadata>,
+}
+
+/// A set of boot intents for one rack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentBatch {
+    /// The batch is every intent the rack should hold: it forgets the others.
+    pub full: bool,
+    /// The intents, one per machine.
+    pub intents: Vec<BootIntent>,
+    /// Machines the region no longer knows (deleted): the rack forgets them
+    /// and treats them as never seen.
+    pub forget: Vec<MacAddress>,
+}
+
+/// The architecture name (MAAS-style) for a DHCP option 93 client
+/// architecture (RFC 4578, IANA "Processor Architecture Types"): the one
+/// table both region and racks use. Unknown or absent codes are `amd64`,
+/// the architecture of nearly every network-booting machine.
+pub fn architecture_of_option93(arch: Option<u16>) -> &'static str {
+    match arch {
+        // ARM 32-bit UEFI, ARM 64-bit UEFI, ARM 64-bit UEFI HTTP boot.
+        Some(10) => "armhf",
+        Some(11 | 19) => "arm64",
+        // x86 UEFI (32-bit).
+        Some(6) => "i386",
+        _ => "amd64",
+    }
+}

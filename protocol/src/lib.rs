@@ -22,6 +22,7 @@ pub mod dhcp_peers;
 pub mod dns;
 pub mod enrolment;
 pub mod envelope;
+pub mod frame;
 pub mod gateway;
 pub mod message;
 pub mod power;
@@ -43,7 +44,17 @@ pub use topic::{Channel, Direction, Topic, TopicError};
 pub use types::*;
 
 /// The protocol version this build speaks natively.
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// - v1: snapshots, events, power, blobs; racks ask the region what a
+///   machine boots ([`BootQuery`] / [`BootAnswer`]).
+/// - v2: the region pushes each machine's [`BootIntent`] ahead of its boot
+///   ([`DownMessage::Intents`]), and presence is tied to the connection: a
+///   rack seals its last will with the sequence number just before the
+///   `Online` status of the same connection, and the region accepts an
+///   offline status only as the will of the connection it last saw come
+///   online (once), so a replayed will from an earlier connection changes
+///   nothing.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The inclusive range of protocol versions this build can decode.
 pub const SUPPORTED_VERSIONS: core::ops::RangeInclusive<u16> = 1..=PROTOCOL_VERSION;

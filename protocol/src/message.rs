@@ -74,6 +74,8 @@ pub enum DownMessage {
     BootAnswer(BootAnswer),
     /// Every log line up to and including this id is stored; the rack may forget them.
     LogsAck(u64),
+    /// What machines boot, pushed ahead of their boots (protocol v2).
+    Intents(crate::boot::IntentBatch),
 }
 
 impl DownMessage {
@@ -87,6 +89,7 @@ impl DownMessage {
             DownMessage::BlobChunk(_) => Channel::BlobChunk,
             DownMessage::BootAnswer(_) => Channel::BootAnswer,
             DownMessage::LogsAck(_) => Channel::LogsAck,
+            DownMessage::Intents(_) => Channel::Intents,
         }
     }
 }

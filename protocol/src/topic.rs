@@ -58,6 +58,8 @@ pub enum Channel {
     Logs,
     /// The region's acknowledgement of stored log lines. Down.
     LogsAck,
+    /// Machines' boot intents, pushed ahead of their boots. Down.
+    Intents,
 }
 
 impl Channel {
@@ -70,7 +72,8 @@ impl Channel {
             | Channel::Power
             | Channel::BlobChunk
             | Channel::BootAnswer
-            | Channel::LogsAck => Direction::Down,
+            | Channel::LogsAck
+            | Channel::Intents => Direction::Down,
             _ => Direction::Up,
         }
     }
@@ -95,6 +98,7 @@ impl Channel {
             Channel::BootAnswer => "boot-answer",
             Channel::Logs => "logs",
             Channel::LogsAck => "logs-ack",
+            Channel::Intents => "intents",
         }
     }
 
@@ -117,6 +121,7 @@ impl Channel {
             "boot-answer" => Channel::BootAnswer,
             "logs" => Channel::Logs,
             "logs-ack" => Channel::LogsAck,
+            "intents" => Channel::Intents,
             _ => return None,
         };
         (channel.direction() == direction).then_some(channel)

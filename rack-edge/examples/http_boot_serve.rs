@@ -16,7 +16,12 @@ async fn main() -> anyhow::Result<()> {
     let cache = BootCache::open(&state_dir)?;
     let (queries, _unanswered) = tokio::sync::mpsc::unbounded_channel();
     let (_snapshots, snapshot_rx) = tokio::sync::watch::channel(None);
-    let decisions = Arc::new(Decisions::open(&state_dir, queries, snapshot_rx));
+    let decisions = Arc::new(Decisions::open(
+        &state_dir,
+        queries,
+        snapshot_rx,
+        Default::default(),
+    ));
     let app = http::router(http::BootHttp {
         cache,
         decisions,

@@ -25,6 +25,16 @@ pub struct RackConfig {
     /// Allow a plaintext `mqtt://` broker. Logged as a warning at every start.
     #[arg(long, env = "EDGEMETAL_RACK_INSECURE_PLAINTEXT")]
     pub insecure_plaintext: bool,
+    /// The link protocol version to speak: 2 (this build), or 1 to behave as
+    /// a v1 rack (boot queries asked of the region, no pushed intents), for
+    /// sites whose region is not upgraded yet and for version-skew tests.
+    #[arg(
+        long,
+        env = "EDGEMETAL_RACK_PROTOCOL_VERSION",
+        default_value_t = edgemetal_protocol::PROTOCOL_VERSION,
+        value_parser = clap::value_parser!(u16).range(1..=edgemetal_protocol::PROTOCOL_VERSION as i64)
+    )]
+    pub protocol_version: u16,
     /// Local status endpoint (health, status, metrics).
     #[arg(
         long,

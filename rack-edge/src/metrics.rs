@@ -37,6 +37,8 @@ pub struct Metrics {
     pub dhcp_dropped: Family<Labels, Counter>,
     /// The syslog relay's counters.
     pub syslog: std::sync::Arc<crate::syslog::Counters>,
+    /// Where boot-path answers came from (intents, enlistment, the region).
+    pub boot: crate::boot::BootPathCounters,
 }
 
 impl Metrics {
@@ -92,7 +94,10 @@ impl Metrics {
         proxy.register(&mut registry);
         let syslog = std::sync::Arc::new(crate::syslog::Counters::default());
         syslog.register(&mut registry);
+        let boot = crate::boot::BootPathCounters::default();
+        boot.register(&mut registry);
         Metrics {
+            boot,
             syslog,
             registry,
             dns,

@@ -75,7 +75,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
     let status = Arc::new(LiveStatus {
         rack_id: rack_id.clone(),
         applied: RwLock::new(None),
-        link_connected: AtomicBool::new(false),
+        link_connected: std::sync::Arc::new(AtomicBool::new(false)),
         metrics: Metrics::new(),
         snapshots: tokio::sync::watch::channel(None).0,
         services: RwLock::new(Vec::new()),
@@ -246,6 +246,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         nonce,
     )
     .with_previous_keys(previous)
+    .with_protocol_version(config.protocol_version)
     .with_services((!config.dhcp_interfaces.is_empty()).then_some(ServiceKind::Dhcp))
     .with_services([ServiceKind::Power])
     .with_services(config.http_boot_address().map(|_| ServiceKind::Http))

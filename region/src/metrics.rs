@@ -27,6 +27,10 @@ pub struct Metrics {
     pub config_generation: Gauge<u64, AtomicU64>,
     /// Bytes of boot resources sent to racks.
     pub blob_bytes_sent: Counter,
+    /// Sealed payload bytes published to racks, every channel.
+    pub link_bytes_sent: Counter,
+    /// Boot intents pushed to racks (one per machine per rack).
+    pub intents_pushed: Counter,
 }
 
 impl Metrics {
@@ -41,6 +45,8 @@ impl Metrics {
             racks_online: Gauge::default(),
             config_generation: Gauge::default(),
             blob_bytes_sent: Counter::default(),
+            link_bytes_sent: Counter::default(),
+            intents_pushed: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -77,6 +83,16 @@ impl Metrics {
             "blob_bytes_sent",
             "Bytes of boot resources sent to racks",
             metrics.blob_bytes_sent.clone(),
+        );
+        registry.register(
+            "link_bytes_sent",
+            "Sealed payload bytes published to racks",
+            metrics.link_bytes_sent.clone(),
+        );
+        registry.register(
+            "intents_pushed",
+            "Boot intents pushed to racks, one per machine per rack",
+            metrics.intents_pushed.clone(),
         );
         Metrics {
             registry,

@@ -1,112 +1,259 @@
-//! What each machine boots, as the region decides it: asked over the link
-//! when a machine fetches its boot configuration, remembered per machine
-//! (on disk) so that machines still boot when the region is unreachable.
-//! A machine never seen before gets the enlistment image from the snapshot.
-//! Each answer may carry the machine's metadata (with its token), which the
-//! metadata service serves; it is remembered the same way, in a private file.
+//! What each machine boots, answered at once from what the rack holds: the
+//! boot intents the region pushes ahead of every boot (protocol v2), kept on
+//! disk so machines boot the same when the region is unreachable or the
+//! rack restarts. A machine never seen gets the enlistment image for its
+//! architecture at once, and the region is told without waiting for it.
+//!
+//! Nothing here waits on the region, except in the v1 compatibility mode
+//! (a rack speaking protocol v1 asks, as v1 racks did): those waits are
+//! counted, and the counter must stay 0 on a v2 rack.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use edgemetal_protocol::{
-    BootAnswer, BootDecision, BootQuery, BootResourceKind, ConfigSnapshot, EphemeralBoot,
-    MacAddress, MachineMetadata,
+    architecture_of_option93, BootAnswer, BootDecision, BootIntent, BootQuery, BootResourceKind,
+    ConfigSnapshot, EphemeralBoot, IntentBatch, MacAddress, MachineMetadata,
 };
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// How long a machine's boot waits for the region before using what the rack remembers.
+/// How long a v1-mode boot waits for the region before using what the rack holds.
 pub const REGION_ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The image name machines boot to enlist and commission.
 const EPHEMERAL_IMAGE: &str = "ephemeral";
 
-/// Per-machine boot decisions.
+type Labels = Vec<(&'static str, String)>;
+
+/// Where each boot-path answer came from, on `/metrics`.
+#[derive(Clone, Default)]
+pub struct BootPathCounters {
+    /// Boot-path answers (iPXE script, PXELINUX/GRUB file, metadata), by source:
+    /// `intent` (pushed by the region), `expired` (an intent past its expiry:
+    /// local disk), `enlistment` (a machine never seen), `region` (v1 mode).
+    pub answers: Family<Labels, Counter>,
+    /// Boot-path requests that waited on the region (v1 mode only; 0 on v2).
+    pub region_waits: Counter,
+    /// Machines never seen that the region was told of, without waiting.
+    pub unknown_reported: Counter,
+}
+
+impl BootPathCounters {
+    /// Registers the counters under the rack's registry.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "boot_answers",
+            "Boot-path answers, by where they came from",
+            self.answers.clone(),
+        );
+        registry.register(
+            "boot_region_waits",
+            "Boot-path requests that waited on the region (0 unless in v1 mode)",
+            self.region_waits.clone(),
+        );
+        registry.register(
+            "boot_unknown_reported",
+            "Machines never seen that the region was told of asynchronously",
+            self.unknown_reported.clone(),
+        );
+    }
+
+    fn answered_from(&self, source: &'static str) {
+        self.answers
+            .get_or_create(&vec![("source", source.to_string())])
+            .inc();
+    }
+
+    /// How many answers came from `source`.
+    pub fn answers_from(&self, source: &'static str) -> u64 {
+        self.answers
+            .get_or_create(&vec![("source", source.to_string())])
+            .get()
+    }
+}
+
+/// Per-machine boot intents.
 pub struct Decisions {
     path: PathBuf,
-    metadata_path: PathBuf,
-    known: Mutex<HashMap<MacAddress, BootDecision>>,
-    metadata: Mutex<HashMap<MacAddress, MachineMetadata>>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<BootAnswer>>>,
-    next_id: AtomicU64,
+    intents: Mutex<HashMap<MacAddress, BootIntent>>,
     queries: mpsc::UnboundedSender<BootQuery>,
     snapshots: watch::Receiver<Option<ConfigSnapshot>>,
+    counters: BootPathCounters,
+    /// v1 compatibility: ask the region on every script fetch, as v1 racks did.
+    ask_first: bool,
+    link_up: Arc<AtomicBool>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<BootAnswer>>>,
+    next_id: AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What a v1 rack kept: decisions and metadata in two files. Read once, on
+/// the first start after an upgrade, as intents of generation 0.
+fn read_v1_files(state_dir: &Path) -> HashMap<MacAddress, BootIntent> {
+    let read = |name: &str| std::fs::read(state_dir.join(name)).ok();
+    let decisions: Vec<(MacAddress, BootDecision)> = read("boot-decisions.json")
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut metadata: HashMap<MacAddress, MachineMetadata> = read("machine-metadata.json")
+        .and_then(|b| serde_json::from_slice::<Vec<(MacAddress, MachineMetadata)>>(&b).ok())
+        .map(|entries| entries.into_iter().collect())
+        .unwrap_or_default();
+    decisions
+        .into_iter()
+        .map(|(mac, decision)| {
+            let intent = BootIntent {
+                mac,
+                generation: 0,
+                expires_at_ms: None,
+                decision,
+                metadata: metadata.remove(&mac),
+            };
+            (mac, intent)
+        })
+        .collect()
+}
+
 impl Decisions {
-    /// Loads the remembered decisions from `state_dir`; queries for the
-    /// region go to `queries` (the link sends them).
+    /// Loads the held intents from `state_dir`; notices for the region go to
+    /// `queries` (the link sends them when it can).
     pub fn open(
         state_dir: &Path,
         queries: mpsc::UnboundedSender<BootQuery>,
         snapshots: watch::Receiver<Option<ConfigSnapshot>>,
+        counters: BootPathCounters,
     ) -> Self {
-        let path = state_dir.join("boot-decisions.json");
-        let known: HashMap<MacAddress, BootDecision> = std::fs::read(&path)
-            .ok()
-            .and_then(|bytes| {
-                serde_json::from_slice::<Vec<(MacAddress, BootDecision)>>(&bytes).ok()
-            })
-            .map(|entries| entries.into_iter().collect())
-            .unwrap_or_default();
-        let metadata_path = state_dir.join("machine-metadata.json");
-        let metadata: HashMap<MacAddress, MachineMetadata> = std::fs::read(&metadata_path)
-            .ok()
-            .and_then(|bytes| {
-                serde_json::from_slice::<Vec<(MacAddress, MachineMetadata)>>(&bytes).ok()
-            })
-            .map(|entries| entries.into_iter().collect())
-            .unwrap_or_default();
+        let path = state_dir.join("boot-intents.json");
+        let intents = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<Vec<BootIntent>>(&bytes)
+                .map(|list| list.into_iter().map(|i| (i.mac, i)).collect())
+                .unwrap_or_else(|error| {
+                    tracing::warn!(%error, "unreadable boot intents; starting without");
+                    HashMap::new()
+                }),
+            Err(_) => read_v1_files(state_dir),
+        };
         Decisions {
             path,
-            metadata_path,
-            known: Mutex::new(known),
-            metadata: Mutex::new(metadata),
-            pending: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(0),
+            intents: Mutex::new(intents),
             queries,
             snapshots,
+            counters,
+            ask_first: false,
+            link_up: Arc::new(AtomicBool::new(false)),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
         }
     }
 
-    /// Asks the region what `mac` boots; falls back to [`Decisions::remembered`].
-    pub async fn decide(&self, mac: MacAddress, arch: Option<u16>) -> BootDecision {
-        match self.ask(mac, arch).await {
-            Some(answer) => answer.decision,
+    /// v1 compatibility: ask the region on every script fetch (waits are
+    /// counted; a down link fails fast), for racks that speak protocol v1.
+    pub fn asking_the_region_first(mut self, link_up: Arc<AtomicBool>) -> Self {
+        self.ask_first = true;
+        self.link_up = link_up;
+        self
+    }
+
+    /// The boot-path counters.
+    pub fn counters(&self) -> &BootPathCounters {
+        &self.counters
+    }
+
+    /// What `mac` boots, at once: its intent, or the enlistment image for
+    /// `arch` (option 93) when the rack has never been told of it.
+    pub fn decide_now(&self, mac: MacAddress, arch: Option<u16>) -> BootDecision {
+        let now = now_ms();
+        let held = lock(&self.intents).get(&mac).cloned();
+        match held {
+            Some(intent) if intent.expires_at_ms.is_some_and(|at| now > at) => {
+                self.counters.answered_from("expired");
+                BootDecision::LocalDisk
+            }
+            Some(intent) => {
+                self.counters.answered_from("intent");
+                intent.decision
+            }
             None => {
-                tracing::info!(%mac, "region did not answer; booting the remembered decision");
-                self.remembered(mac)
+                self.counters.answered_from("enlistment");
+                self.report_unknown(mac, arch);
+                self.enlistment(arch)
             }
         }
     }
 
-    /// The metadata of the machine `mac`: what is remembered (refreshed in
-    /// the background, so a cut link does not delay a known machine), else
-    /// the region's answer.
-    pub async fn metadata(&self, mac: MacAddress) -> Option<MachineMetadata> {
-        if let Some(known) = lock(&self.metadata).get(&mac).cloned() {
-            self.refresh(mac);
-            return Some(known);
+    /// What `mac` boots. On a v2 rack this is [`Decisions::decide_now`]; in
+    /// v1 mode the region is asked first (counted), unless the link is down.
+    pub async fn decide(&self, mac: MacAddress, arch: Option<u16>) -> BootDecision {
+        if self.ask_first && self.link_up.load(Ordering::Relaxed) {
+            self.counters.region_waits.inc();
+            if let Some(answer) = self.ask(mac, arch).await {
+                self.counters.answered_from("region");
+                return answer.decision;
+            }
         }
-        self.ask(mac, None).await.and_then(|answer| answer.metadata)
+        self.decide_now(mac, arch)
+    }
+
+    /// The metadata of `mac`, if the region issued any and it is current.
+    pub fn metadata(&self, mac: MacAddress) -> Option<MachineMetadata> {
+        let now = now_ms();
+        let held = lock(&self.intents).get(&mac).cloned();
+        match held {
+            Some(intent) if intent.expires_at_ms.is_some_and(|at| now > at) => None,
+            Some(intent) => intent.metadata,
+            None => {
+                self.report_unknown(mac, None);
+                None
+            }
+        }
     }
 
     /// The machine whose current metadata holds `token`, compared in
     /// constant time so a wrong guess learns nothing from timing.
     pub fn by_token(&self, token: &str) -> Option<(MacAddress, MachineMetadata)> {
-        lock(&self.metadata)
-            .iter()
-            .find(|(_, metadata)| constant_time_eq(metadata.token.as_bytes(), token.as_bytes()))
-            .map(|(mac, metadata)| (*mac, metadata.clone()))
+        use subtle::ConstantTimeEq;
+        let now = now_ms();
+        lock(&self.intents)
+            .values()
+            .filter(|intent| !intent.expires_at_ms.is_some_and(|at| now > at))
+            .find_map(|intent| {
+                let metadata = intent.metadata.as_ref()?;
+                bool::from(metadata.token.as_bytes().ct_eq(token.as_bytes()))
+                    .then(|| (intent.mac, metadata.clone()))
+            })
     }
 
-    /// Asks the region about `mac`; `None` when it does not answer in time.
+    /// What `mac` boots without counting an answer (boot progress reports).
+    pub fn held(&self, mac: MacAddress) -> Option<BootDecision> {
+        lock(&self.intents).get(&mac).map(|i| i.decision.clone())
+    }
+
+    /// Tells the region of a machine the rack holds nothing for; never waits.
+    fn report_unknown(&self, mac: MacAddress, arch: Option<u16>) {
+        self.counters.unknown_reported.inc();
+        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let _ = self.queries.send(BootQuery {
+            request_id,
+            mac,
+            arch,
+        });
+    }
+
+    /// v1 mode: asks the region about `mac`; `None` when it does not answer in time.
     async fn ask(&self, mac: MacAddress, arch: Option<u16>) -> Option<BootAnswer> {
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (waiter, answer) = oneshot::channel();
@@ -127,26 +274,9 @@ impl Decisions {
         decision
     }
 
-    /// Asks the region about `mac` without waiting; its answer updates what
-    /// [`Decisions::remembered`] returns.
-    pub fn refresh(&self, mac: MacAddress) {
-        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let _ = self.queries.send(BootQuery {
-            request_id,
-            mac,
-            arch: None,
-        });
-    }
-
-    /// The last decision for `mac`, or the enlistment image for a machine never seen.
-    pub fn remembered(&self, mac: MacAddress) -> BootDecision {
-        if let Some(decision) = lock(&self.known).get(&mac) {
-            return decision.clone();
-        }
-        self.enlistment()
-    }
-
-    fn enlistment(&self) -> BootDecision {
+    /// The enlistment image for a machine never seen, by its architecture.
+    fn enlistment(&self, arch: Option<u16>) -> BootDecision {
+        let architecture = architecture_of_option93(arch);
         let snapshot = self.snapshots.borrow();
         let resources = snapshot
             .as_ref()
@@ -155,7 +285,9 @@ impl Decisions {
         let find = |kind| {
             resources
                 .iter()
-                .find(|r| r.name == EPHEMERAL_IMAGE && r.architecture == "amd64" && r.kind == kind)
+                .find(|r| {
+                    r.name == EPHEMERAL_IMAGE && r.architecture == architecture && r.kind == kind
+                })
                 .map(|r| r.sha256)
         };
         match (
@@ -173,91 +305,91 @@ impl Decisions {
         }
     }
 
-    /// Takes the region's answer: hands it to the waiting boot and remembers it.
+    /// Takes pushed intents: each replaces the held one only if newer; a full
+    /// batch also forgets machines it does not name. Persisted before return.
+    pub fn apply(&self, batch: IntentBatch) -> usize {
+        let mut changed = 0;
+        {
+            let mut intents = lock(&self.intents);
+            if batch.full {
+                let named: std::collections::HashSet<MacAddress> =
+                    batch.intents.iter().map(|i| i.mac).collect();
+                let before = intents.len();
+                intents.retain(|mac, _| named.contains(mac));
+                changed += before - intents.len();
+            }
+            for mac in &batch.forget {
+                changed += usize::from(intents.remove(mac).is_some());
+            }
+            for intent in batch.intents {
+                let newer = intents
+                    .get(&intent.mac)
+                    .is_none_or(|held| intent.generation > held.generation);
+                if newer {
+                    intents.insert(intent.mac, intent);
+                    changed += 1;
+                }
+            }
+        }
+        if changed > 0 {
+            self.persist();
+        }
+        changed
+    }
+
+    /// A v1 answer: hands it to the waiting boot and holds it (generation 0:
+    /// any pushed intent is newer).
     pub fn answered(&self, answer: BootAnswer) {
         let changed = {
-            let mut known = lock(&self.known);
-            known.insert(answer.mac, answer.decision.clone()) != Some(answer.decision.clone())
+            let mut intents = lock(&self.intents);
+            let held = intents.get(&answer.mac);
+            let same = held.is_some_and(|h| h.decision == answer.decision && h.metadata == answer.metadata);
+            let pushed = held.is_some_and(|h| h.generation > 0);
+            if !same && !pushed {
+                intents.insert(
+                    answer.mac,
+                    BootIntent {
+                        mac: answer.mac,
+                        generation: 0,
+                        expires_at_ms: None,
+                        decision: answer.decision.clone(),
+                        metadata: answer.metadata.clone(),
+                    },
+                );
+            }
+            !same && !pushed
         };
         if changed {
             self.persist();
-        }
-        let metadata_changed = {
-            let mut metadata = lock(&self.metadata);
-            match &answer.metadata {
-                Some(new) => metadata.insert(answer.mac, new.clone()).as_ref() != Some(new),
-                None => metadata.remove(&answer.mac).is_some(),
-            }
-        };
-        if metadata_changed {
-            self.persist_metadata();
         }
         if let Some(waiter) = lock(&self.pending).remove(&answer.request_id) {
             let _ = waiter.send(answer);
         }
     }
 
-    fn persist_metadata(&self) {
-        let entries: Vec<(MacAddress, MachineMetadata)> = lock(&self.metadata)
-            .iter()
-            .map(|(mac, metadata)| (*mac, metadata.clone()))
-            .collect();
-        // Tokens are secrets: owner-only.
-        let written = serde_json::to_vec(&entries)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| {
-                crate::state::atomic_file::write_private(&self.metadata_path, &bytes)
-            });
-        if let Err(error) = written {
-            tracing::warn!(%error, "cannot persist machine metadata");
-        }
+    /// How many machines the rack holds intents for.
+    pub fn len(&self) -> usize {
+        lock(&self.intents).len()
+    }
+
+    /// Whether the rack holds no intents.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn persist(&self) {
-        let entries: Vec<(MacAddress, BootDecision)> = lock(&self.known)
-            .iter()
-            .map(|(mac, decision)| (*mac, decision.clone()))
-            .collect();
+        let mut entries: Vec<BootIntent> = lock(&self.intents).values().cloned().collect();
+        entries.sort_by_key(|i| i.mac);
+        // Tokens are secrets: owner-only.
         let written = serde_json::to_vec(&entries)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| crate::state::atomic_file::write(&self.path, &bytes));
+            .and_then(|bytes| crate::state::atomic_file::write_private(&self.path, &bytes));
         if let Err(error) = written {
-            tracing::warn!(%error, "cannot persist boot decisions");
+            tracing::warn!(%error, "cannot persist boot intents");
         }
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MAC: MacAddress = MacAddress([2, 0, 0, 0, 0, 1]);
-
-    #[tokio::test]
-    async fn an_answer_is_used_remembered_across_restarts_and_used_when_the_region_is_silent() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_snapshots_tx, snapshots) = watch::channel(None);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let decisions = std::sync::Arc::new(Decisions::open(dir.path(), tx, snapshots.clone()));
-        let region = decisions.clone();
-        tokio::spawn(async move {
-            let query: BootQuery = rx.recv().await.unwrap();
-            region.answered(BootAnswer {
-                request_id: query.request_id,
-                mac: query.mac,
-                decision: BootDecision::LocalDisk,
-                metadata: None,
-            });
-        });
-        assert_eq!(decisions.decide(MAC, None).await, BootDecision::LocalDisk);
-
-        // A restart with no region: the remembered answer.
-        let (tx, _rx) = mpsc::unbounded_channel();
-        let restarted = Decisions::open(dir.path(), tx, snapshots);
-        assert_eq!(restarted.remembered(MAC), BootDecision::LocalDisk);
-    }
-}
+#[path = "decisions_tests.rs"]
+mod tests;

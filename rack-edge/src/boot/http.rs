@@ -76,7 +76,11 @@ async fn ipxe_script(
     let Some(url) = rack_url(&headers) else {
         return (StatusCode::BAD_REQUEST, "missing or odd Host header\n").into_response();
     };
-    let decision = state.decisions.decide(mac, None).await;
+    let arch = state
+        .progress
+        .as_ref()
+        .and_then(|(_, directory)| directory.architecture(mac));
+    let decision = state.decisions.decide(mac, arch).await;
     tracing::info!(%mac, ?decision, "iPXE script served");
     if let Some((events, _)) = &state.progress {
         progress::report(events, mac, BootStage::ConfigServed);
@@ -140,7 +144,7 @@ fn report_resource(
     let Some(mac) = directory.holder(address) else {
         return;
     };
-    let BootDecision::Ephemeral(image) = decisions.remembered(mac) else {
+    let Some(BootDecision::Ephemeral(image)) = decisions.held(mac) else {
         return;
     };
     let stage = if &image.kernel == sha {

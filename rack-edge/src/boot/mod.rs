@@ -1,6 +1,6 @@
 //! Network boot on the rack: the cache of boot resources fetched from the
 //! region over the link ([`cache`]), what each machine boots ([`decisions`],
-//! asked of the region and remembered), the configurations rendered from it
+//! pushed ahead by the region and held on disk), the configurations rendered from it
 //! ([`render`]), and the HTTP ([`http`]) and TFTP ([`tftp_files`]) faces
 //! machines load them through.
 
@@ -13,4 +13,4 @@ pub mod serve;
 pub mod tftp_files;
 
 pub use cache::{BootCache, ChunkOutcome};
-pub use decisions::Decisions;
+pub use decisions::{BootPathCounters, Decisions};

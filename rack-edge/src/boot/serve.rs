@@ -35,11 +35,17 @@ pub async fn start(
 ) -> anyhow::Result<BootParts> {
     let cache = BootCache::open(&config.state_dir).context("cannot open the boot cache")?;
     let (queries_tx, queries) = mpsc::unbounded_channel();
-    let decisions = Arc::new(Decisions::open(
+    let decisions = Decisions::open(
         &config.state_dir,
         queries_tx,
         status.snapshots.subscribe(),
-    ));
+        status.metrics.boot.clone(),
+    );
+    let decisions = Arc::new(if config.protocol_version < 2 {
+        decisions.asking_the_region_first(status.link_up())
+    } else {
+        decisions
+    });
     if let Some(address) = config.http_boot_address() {
         let listener = tokio::net::TcpListener::bind(address)
             .await

@@ -63,9 +63,8 @@ impl TftpFiles {
             ),
             _ => return None,
         };
-        self.decisions.refresh(mac);
         Some(render(
-            &self.decisions.remembered(mac),
+            &self.decisions.decide_now(mac, None),
             &self.rack_url(peer),
             mac,
         ))

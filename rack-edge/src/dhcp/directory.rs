@@ -14,6 +14,9 @@ use super::{LeaseEvent, LeaseTable};
 #[derive(Clone, Default)]
 pub struct LeaseDirectory {
     bound: Arc<RwLock<HashMap<Ipv4Addr, MacAddress>>>,
+    /// The option 93 architecture network-booting machines the rack holds
+    /// nothing for sent: what their enlistment image is built for.
+    architectures: Arc<RwLock<HashMap<MacAddress, u16>>>,
 }
 
 impl LeaseDirectory {
@@ -23,6 +26,15 @@ impl LeaseDirectory {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&address)
+            .copied()
+    }
+
+    /// The option 93 architecture `mac` sent when it network-booted unknown.
+    pub fn architecture(&self, mac: MacAddress) -> Option<u16> {
+        self.architectures
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&mac)
             .copied()
     }
 
@@ -52,7 +64,17 @@ impl LeaseDirectory {
                     bound.remove(&lease.address);
                 }
             }
-            LeaseEvent::UnknownPxeClient { .. } => {}
+            LeaseEvent::UnknownPxeClient { mac, arch } => {
+                drop(bound);
+                let mut architectures = self
+                    .architectures
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
+                match arch {
+                    Some(arch) => architectures.insert(*mac, *arch),
+                    None => architectures.remove(mac),
+                };
+            }
         }
     }
 

@@ -420,6 +420,12 @@ pub async fn run(
                             fetch_next_blob(&mut session, &files, &settings, &status, &mut blob_in_flight, &send).await;
                         }
                         Inbound::BootAnswer(answer) => settings.decisions.answered(answer),
+                        Inbound::Intents(batch) => {
+                            let decisions = settings.decisions.clone();
+                            let (full, count) = (batch.full, batch.intents.len());
+                            let changed = tokio::task::spawn_blocking(move || decisions.apply(batch)).await.unwrap_or(0);
+                            tracing::info!(full, intents = count, changed, "boot intents received");
+                        }
                         Inbound::Power(command) => {
                             let executor = settings.power.clone();
                             let done = power_done.clone();
@@ -449,6 +455,12 @@ pub async fn run(
                     connected = false;
                     status.set_connected(false);
                     tokio::time::sleep(Duration::from_secs(1)).await;
+                    // Every connection gets a will of its own: the region
+                    // accepts only the will of the connection it saw come online.
+                    let will = session.last_will(now_ms());
+                    if persist_counters(&mut session, &files.counters).await {
+                        eventloop.mqtt_options.set_last_will(LastWill::new(will.topic, will.payload, QoS::AtLeastOnce, will.retain));
+                    }
                 }
             },
             Some(query) = boot_queries.recv() => {

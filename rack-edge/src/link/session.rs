@@ -7,11 +7,12 @@
 //! high-water marks must survive restarts, so the session hands the adapter
 //! [`LinkCounters`] to persist *before* the adapter acts on its output.
 
-use edgemetal_protocol::seal::{self, FrameHeader, LinkSecret};
+use edgemetal_protocol::frame::{self, FrameError, ReplayWindow};
+use edgemetal_protocol::seal::LinkSecret;
 use edgemetal_protocol::{
-    ApplyOutcome, Channel, ConfigSnapshot, Direction, DownMessage, Envelope, Generation, Heartbeat,
-    Hello, InterfaceInfo, MessageId, RackId, RackStatus, ServiceHealth, ServiceKind, SnapshotAck,
-    Topic, UpMessage, PROTOCOL_VERSION,
+    ApplyOutcome, ConfigSnapshot, DownMessage, Generation, Heartbeat, Hello, InterfaceInfo,
+    MessageId, RackId, RackStatus, ServiceHealth, ServiceKind, SnapshotAck, Topic, UpMessage,
+    PROTOCOL_VERSION,
 };
 use serde::{Deserialize, Serialize};
 
@@ -66,8 +67,10 @@ pub enum Inbound {
     Power(edgemetal_protocol::PowerCommand),
     /// Part of a boot resource being cached.
     BlobChunk(edgemetal_protocol::BlobChunk),
-    /// The region's boot decision for a machine.
+    /// The region's boot decision for a machine (v1).
     BootAnswer(edgemetal_protocol::BootAnswer),
+    /// Machines' boot intents, pushed ahead of their boots (v2).
+    Intents(edgemetal_protocol::IntentBatch),
     /// The payload was dropped; the reason is a metric label.
     Dropped(&'static str, String),
 }
@@ -86,12 +89,15 @@ pub struct Session {
     next_up: u64,
     counters: LinkCounters,
     counters_dirty: bool,
-    /// Which of the 64 sequences below the high-water mark were seen. The
-    /// region publishes from several tasks, so frames may arrive slightly
-    /// out of order; a window (as in IPsec and DTLS) accepts those and still
-    /// refuses every duplicate. Not persisted: after a restart everything at
-    /// or below the mark counts as seen, which only errs on the safe side.
-    down_window: u64,
+    /// The region publishes from several tasks, so frames may arrive
+    /// slightly out of order: a window accepts those and refuses duplicates.
+    down_window: ReplayWindow,
+    /// The protocol version spoken (the region answers in it).
+    version: u16,
+    /// The sequence reserved for the `Online` status of the connection whose
+    /// last will was just sealed: the region accepts a will only as the one
+    /// just before the `Online` it last saw (protocol v2).
+    online_sequence: Option<u64>,
 }
 
 impl Session {
@@ -122,44 +128,16 @@ impl Session {
             next_up: counters.up_reserved.max(1),
             counters,
             counters_dirty: false,
-            down_window: 0,
+            down_window: ReplayWindow::starting_at(counters.down_high_water),
+            version: PROTOCOL_VERSION,
+            online_sequence: None,
         }
     }
 
-    /// Whether the downward frame `sequence` was seen already (or is too old to tell).
-    fn down_seen(&self, sequence: u64) -> bool {
-        let high = self.counters.down_high_water;
-        match high.checked_sub(sequence) {
-            None => false,
-            Some(0) => true,
-            Some(age) if age > 64 => true,
-            Some(age) => self.down_window & (1 << (age - 1)) != 0,
-        }
-    }
-
-    /// Records the downward frame `sequence` as seen.
+    /// Records the downward frame `sequence` as seen (the mark is persisted).
     fn mark_down(&mut self, sequence: u64) {
-        let high = self.counters.down_high_water;
-        if sequence > high {
-            let shift = sequence - high;
-            self.down_window = if shift > 64 {
-                0
-            } else {
-                // The old mark becomes a seen sequence `shift` below the new one.
-                let moved = self.down_window.checked_shl(shift as u32).unwrap_or(0);
-                if high == 0 {
-                    moved
-                } else {
-                    moved | (1 << (shift - 1))
-                }
-            };
-            self.counters.down_high_water = sequence;
-        } else if let Some(age) = high
-            .checked_sub(sequence)
-            .filter(|age| (1..=64).contains(age))
-        {
-            self.down_window |= 1 << (age - 1);
-        }
+        self.down_window.accept(sequence);
+        self.counters.down_high_water = self.down_window.high_water();
         self.counters_dirty = true;
     }
 
@@ -168,6 +146,17 @@ impl Session {
     pub fn with_previous_keys(mut self, previous: Option<LinkKeys>) -> Self {
         self.previous_keys = previous;
         self
+    }
+
+    /// Speak protocol `version` (1 to behave as a v1 rack) instead of this build's.
+    pub fn with_protocol_version(mut self, version: u16) -> Self {
+        self.version = version.clamp(1, PROTOCOL_VERSION);
+        self
+    }
+
+    /// The protocol version spoken.
+    pub fn protocol_version(&self) -> u16 {
+        self.version
     }
 
     /// The services the rack runs besides the link, announced in its hello.
@@ -219,9 +208,15 @@ impl Session {
         Topic::rack_down_filter(&self.rack_id)
     }
 
-    /// The MQTT last will: "offline", retained, published by the broker if we vanish.
+    /// The MQTT last will for the next connection: "offline", retained,
+    /// published by the broker if we vanish. Call before every connect: the
+    /// sequence after the will's is kept for that connection's `Online`
+    /// status, which is how the region tells this will from older ones.
     pub fn last_will(&mut self, now_ms: u64) -> Outgoing {
-        self.outgoing(now_ms, UpMessage::Status(RackStatus::Offline), true)
+        let will = self.outgoing(now_ms, UpMessage::Status(RackStatus::Offline), true);
+        self.online_sequence = Some(self.next_up);
+        self.next_up += 1;
+        will
     }
 
     /// What to publish right after a (re)connect: presence, then hello. Both
@@ -230,17 +225,18 @@ impl Session {
         let hello = Hello {
             rack_id: self.rack_id.clone(),
             software_version: self.software_version.clone(),
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: self.version,
             hostname: self.hostname.clone(),
             interfaces,
             services: self.services.clone(),
             applied_generation: self.applied_generation(),
             bmc_networks: self.bmc_networks.clone(),
         };
-        vec![
-            self.outgoing(now_ms, UpMessage::Status(RackStatus::Online), true),
-            self.outgoing(now_ms, UpMessage::Hello(hello), true),
-        ]
+        let online = match self.online_sequence.take() {
+            Some(sequence) => self.sealed(now_ms, sequence, UpMessage::Status(RackStatus::Online), true),
+            None => self.outgoing(now_ms, UpMessage::Status(RackStatus::Online), true),
+        };
+        vec![online, self.outgoing(now_ms, UpMessage::Hello(hello), true)]
     }
 
     /// A heartbeat with the given health and counters.
@@ -317,133 +313,70 @@ impl Session {
         payload: &[u8],
         retained: bool,
     ) -> Inbound {
-        match Topic::parse(topic) {
-            Ok(parsed)
-                if parsed.rack_id == self.rack_id
-                    && matches!(
-                        parsed.channel,
-                        Channel::Snapshot
-                            | Channel::Rekey
-                            | Channel::EventsAck
-                            | Channel::Power
-                            | Channel::BlobChunk
-                            | Channel::BootAnswer
-                            | Channel::LogsAck
-                    ) => {}
-            _ => return Inbound::Dropped("bad_topic", format!("unexpected topic {topic}")),
+        if !Topic::parse(topic).is_ok_and(|parsed| parsed.rack_id == self.rack_id) {
+            return Inbound::Dropped("bad_topic", format!("unexpected topic {topic}"));
         }
-        let frame = match seal::parse(payload) {
-            Ok(frame) => frame,
-            Err(seal::OpenError::UnsupportedVersion(version)) => {
-                return Inbound::Dropped(
-                    "unsupported_version",
-                    format!("protocol version {version}"),
-                )
+        let (keys, previous) = (&self.keys, &self.previous_keys);
+        let opened = frame::open::<DownMessage>(topic, payload, |_, epoch| {
+            if epoch == keys.key_epoch {
+                Ok(&keys.secret)
+            } else {
+                match previous {
+                    Some(previous) if previous.key_epoch == epoch => Ok(&previous.secret),
+                    _ => Err(FrameError::WrongEpoch(epoch)),
+                }
             }
-            Err(error) => return Inbound::Dropped("malformed", error.to_string()),
+        });
+        let opened = match opened {
+            Ok(opened) => opened,
+            // The rack's labels: a frame claiming another rack on our topic is a forgery.
+            Err(FrameError::RackMismatch { claimed, .. }) => {
+                return Inbound::Dropped("forged", format!("frame for rack {claimed} on our topic"))
+            }
+            Err(error) => return Inbound::Dropped(error.label(), error.to_string()),
         };
-        let header = &frame.header;
-        if header.rack_id != self.rack_id || header.direction != Direction::Down {
-            return Inbound::Dropped(
-                "forged",
-                format!(
-                    "frame for rack {} ({:?}) on our topic",
-                    header.rack_id, header.direction
-                ),
-            );
+        let sequence = opened.header.sequence;
+        let replayed = self.down_window.seen(sequence);
+        let body = opened.envelope.body;
+        if let DownMessage::Snapshot(snapshot) = body {
+            return self.on_snapshot(now_ms, snapshot, sequence, replayed, retained);
         }
-        let secret = if header.key_epoch == self.keys.key_epoch {
-            &self.keys.secret
-        } else {
-            match &self.previous_keys {
-                Some(previous) if previous.key_epoch == header.key_epoch => &previous.secret,
-                _ => {
-                    return Inbound::Dropped(
-                        "wrong_epoch",
-                        format!("key epoch {}", header.key_epoch),
-                    )
-                }
+        if replayed {
+            return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
+        }
+        self.mark_down(sequence);
+        match body {
+            DownMessage::Snapshot(_) => unreachable!("handled above"),
+            DownMessage::EventsAck(up_to) => Inbound::EventsAcked(up_to),
+            DownMessage::LogsAck(up_to) => Inbound::LogsAcked(up_to),
+            DownMessage::BlobChunk(chunk) => Inbound::BlobChunk(chunk),
+            DownMessage::BootAnswer(answer) => Inbound::BootAnswer(answer),
+            DownMessage::Intents(batch) => Inbound::Intents(batch),
+            DownMessage::Rekey(rekey) => self.on_rekey(now_ms, rekey),
+            DownMessage::Power(command) if now_ms > command.deadline_ms => {
+                // The region stopped waiting: acting now would surprise
+                // whoever sees the failure it already reported.
+                let failure = edgemetal_protocol::PowerFailure {
+                    kind: edgemetal_protocol::PowerFailureKind::Other,
+                    detail: format!(
+                        "command arrived {} ms after its deadline (late delivery or clock skew)",
+                        now_ms - command.deadline_ms
+                    ),
+                };
+                Inbound::Answer(self.power_result(now_ms, command.request_id, Err(failure)))
             }
-        };
-        let Ok(plaintext) = seal::open(secret, &frame) else {
-            return Inbound::Dropped("forged", "seal does not verify".to_string());
-        };
-        let sequence = header.sequence;
-        let replayed = self.down_seen(sequence);
-        let envelope = match Envelope::<DownMessage>::decode(&plaintext) {
-            Ok(envelope) => envelope,
-            Err(error @ edgemetal_protocol::DecodeError::UnsupportedVersion { .. }) => {
-                return Inbound::Dropped("unsupported_version", error.to_string())
-            }
-            Err(error) => return Inbound::Dropped("malformed", error.to_string()),
-        };
-        let snapshot = match envelope.body {
-            DownMessage::Snapshot(snapshot) => snapshot,
-            DownMessage::EventsAck(up_to) => {
-                if replayed {
-                    return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
-                }
-                self.mark_down(sequence);
-                self.counters_dirty = true;
-                return Inbound::EventsAcked(up_to);
-            }
-            DownMessage::LogsAck(up_to) => {
-                if replayed {
-                    return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
-                }
-                self.mark_down(sequence);
-                self.counters_dirty = true;
-                return Inbound::LogsAcked(up_to);
-            }
-            DownMessage::BlobChunk(chunk) => {
-                if replayed {
-                    return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
-                }
-                self.mark_down(sequence);
-                self.counters_dirty = true;
-                return Inbound::BlobChunk(chunk);
-            }
-            DownMessage::BootAnswer(answer) => {
-                if replayed {
-                    return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
-                }
-                self.mark_down(sequence);
-                self.counters_dirty = true;
-                return Inbound::BootAnswer(answer);
-            }
-            DownMessage::Power(command) => {
-                if replayed {
-                    return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
-                }
-                self.mark_down(sequence);
-                self.counters_dirty = true;
-                if now_ms > command.deadline_ms {
-                    // The region stopped waiting: acting now would surprise
-                    // whoever sees the failure it already reported.
-                    let failure = edgemetal_protocol::PowerFailure {
-                        kind: edgemetal_protocol::PowerFailureKind::Other,
-                        detail: format!(
-                            "command arrived {} ms after its deadline (late delivery or clock skew)",
-                            now_ms - command.deadline_ms
-                        ),
-                    };
-                    return Inbound::Answer(self.power_result(
-                        now_ms,
-                        command.request_id,
-                        Err(failure),
-                    ));
-                }
-                return Inbound::Power(command);
-            }
-            DownMessage::Rekey(rekey) => {
-                if replayed {
-                    return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
-                }
-                self.mark_down(sequence);
-                self.counters_dirty = true;
-                return self.on_rekey(now_ms, rekey);
-            }
-        };
+            DownMessage::Power(command) => Inbound::Power(command),
+        }
+    }
+
+    fn on_snapshot(
+        &mut self,
+        now_ms: u64,
+        snapshot: ConfigSnapshot,
+        sequence: u64,
+        replayed: bool,
+        retained: bool,
+    ) -> Inbound {
         let generation = snapshot.generation;
         if replayed {
             // The retained snapshot comes back after every reconnect: harmless,
@@ -454,7 +387,6 @@ impl Session {
             return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
         }
         self.mark_down(sequence);
-        self.counters_dirty = true;
         match self.applied_generation() {
             Some(applied) if applied == generation => {
                 // A redelivery of what we serve: confirm again, the region may have missed it.
@@ -526,9 +458,12 @@ impl Session {
     }
 
     fn outgoing(&mut self, now_ms: u64, body: UpMessage, retain: bool) -> Outgoing {
-        let topic = Topic::new(self.rack_id.clone(), body.channel()).to_string();
         let sequence = self.next_up;
         self.next_up += 1;
+        self.sealed(now_ms, sequence, body, retain)
+    }
+
+    fn sealed(&mut self, now_ms: u64, sequence: u64, body: UpMessage, retain: bool) -> Outgoing {
         if sequence >= self.counters.up_reserved {
             self.counters.up_reserved = sequence + RESERVATION_BLOCK;
             self.counters_dirty = true;
@@ -536,23 +471,20 @@ impl Session {
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&self.boot_nonce[..8]);
         id[8..].copy_from_slice(&sequence.to_be_bytes());
-        let header = FrameHeader {
-            version: PROTOCOL_VERSION,
-            rack_id: self.rack_id.clone(),
-            direction: Direction::Up,
+        let sealer = frame::Sealer {
+            rack_id: &self.rack_id,
+            secret: &self.keys.secret,
             key_epoch: self.keys.key_epoch,
-            sequence,
+            version: self.version,
+            nonce_prefix: self.boot_nonce,
         };
         // Encoding and sealing into a Vec only fail for types postcard cannot
         // represent or absurd sizes; link messages are neither.
-        let plaintext = Envelope::new(MessageId(id), now_ms, body)
-            .encode()
-            .expect("link messages always encode");
-        let payload = seal::seal(&self.keys.secret, header, self.boot_nonce, &plaintext)
+        let sealed = frame::seal(&sealer, sequence, MessageId(id), now_ms, body)
             .expect("link messages always seal");
         Outgoing {
-            topic,
-            payload,
+            topic: sealed.topic,
+            payload: sealed.payload,
             retain,
         }
     }

@@ -1,6 +1,7 @@
 //! Tests of the sans-IO link session: sealed payloads in, decisions out.
 use super::*;
-use edgemetal_protocol::Ipv4Cidr;
+use edgemetal_protocol::seal::{self, FrameHeader};
+use edgemetal_protocol::{Direction, Envelope, Ipv4Cidr};
 
 const SECRET: LinkSecret = LinkSecret([4; 32]);
 
@@ -265,4 +266,34 @@ fn upward_sequences_grow_and_survive_a_restart_without_reuse() {
     let (c, _) = decode_up(&restarted.heartbeat(0, 1, vec![], vec![]));
     assert!(c >= persisted.up_reserved);
     assert!(restarted.take_counters().unwrap().up_reserved > c);
+}
+
+#[test]
+fn each_connection_seals_its_will_just_before_its_online_status() {
+    let mut session = session(None);
+    for _ in 0..2 {
+        let will = session.last_will(0);
+        // Frames sealed while connecting take sequences after the reserved one.
+        let queued = session.heartbeat(0, 1, Vec::new(), Vec::new());
+        let connected = session.on_connected(0, Vec::new());
+        let (will_sequence, body) = decode_up(&will);
+        assert_eq!(body, UpMessage::Status(RackStatus::Offline));
+        let (online_sequence, body) = decode_up(&connected[0]);
+        assert_eq!(body, UpMessage::Status(RackStatus::Online));
+        assert_eq!(online_sequence, will_sequence + 1);
+        assert!(decode_up(&queued).0 > online_sequence);
+        assert!(decode_up(&connected[1]).0 > online_sequence);
+    }
+}
+
+#[test]
+fn a_v1_session_says_so_in_its_frames_and_hello() {
+    let mut session = session(None).with_protocol_version(1);
+    let hello = session.on_connected(0, Vec::new()).remove(1);
+    let frame = seal::parse(&hello.payload).unwrap();
+    assert_eq!(frame.header.version, 1);
+    match decode_up(&hello).1 {
+        UpMessage::Hello(hello) => assert_eq!(hello.protocol_version, 1),
+        other => panic!("expected a hello, got {other:?}"),
+    }
 }

@@ -113,7 +113,7 @@ async fn lookup(
             "missing or odd Host header",
         ));
     };
-    let Some(metadata) = service.decisions.metadata(mac).await else {
+    let Some(metadata) = service.decisions.metadata(mac) else {
         return Err(refuse(
             StatusCode::NOT_FOUND,
             format!("no metadata for {mac}: the region has not issued any (is the machine known?)"),

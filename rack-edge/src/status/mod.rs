@@ -20,7 +20,7 @@ pub struct LiveStatus {
     /// The snapshot the rack serves from.
     pub applied: RwLock<Option<ConfigSnapshot>>,
     /// Whether the broker connection is up.
-    pub link_connected: AtomicBool,
+    pub link_connected: std::sync::Arc<AtomicBool>,
     /// Metrics.
     pub metrics: Metrics,
     /// Every applied snapshot, for the services that serve from it.
@@ -60,7 +60,12 @@ impl LiveStatus {
         self.snapshots.send_replace(Some(snapshot));
     }
 
-    /// Records the link going up or down.
+    /// Shared view of whether the link is up (for services that fail fast without it).
+    pub fn link_up(&self) -> std::sync::Arc<AtomicBool> {
+        self.link_connected.clone()
+    }
+
+    /// Records whether the link is up.
     pub fn set_connected(&self, connected: bool) {
         self.link_connected.store(connected, Ordering::Relaxed);
         self.metrics.link_connected.set(i64::from(connected));

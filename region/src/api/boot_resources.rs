@@ -114,7 +114,6 @@ pub async fn upload_boot_resource(
         remove_if_unused(&state, &old).await;
     }
     tracing::info!(name = %record.name, architecture = %record.architecture, kind = %record.kind, size, sha256 = %record.sha256, "boot resource stored");
-    state.link.config_changed();
     Ok((StatusCode::CREATED, Json(record)))
 }
 
@@ -164,6 +163,5 @@ pub async fn delete_boot_resource(
 ) -> Result<StatusCode, ApiError> {
     let record = state.store.delete_boot_resource(&id).await?;
     remove_if_unused(&state, &record.sha256).await;
-    state.link.config_changed();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -27,7 +27,6 @@ pub async fn create_domain(
     ApiJson(new): ApiJson<NewDomain>,
 ) -> Result<(StatusCode, Json<DomainRecord>), ApiError> {
     let domain = state.store.create_domain(new).await?;
-    state.link.config_changed();
     Ok((StatusCode::CREATED, Json(domain)))
 }
 
@@ -51,7 +50,6 @@ pub async fn delete_domain(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_domain(&id).await?;
-    state.link.config_changed();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -77,7 +75,6 @@ pub async fn create_record(
     ApiJson(new): ApiJson<NewDnsRecord>,
 ) -> Result<(StatusCode, Json<DnsRecordRow>), ApiError> {
     let record = state.store.create_dns_record(&id, new).await?;
-    state.link.config_changed();
     Ok((StatusCode::CREATED, Json(record)))
 }
 
@@ -103,6 +100,5 @@ pub async fn delete_record(
     ApiPath((id, record_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_dns_record(&id, &record_id).await?;
-    state.link.config_changed();
     Ok(StatusCode::NO_CONTENT)
 }

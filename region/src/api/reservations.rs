@@ -33,7 +33,6 @@ pub async fn create_reservation(
     ApiJson(spec): ApiJson<ReservationSpec>,
 ) -> Result<(StatusCode, Json<ReservationRecord>), ApiError> {
     let reservation = state.store.create_reservation(&id, spec).await?;
-    state.link.config_changed();
     Ok((StatusCode::CREATED, Json(reservation)))
 }
 
@@ -61,6 +60,5 @@ pub async fn delete_reservation(
     ApiPath((id, reservation_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_reservation(&id, &reservation_id).await?;
-    state.link.config_changed();
     Ok(StatusCode::NO_CONTENT)
 }

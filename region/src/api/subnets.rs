@@ -27,7 +27,6 @@ pub async fn create_subnet(
     ApiJson(spec): ApiJson<SubnetSpec>,
 ) -> Result<(StatusCode, Json<SubnetRecord>), ApiError> {
     let subnet = state.store.create_subnet(spec).await?;
-    state.link.config_changed();
     Ok((StatusCode::CREATED, Json(subnet)))
 }
 
@@ -53,7 +52,6 @@ pub async fn update_subnet(
     ApiJson(spec): ApiJson<SubnetSpec>,
 ) -> Result<Json<SubnetRecord>, ApiError> {
     let subnet = state.store.update_subnet(&id, spec).await?;
-    state.link.config_changed();
     Ok(Json(subnet))
 }
 
@@ -66,7 +64,6 @@ pub async fn delete_subnet(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_subnet(&id).await?;
-    state.link.config_changed();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -92,7 +89,6 @@ pub async fn create_range(
     ApiJson(spec): ApiJson<IpRangeSpec>,
 ) -> Result<(StatusCode, Json<IpRangeRecord>), ApiError> {
     let range = state.store.create_range(&id, spec).await?;
-    state.link.config_changed();
     Ok((StatusCode::CREATED, Json(range)))
 }
 
@@ -118,7 +114,6 @@ pub async fn update_range(
     ApiJson(spec): ApiJson<IpRangeSpec>,
 ) -> Result<Json<IpRangeRecord>, ApiError> {
     let range = state.store.update_range(&id, &range_id, spec).await?;
-    state.link.config_changed();
     Ok(Json(range))
 }
 
@@ -131,6 +126,5 @@ pub async fn delete_range(
     ApiPath((id, range_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_range(&id, &range_id).await?;
-    state.link.config_changed();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,7 +10,9 @@ use edgemetal_protocol::{
 
 use crate::lifecycle::MachineStatus;
 use crate::secrets::MasterKeys;
-use crate::store::{architecture_of_option93, kind_name, token_digest, Machine, Store, StoreError};
+use crate::store::{
+    architecture_of_option93, kind_name, token_digest, BootResourceRecord, Machine, Store, StoreError,
+};
 
 /// The boot resources' name for the ephemeral image.
 pub const EPHEMERAL_IMAGE: &str = "ephemeral";
@@ -36,14 +38,26 @@ pub async fn decide(
     arch: Option<u16>,
 ) -> Result<(BootDecision, Option<MachineMetadata>), StoreError> {
     let machine = store.find_machine_by_mac(mac).await?;
-    let (purpose, architecture) = match &machine {
+    let resources = store.list_boot_resources().await?;
+    decide_with(store, master, machine.as_ref(), arch, &resources).await
+}
+
+/// The decision for `machine` (`None`: never seen, with option 93 `arch`)
+/// given the boot resources, and its metadata.
+pub async fn decide_with(
+    store: &Store,
+    master: &MasterKeys,
+    machine: Option<&Machine>,
+    arch: Option<u16>,
+    resources: &[BootResourceRecord],
+) -> Result<(BootDecision, Option<MachineMetadata>), StoreError> {
+    let (purpose, architecture) = match machine {
         Some(machine) => match ephemeral_purpose(machine.status) {
             Some(purpose) => (purpose, machine.architecture.clone()),
             None => return Ok((BootDecision::LocalDisk, None)),
         },
         None => ("enlist", architecture_of_option93(arch).to_string()),
     };
-    let resources = store.list_boot_resources().await?;
     let find = |kind: BootResourceKind| {
         resources
             .iter()
@@ -60,7 +74,7 @@ pub async fn decide(
     };
     // Metadata belongs to the machine, not the image: issued even when
     // no image is there to boot (the machine may boot another way).
-    let metadata = match &machine {
+    let metadata = match machine {
         Some(machine) => metadata(store, master, machine, purpose).await?,
         None => None,
     };
@@ -68,7 +82,7 @@ pub async fn decide(
         find(BootResourceKind::Kernel),
         find(BootResourceKind::Initrd),
     ) else {
-        tracing::warn!(%mac, %architecture, "no ephemeral image for this architecture; the machine boots from disk");
+        tracing::warn!(%architecture, machine = ?machine.map(|m| &m.id), "no ephemeral image for this architecture; the machine boots from disk");
         return Ok((BootDecision::LocalDisk, metadata));
     };
     let decision = BootDecision::Ephemeral(EphemeralBoot {

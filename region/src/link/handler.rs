@@ -25,10 +25,18 @@ pub enum FollowUp {
     AnswerBoot(edgemetal_protocol::BootQuery),
     /// Tell the rack its log lines up to this id are stored.
     AckLogs(u64),
+    /// An offline status that is not the will of the rack's current
+    /// connection (a replay, or a will that lost the race): dropped.
+    StaleWill,
 }
 
-/// Applies one message; tells whether the rack needs the current snapshot.
-pub async fn apply(store: &Store, inbound: &Inbound) -> Result<FollowUp, StoreError> {
+/// Applies one message from a rack speaking protocol `version`; tells what
+/// the link should do next.
+pub async fn apply(
+    store: &Store,
+    inbound: &Inbound,
+    version: u16,
+) -> Result<FollowUp, StoreError> {
     let now = now_ms();
     let current = store.generation().await?;
     let behind = |applied: Option<edgemetal_protocol::Generation>| {
@@ -83,7 +91,19 @@ pub async fn apply(store: &Store, inbound: &Inbound) -> Result<FollowUp, StoreEr
                 }
             }
         }
+        UpMessage::Status(RackStatus::Offline) if version >= 2 => {
+            if !store
+                .take_last_will(&inbound.rack_id, inbound.sequence)
+                .await?
+            {
+                return Ok(FollowUp::StaleWill);
+            }
+            tracing::warn!(rack = %inbound.rack_id, "rack went offline");
+            Ok(FollowUp::None)
+        }
         UpMessage::Status(RackStatus::Offline) => {
+            // v1 racks seal one will per process: any of theirs is taken, so a
+            // replay can mark one offline until its next heartbeat.
             store.mark_rack_offline(&inbound.rack_id).await?;
             tracing::warn!(rack = %inbound.rack_id, "rack went offline");
             Ok(FollowUp::None)
@@ -115,7 +135,9 @@ pub async fn apply(store: &Store, inbound: &Inbound) -> Result<FollowUp, StoreEr
             Ok(FollowUp::AckLogs(stored))
         }
         UpMessage::Status(RackStatus::Online) => {
-            store.mark_rack_online(&inbound.rack_id, now).await?;
+            store
+                .mark_rack_online(&inbound.rack_id, now, inbound.sequence)
+                .await?;
             Ok(FollowUp::None)
         }
     }

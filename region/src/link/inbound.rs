@@ -2,8 +2,8 @@
 //! apart from the keyring lookup; the replay check (which needs the store)
 //! is the caller's, with the sequence returned here.
 
-use edgemetal_protocol::seal::{self, OpenError};
-use edgemetal_protocol::{Direction, Envelope, RackId, Topic, UpMessage};
+use edgemetal_protocol::frame::{self, FrameError};
+use edgemetal_protocol::{Envelope, RackId, UpMessage};
 
 use super::keyring::Keyring;
 
@@ -77,75 +77,77 @@ impl Rejection {
     }
 }
 
-/// Checks, opens and decodes one publish received on the region's subscription.
+/// Checks, opens and decodes one publish received on the region's
+/// subscription, with the frame codec both ends share.
 pub fn decode(
     keyring: &Keyring,
     topic: &str,
     payload: &[u8],
     retained: bool,
 ) -> Result<Inbound, Rejection> {
-    let parsed = Topic::parse(topic).map_err(|e| Rejection::Topic(e.to_string()))?;
-    if parsed.direction() != Direction::Up {
-        return Err(Rejection::Topic(format!("{topic} is not an upward topic")));
-    }
-    let frame = seal::parse(payload).map_err(|e| match e {
-        OpenError::UnsupportedVersion(v) => Rejection::UnsupportedVersion(v.to_string()),
-        other => Rejection::Malformed(other.to_string()),
-    })?;
-    let header = &frame.header;
-    if header.rack_id != parsed.rack_id || header.direction != Direction::Up {
-        return Err(Rejection::RackMismatch {
-            topic: parsed.rack_id,
-            claimed: header.rack_id.clone(),
-        });
-    }
-    let keys = keyring
-        .get(&header.rack_id)
-        .ok_or_else(|| Rejection::UnknownRack(header.rack_id.clone()))?;
-    if keys.revoked {
-        return Err(Rejection::Revoked(header.rack_id.clone()));
-    }
-    let secret = keys
-        .secret_for(header.key_epoch)
-        .ok_or_else(|| Rejection::Forged(header.rack_id.clone()))?;
-    let plaintext =
-        seal::open(secret, &frame).map_err(|_| Rejection::Forged(header.rack_id.clone()))?;
-    let envelope = Envelope::<UpMessage>::decode(&plaintext).map_err(|e| match e {
-        edgemetal_protocol::DecodeError::UnsupportedVersion { .. } => {
-            Rejection::UnsupportedVersion(e.to_string())
+    // Region-only refusals (unknown, revoked) are noted here, as the codec
+    // only knows whether a key opened the frame.
+    let mut refused = None;
+    let mut rack_keys = None;
+    let opened = frame::open::<UpMessage>(topic, payload, |rack_id, epoch| {
+        let Some(keys) = keyring.get(rack_id) else {
+            refused = Some(Rejection::UnknownRack(rack_id.clone()));
+            return Err(FrameError::Forged(rack_id.clone()));
+        };
+        if keys.revoked {
+            refused = Some(Rejection::Revoked(rack_id.clone()));
+            return Err(FrameError::Forged(rack_id.clone()));
         }
-        other => Rejection::Malformed(other.to_string()),
-    })?;
+        rack_keys
+            .insert(keys)
+            .secret_for(epoch)
+            .ok_or_else(|| FrameError::Forged(rack_id.clone()))
+    });
+    let opened = opened.map_err(|error| refused.take().unwrap_or_else(|| error.into()))?;
+    let keys = rack_keys.expect("the codec asked for the key before opening");
+    let header = &opened.header;
     // The previous key opens only a last will sealed before a rotation; for
     // anything else it is as good as no key.
     let stale_epoch = header.key_epoch.wrapping_add(1) == keys.key_epoch;
     let is_will = matches!(
-        envelope.body,
+        opened.envelope.body,
         UpMessage::Status(edgemetal_protocol::RackStatus::Offline)
     );
     if stale_epoch && !is_will {
         return Err(Rejection::Forged(header.rack_id.clone()));
     }
-    let got = envelope.body.channel();
-    if got != parsed.channel {
-        return Err(Rejection::ChannelMismatch {
-            topic_channel: parsed.channel,
-            got,
-        });
-    }
-    if let UpMessage::Hello(hello) = &envelope.body {
-        if hello.rack_id != parsed.rack_id {
+    if let UpMessage::Hello(hello) = &opened.envelope.body {
+        if hello.rack_id != opened.rack_id {
             return Err(Rejection::RackMismatch {
-                topic: parsed.rack_id,
+                topic: opened.rack_id,
                 claimed: hello.rack_id.clone(),
             });
         }
     }
     Ok(Inbound {
-        rack_id: parsed.rack_id,
-        envelope,
+        sequence: header.sequence,
+        key_epoch: header.key_epoch,
+        rack_id: opened.rack_id,
+        envelope: opened.envelope,
         retained,
-        sequence: frame.header.sequence,
-        key_epoch: frame.header.key_epoch,
     })
+}
+
+impl From<FrameError> for Rejection {
+    fn from(error: FrameError) -> Self {
+        match error {
+            FrameError::Topic(detail) => Rejection::Topic(detail),
+            FrameError::UnsupportedVersion(detail) => Rejection::UnsupportedVersion(detail),
+            FrameError::RackMismatch { topic, claimed } => {
+                Rejection::RackMismatch { topic, claimed }
+            }
+            FrameError::Forged(rack) => Rejection::Forged(rack),
+            FrameError::ChannelMismatch { topic_channel, got } => {
+                Rejection::ChannelMismatch { topic_channel, got }
+            }
+            FrameError::Malformed(_) | FrameError::WrongEpoch(_) | FrameError::Seal(_) => {
+                Rejection::Malformed(error.to_string())
+            }
+        }
+    }
 }

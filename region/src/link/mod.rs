@@ -1,13 +1,18 @@
 //! The region's side of the rack link, over MQTT.
 //!
-//! [`inbound`] turns broker payloads into typed rack messages (and counts
-//! what it drops), [`handler`] applies them to the store, [`mqtt`] owns the
-//! MQTT connection and the snapshot publishing.
+//! [`inbound`] opens broker payloads into typed rack messages with the
+//! shared frame codec, [`handler`] applies them to the store, [`core`]
+//! runs one frame start to end and follows the store's changes,
+//! [`intents`] decides what machines boot, [`publish`] seals what goes to
+//! racks, and [`mqtt`] owns the MQTT connection.
 
+pub mod core;
 pub mod handler;
 pub mod inbound;
+pub mod intents;
 pub mod keyring;
 pub mod mqtt;
+pub mod publish;
 pub mod requests;
 
 pub use edgemetal_protocol::BrokerUrl;

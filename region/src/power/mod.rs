@@ -68,6 +68,10 @@ pub enum PowerError {
     Sealed,
 }
 
+/// How long a power-on waits for the machines' new boot intents to be
+/// published to the racks (region side; nothing on the rack waits).
+const INTENTS_BEFORE_POWER_ON: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The region's power control.
 #[derive(Clone)]
 pub struct PowerService {
@@ -150,6 +154,12 @@ impl PowerService {
         action: PowerAction,
         actor: &str,
     ) -> Result<PowerObservation, PowerError> {
+        if matches!(action, PowerAction::On | PowerAction::Cycle)
+            && !self.link.changes_published(INTENTS_BEFORE_POWER_ON).await
+        {
+            // The racks still boot it from what they hold; the push follows.
+            tracing::warn!(machine = machine_id, "powering on before every boot intent was published");
+        }
         let outcome = self.run(machine_id, action).await;
         let kind = format!("power.{}", action_name(action));
         let detail = match &outcome {

@@ -76,7 +76,10 @@ impl Store {
         sha256: &[u8; 32],
         size: u64,
     ) -> Result<(BootResourceRecord, Option<String>), StoreError> {
-        let mut tx = self.begin_config_change().await?;
+        let mut tx = self
+            .begin_config_change()
+            .await?
+            .announcing(super::Change::BootResources);
         let replaced: Option<String> = sqlx::query_scalar(
             "SELECT sha256 FROM boot_resources WHERE name = $1 AND architecture = $2 AND kind = $3",
         )
@@ -146,7 +149,10 @@ impl Store {
     /// Deletes a boot resource; returns it. Bumps the generation.
     pub async fn delete_boot_resource(&self, id: &str) -> Result<BootResourceRecord, StoreError> {
         let record = self.get_boot_resource(id).await?;
-        let mut tx = self.begin_config_change().await?;
+        let mut tx = self
+            .begin_config_change()
+            .await?
+            .announcing(super::Change::BootResources);
         sqlx::query("DELETE FROM boot_resources WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)

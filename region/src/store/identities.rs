@@ -362,8 +362,18 @@ impl Store {
         Ok(updated == 1)
     }
 
-    /// Accepts `sequence` from a rack if it is above the high-water mark, atomically;
-    /// false means a replay (or a reordering, which the link never produces).
+    /// The rack's upward high-water mark: the highest sequence accepted.
+    pub async fn up_sequence(&self, rack_id: &str) -> Result<u64, StoreError> {
+        let mark: Option<i64> =
+            sqlx::query_scalar("SELECT up_sequence FROM rack_identities WHERE rack_id = $1")
+                .bind(rack_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(mark.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Raises the rack's upward high-water mark to `sequence` if it is
+    /// higher; returns whether it was.
     pub async fn advance_up_sequence(
         &self,
         rack_id: &str,

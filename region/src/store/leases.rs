@@ -42,15 +42,6 @@ fn boot_stage_event(stage: BootStage) -> (&'static str, &'static str) {
     }
 }
 
-/// The architecture name the region uses for a DHCP option 93 code.
-pub fn architecture(arch: Option<u16>) -> &'static str {
-    match arch {
-        Some(10 | 11 | 19) => "arm64",
-        Some(6) => "i386",
-        _ => "amd64",
-    }
-}
-
 /// What applying a batch of rack events did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppliedEvents {
@@ -146,13 +137,13 @@ impl Store {
                         .bind(&id)
                         .bind(&mac)
                         .bind(format!("machine-{}", mac.replace(':', "")))
-                        .bind(architecture(discovery.arch))
+                        .bind(edgemetal_protocol::architecture_of_option93(discovery.arch))
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
                         let detail = format!(
                             "enlisted: {mac} network-booted ({}), status New",
-                            architecture(discovery.arch)
+                            edgemetal_protocol::architecture_of_option93(discovery.arch)
                         );
                         add_event_in(&mut tx, &id, "enlisted", &actor, &detail).await?;
                         tracing::info!(%mac, rack = rack_id, "enlisted a network-booting machine");
@@ -187,6 +178,20 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        if machines_moved {
+            self.changes.emit(super::Change::Config);
+        }
+        let changed_machines = enlisted.iter().cloned().chain(
+            stored_results
+                .iter()
+                .filter_map(|outcome| match outcome {
+                    ResultsOutcome::Stored { machine_id, .. } => Some(machine_id.clone()),
+                    _ => None,
+                }),
+        );
+        for machine_id in changed_machines {
+            self.changes.emit(super::Change::Machine(machine_id));
+        }
         Ok(AppliedEvents {
             applied,
             config_changed: machines_moved,

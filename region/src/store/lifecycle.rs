@@ -300,6 +300,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let (from, _) = transition_in(&mut tx, machine_id, &transition).await?;
         tx.commit().await?;
+        self.changes
+            .emit(super::Change::Machine(machine_id.to_string()));
         Ok((self.get_machine(machine_id).await?, from))
     }
 

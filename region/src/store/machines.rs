@@ -175,6 +175,8 @@ impl Store {
                 )
             })
         })?;
+        self.changes
+            .emit(super::Change::Machine(machine.id.clone()));
         Ok(machine)
     }
 
@@ -242,6 +244,7 @@ impl Store {
 
     /// Deletes a machine.
     pub async fn delete_machine(&self, id: &str) -> Result<(), StoreError> {
+        let machine = self.get_machine(id).await?;
         let mut tx = self.pool.begin().await?;
         // Its results go with it; its events stay, as the record of what happened.
         sqlx::query("DELETE FROM commissioning_results WHERE machine_id = $1")
@@ -257,6 +260,7 @@ impl Store {
         if deleted == 0 {
             return Err(StoreError::not_found("machine", id));
         }
+        self.changes.emit(super::Change::MachineRemoved(machine.mac));
         Ok(())
     }
 }

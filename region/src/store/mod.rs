@@ -16,6 +16,7 @@
 mod api_keys;
 mod audit;
 mod boot_resources;
+mod changes;
 mod dns;
 mod identities;
 mod leases;
@@ -38,13 +39,15 @@ pub use api_keys::{
 };
 pub use audit::{AuditEntry, NewAuditEntry, MAX_AUDIT_PAGE};
 pub use boot_resources::{kind_name, parse_kind, BootResourceRecord};
+pub use changes::{Change, ChangeFeed};
 pub use dns::{
     parse_record_data, valid_domain_name, DnsRecordRow, DomainRecord, NewDnsRecord, NewDomain,
 };
 pub use identities::{
     CreatedEnrolmentToken, EnrolError, EnrolmentToken, NewIdentity, RackIdentity,
 };
-pub use leases::{architecture as architecture_of_option93, AppliedEvents, LeaseRecord};
+pub use edgemetal_protocol::architecture_of_option93;
+pub use leases::{AppliedEvents, LeaseRecord};
 pub use lifecycle::{token_digest, CommissioningRecord, ResultsOutcome, TokenChange, Transition};
 pub use machines::{HardwareSummary, Machine, MachineFilter, NewMachine, ARCHITECTURES};
 pub use power::{MachineEvent, PowerSettings, PowerStatus, StoredPower};
@@ -114,6 +117,49 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    changes: ChangeFeed,
+}
+
+/// A configuration change in progress: a transaction that holds the config
+/// write lock (the generation bump) and announces [`Change::Config`] (or the
+/// change it was opened for) once committed.
+pub(crate) struct ConfigChange {
+    tx: Transaction<'static, Any>,
+    feed: ChangeFeed,
+    change: Change,
+}
+
+impl ConfigChange {
+    /// Announce `change` instead of [`Change::Config`] on commit.
+    pub(crate) fn announcing(mut self, change: Change) -> Self {
+        self.change = change;
+        self
+    }
+
+    /// The transaction, for helpers that take one.
+    pub(crate) fn transaction(&mut self) -> &mut Transaction<'static, Any> {
+        &mut self.tx
+    }
+
+    /// Commits, then announces the change.
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await?;
+        self.feed.emit(self.change);
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for ConfigChange {
+    type Target = <Any as sqlx::Database>::Connection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for ConfigChange {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -158,7 +204,16 @@ impl Store {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            changes: ChangeFeed::default(),
+        })
+    }
+
+    /// What committed writes changed, for the link to pass on.
+    pub fn changes(&self) -> &ChangeFeed {
+        &self.changes
     }
 
     /// Which database this store runs on.
@@ -182,12 +237,16 @@ impl Store {
 
     /// Starts a configuration change: takes the config write lock by bumping
     /// the generation, inside a transaction the caller commits (or drops).
-    async fn begin_config_change(&self) -> Result<Transaction<'static, Any>, StoreError> {
+    async fn begin_config_change(&self) -> Result<ConfigChange, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE config_state SET generation = generation + 1 WHERE id = 1")
             .execute(&mut *tx)
             .await?;
-        Ok(tx)
+        Ok(ConfigChange {
+            tx,
+            feed: self.changes.clone(),
+            change: Change::Config,
+        })
     }
 }
 

@@ -170,14 +170,44 @@ impl Store {
         Ok(query.execute(&self.pool).await?.rows_affected() > 0)
     }
 
-    /// Marks a known rack online (its presence message said so).
-    pub async fn mark_rack_online(&self, rack_id: &RackId, now_ms: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE racks SET online = 1, last_seen_ms = $1 WHERE id = $2")
-            .bind(now_ms)
-            .bind(rack_id.as_str())
-            .execute(&self.pool)
-            .await?;
+    /// Marks a known rack online (its presence message said so). `sequence`
+    /// is that message's: the will of the same connection is the one
+    /// sealed just before it (v2), the only offline status then accepted.
+    pub async fn mark_rack_online(
+        &self,
+        rack_id: &RackId,
+        now_ms: i64,
+        sequence: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE racks SET online = 1, last_seen_ms = $1, presence_sequence = $2 WHERE id = $3",
+        )
+        .bind(now_ms)
+        .bind(sequence as i64)
+        .bind(rack_id.as_str())
+        .execute(&self.pool)
+        .await?;
         Ok(())
+    }
+
+    /// Takes a v2 rack's last will: marks it offline only if the will was
+    /// sealed just before the `Online` of the connection last seen, and only
+    /// once. Returns whether it was taken (false: a stale or replayed will).
+    pub async fn take_last_will(
+        &self,
+        rack_id: &RackId,
+        will_sequence: u64,
+    ) -> Result<bool, StoreError> {
+        let taken = sqlx::query(
+            "UPDATE racks SET online = 0, presence_sequence = NULL \
+             WHERE id = $1 AND presence_sequence = $2",
+        )
+        .bind(rack_id.as_str())
+        .bind(will_sequence as i64 + 1)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(taken > 0)
     }
 
     /// Marks one rack offline (its last will fired or it said goodbye).

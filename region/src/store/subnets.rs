@@ -405,7 +405,7 @@ impl Store {
     pub async fn create_subnet(&self, spec: SubnetSpec) -> Result<SubnetRecord, StoreError> {
         validate_subnet(&spec)?;
         let mut tx = self.begin_config_change().await?;
-        check_no_subnet_overlap(&mut tx, &spec, None).await?;
+        check_no_subnet_overlap(tx.transaction(), &spec, None).await?;
         let id = new_id();
         let now = now_ms();
         sqlx::query(
@@ -442,7 +442,7 @@ impl Store {
         validate_subnet(&spec)?;
         let mut tx = self.begin_config_change().await?;
         let current = load_subnet(&mut tx, id).await?;
-        check_no_subnet_overlap(&mut tx, &spec, Some(id)).await?;
+        check_no_subnet_overlap(tx.transaction(), &spec, Some(id)).await?;
         for range in &current.ranges {
             validate_range(&spec.cidr, &range.spec).map_err(|_| {
                 StoreError::Conflict(format!(
@@ -505,7 +505,7 @@ impl Store {
         let mut tx = self.begin_config_change().await?;
         let subnet = load_subnet(&mut tx, subnet_id).await?;
         check_range(&subnet, &spec, None)?;
-        super::reservations::check_range_spares_reservations(&mut tx, subnet_id, &spec).await?;
+        super::reservations::check_range_spares_reservations(tx.transaction(), subnet_id, &spec).await?;
         let id = new_id();
         sqlx::query(
             "INSERT INTO ip_ranges (id, subnet_id, start_addr, end_addr, purpose, comment, \
@@ -551,7 +551,7 @@ impl Store {
             return Err(StoreError::not_found("range", range_id));
         }
         check_range(&subnet, &spec, Some(range_id))?;
-        super::reservations::check_range_spares_reservations(&mut tx, subnet_id, &spec).await?;
+        super::reservations::check_range_spares_reservations(tx.transaction(), subnet_id, &spec).await?;
         sqlx::query(
             "UPDATE ip_ranges SET start_addr = $1, end_addr = $2, purpose = $3, comment = $4 \
              WHERE id = $5",
