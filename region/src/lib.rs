@@ -5,6 +5,7 @@ pub mod api;
 pub mod boot;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
+pub mod broker_acl;
 pub mod config;
 pub mod enrolment;
 pub mod lifecycle;

@@ -1,7 +1,7 @@
 //! Boot files end to end: resources uploaded to the region reach a rack
 //! over the link and are served by it over HTTP (with Range) and TFTP to
 //! real clients (curl, tftp-hpa), with per-machine iPXE scripts from the
-//! region's boot decision, remembered for when the region is down.
+//! boot intents the region pushes ahead, held for when the region is down.
 
 use std::process::Command;
 
@@ -204,8 +204,14 @@ async fn uploaded_resources_reach_the_rack_and_are_served_over_http_and_tftp() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let known = script("52:54:00:aa:00:02");
-    assert!(known.contains("edgemetal.purpose=commission"), "{known}");
+    // The region pushes the machine's new intent on the change; the rack
+    // serves it from then on without asking.
+    wait_until("the commissioning intent to reach the rack", PATIENCE, || async {
+        script("52:54:00:aa:00:02")
+            .contains("edgemetal.purpose=commission")
+            .then_some(())
+    })
+    .await;
     let pxelinux =
         String::from_utf8(fetch("pxelinux.cfg/01-52-54-00-aa-00-02", "pxelinux")).unwrap();
     assert!(
@@ -221,6 +227,28 @@ async fn uploaded_resources_reach_the_rack_and_are_served_over_http_and_tftp() {
         "{remembered}"
     );
     assert_eq!(curl(&[&url]).len(), kernel.len());
+
+    // Every script above was answered from what the rack held: none waited
+    // on the region, the known machine's came from its pushed intent.
+    let metrics = rack.metrics().await;
+    assert_eq!(counter(&metrics, "edgemetal_rack_boot_region_waits_total"), 0, "{metrics}");
+    assert!(
+        labelled(&metrics, "edgemetal_rack_boot_answers_total", "source=\"intent\"") >= 3,
+        "{metrics}"
+    );
+    assert!(
+        labelled(&metrics, "edgemetal_rack_boot_answers_total", "source=\"enlistment\"") >= 1,
+        "{metrics}"
+    );
+}
+
+/// The value of a labelled counter line, e.g. `name{source="intent"} 3`.
+fn labelled(metrics: &str, name: &str, label: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name) && line.contains(label))
+        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn counter(metrics: &str, name: &str) -> u64 {

@@ -219,7 +219,7 @@ impl Session {
         will
     }
 
-    /// What to publish right after a (re)connect: presence, then hello. Both
+    /// What to publish right after a (re)connect: hello, then presence. Both
     /// are retained, so a region that subscribes later still learns of us.
     pub fn on_connected(&mut self, now_ms: u64, interfaces: Vec<InterfaceInfo>) -> Vec<Outgoing> {
         let hello = Hello {
@@ -236,7 +236,10 @@ impl Session {
             Some(sequence) => self.sealed(now_ms, sequence, UpMessage::Status(RackStatus::Online), true),
             None => self.outgoing(now_ms, UpMessage::Status(RackStatus::Online), true),
         };
-        vec![online, self.outgoing(now_ms, UpMessage::Hello(hello), true)]
+        // Hello first: on a first connect it creates the region's record of
+        // the rack, which the presence (taken out of order) then updates.
+        let hello = self.outgoing(now_ms, UpMessage::Hello(hello), true);
+        vec![hello, online]
     }
 
     /// A heartbeat with the given health and counters.

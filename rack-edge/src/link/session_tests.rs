@@ -278,18 +278,18 @@ fn each_connection_seals_its_will_just_before_its_online_status() {
         let connected = session.on_connected(0, Vec::new());
         let (will_sequence, body) = decode_up(&will);
         assert_eq!(body, UpMessage::Status(RackStatus::Offline));
-        let (online_sequence, body) = decode_up(&connected[0]);
+        let (online_sequence, body) = decode_up(&connected[1]);
         assert_eq!(body, UpMessage::Status(RackStatus::Online));
         assert_eq!(online_sequence, will_sequence + 1);
         assert!(decode_up(&queued).0 > online_sequence);
-        assert!(decode_up(&connected[1]).0 > online_sequence);
+        assert!(decode_up(&connected[0]).0 > online_sequence);
     }
 }
 
 #[test]
 fn a_v1_session_says_so_in_its_frames_and_hello() {
     let mut session = session(None).with_protocol_version(1);
-    let hello = session.on_connected(0, Vec::new()).remove(1);
+    let hello = session.on_connected(0, Vec::new()).remove(0);
     let frame = seal::parse(&hello.payload).unwrap();
     assert_eq!(frame.header.version, 1);
     match decode_up(&hello).1 {

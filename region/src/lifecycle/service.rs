@@ -234,6 +234,8 @@ impl LifecycleService {
     /// Next boot from the network, then power on (or cycle, if it is on).
     async fn boot_from_network(&self, machine_id: &str, actor: &str) -> Result<(), PowerError> {
         if self.store.stored_power(machine_id).await?.is_none() {
+            // Booted by hand: its rack holds the intent before we answer.
+            self.power.intents_published().await;
             self.store
                 .add_machine_event(
                     machine_id,

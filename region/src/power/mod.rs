@@ -146,6 +146,12 @@ impl PowerService {
         Ok(settings)
     }
 
+    /// Waits (bounded) until the racks were sent every boot intent changed
+    /// so far: a machine about to boot finds its intent on its rack.
+    pub async fn intents_published(&self) -> bool {
+        self.link.changes_published(INTENTS_BEFORE_POWER_ON).await
+    }
+
     /// Carries out `action` on the machine's BMC through a rack that reaches
     /// it; records an event and the observed state.
     pub async fn act(
@@ -154,8 +160,7 @@ impl PowerService {
         action: PowerAction,
         actor: &str,
     ) -> Result<PowerObservation, PowerError> {
-        if matches!(action, PowerAction::On | PowerAction::Cycle)
-            && !self.link.changes_published(INTENTS_BEFORE_POWER_ON).await
+        if matches!(action, PowerAction::On | PowerAction::Cycle) && !self.intents_published().await
         {
             // The racks still boot it from what they hold; the push follows.
             tracing::warn!(machine = machine_id, "powering on before every boot intent was published");
