@@ -339,6 +339,9 @@ mod tests {
         assert!(window.accept(99));
         assert_eq!(window.high_water(), 100);
         let restarted = ReplayWindow::starting_at(100);
-        assert!(restarted.seen(99), "below the persisted mark counts as seen");
+        assert!(
+            restarted.seen(99),
+            "below the persisted mark counts as seen"
+        );
     }
 }

@@ -15,7 +15,9 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use bytes::BytesMut;
 use rumqttd::protocol::{self, v4::V4, Packet, Protocol};
-use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, ServerSettings, TlsConfig};
+use rumqttd::{
+    ConnectionSettings, LinkType, Router, RouterConfig, Server, ServerSettings, TlsConfig,
+};
 
 use crate::broker_acl::{may_publish, may_subscribe};
 
@@ -100,7 +102,8 @@ impl AclV4 {
         match packet {
             Packet::Connect(_, _, will, _, login) => {
                 self.user = login.as_ref().map(|l| l.username.clone());
-                will.as_ref().is_none_or(|will| self.publish_allowed(&will.topic))
+                will.as_ref()
+                    .is_none_or(|will| self.publish_allowed(&will.topic))
             }
             Packet::Publish(publish, _) => self.publish_allowed(&publish.topic),
             Packet::Subscribe(subscribe, _) => subscribe.filters.iter().all(|filter| {
@@ -121,17 +124,29 @@ impl AclV4 {
 }
 
 impl Protocol for AclV4 {
-    fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, protocol::Error> {
+    fn read_mut(
+        &mut self,
+        stream: &mut BytesMut,
+        max_size: usize,
+    ) -> Result<Packet, protocol::Error> {
         let packet = V4.read_mut(stream, max_size)?;
         if self.allowed(&packet) {
             return Ok(packet);
         }
         // The user name is not secret; the topic is what was refused.
         let (kind, topic) = match &packet {
-            Packet::Publish(publish, _) => ("publish", String::from_utf8_lossy(&publish.topic).into_owned()),
+            Packet::Publish(publish, _) => (
+                "publish",
+                String::from_utf8_lossy(&publish.topic).into_owned(),
+            ),
             Packet::Subscribe(subscribe, _) => (
                 "subscribe",
-                subscribe.filters.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(","),
+                subscribe
+                    .filters
+                    .iter()
+                    .map(|f| f.path.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
             ),
             _ => ("will", String::new()),
         };

@@ -24,7 +24,9 @@ pub fn may_publish(user: &str, topic: &str) -> bool {
 /// Whether `user` may subscribe to `filter`.
 pub fn may_subscribe(user: &str, filter: &str) -> bool {
     match subtree(user) {
-        None => filter == format!("{TOPIC_ROOT}/#") || filter.starts_with(&format!("{TOPIC_ROOT}/")),
+        None => {
+            filter == format!("{TOPIC_ROOT}/#") || filter.starts_with(&format!("{TOPIC_ROOT}/"))
+        }
         Some(rack) => {
             let own = format!("{TOPIC_ROOT}/{rack}/down");
             // Wildcards only below its own subtree: `+` one level up would
@@ -51,21 +53,36 @@ mod tests {
     fn a_rack_publishes_only_under_its_own_up_and_reads_only_its_own_down() {
         assert!(may_publish("rack-a", "edgemetal/v1/rack/rack-a/up/status"));
         assert!(!may_publish("rack-a", "edgemetal/v1/rack/rack-b/up/status"));
-        assert!(!may_publish("rack-a", "edgemetal/v1/rack/rack-a/down/snapshot"));
+        assert!(!may_publish(
+            "rack-a",
+            "edgemetal/v1/rack/rack-a/down/snapshot"
+        ));
         assert!(!may_publish("rack-a", "edgemetal/v1/rack/rack-a/up/"));
         assert!(may_subscribe("rack-a", "edgemetal/v1/rack/rack-a/down/#"));
         assert!(!may_subscribe("rack-a", "edgemetal/v1/rack/rack-b/down/#"));
         assert!(!may_subscribe("rack-a", "edgemetal/v1/rack/+/down/#"));
         assert!(!may_subscribe("rack-a", "edgemetal/v1/rack/rack-a/up/#"));
         assert!(!may_subscribe("rack-a", "#"));
-        assert!(!may_subscribe("rack-a", "edgemetal/v1/rack/rack-a/down-and-more/#"));
-        assert!(!may_subscribe("rack-a", "$share/g/edgemetal/v1/rack/rack-a/down/#"));
+        assert!(!may_subscribe(
+            "rack-a",
+            "edgemetal/v1/rack/rack-a/down-and-more/#"
+        ));
+        assert!(!may_subscribe(
+            "rack-a",
+            "$share/g/edgemetal/v1/rack/rack-a/down/#"
+        ));
     }
 
     #[test]
     fn the_region_reaches_every_rack_but_nothing_outside_the_tree() {
-        assert!(may_subscribe(REGION_BROKER_USER, "edgemetal/v1/rack/+/up/#"));
-        assert!(may_publish(REGION_BROKER_USER, "edgemetal/v1/rack/rack-b/down/power"));
+        assert!(may_subscribe(
+            REGION_BROKER_USER,
+            "edgemetal/v1/rack/+/up/#"
+        ));
+        assert!(may_publish(
+            REGION_BROKER_USER,
+            "edgemetal/v1/rack/rack-b/down/power"
+        ));
         assert!(!may_publish(REGION_BROKER_USER, "elsewhere/topic"));
         assert!(!may_subscribe(REGION_BROKER_USER, "#"));
     }

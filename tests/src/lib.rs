@@ -4,9 +4,11 @@
 
 pub mod api;
 pub mod bmc;
+pub mod boot_files;
 pub mod configured;
 pub mod dhcp_site;
 pub mod ephemeral;
+pub mod metrics;
 pub mod mosquitto;
 pub mod netns;
 pub mod packages;
@@ -18,6 +20,7 @@ pub mod secrets;
 pub mod site;
 pub mod vm_bmc;
 pub mod wait;
+pub mod wan;
 
 pub use api::ApiClient;
 pub use configured::ConfiguredRegion;
@@ -25,3 +28,4 @@ pub use mosquitto::Mosquitto;
 pub use postgres::Postgres;
 pub use process::{RackProcess, RegionOptions, RegionProcess};
 pub use wait::wait_until;
+pub use wan::Wan;

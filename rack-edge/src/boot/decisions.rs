@@ -343,7 +343,8 @@ impl Decisions {
         let changed = {
             let mut intents = lock(&self.intents);
             let held = intents.get(&answer.mac);
-            let same = held.is_some_and(|h| h.decision == answer.decision && h.metadata == answer.metadata);
+            let same = held
+                .is_some_and(|h| h.decision == answer.decision && h.metadata == answer.metadata);
             let pushed = held.is_some_and(|h| h.generation > 0);
             if !same && !pushed {
                 intents.insert(

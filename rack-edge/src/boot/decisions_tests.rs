@@ -80,9 +80,15 @@ async fn a_pushed_intent_is_served_at_once_and_survives_a_restart() {
     let mut rig = rig(None);
     rig.decisions
         .apply(batch(false, vec![intent(MAC, 5, ephemeral("commission"))]));
-    assert_eq!(rig.decisions.decide(MAC, None).await, ephemeral("commission"));
+    assert_eq!(
+        rig.decisions.decide(MAC, None).await,
+        ephemeral("commission")
+    );
     assert_eq!(rig.decisions.metadata(MAC).unwrap().token, "token-5");
-    assert!(rig.queries.try_recv().is_err(), "nothing asked of the region");
+    assert!(
+        rig.queries.try_recv().is_err(),
+        "nothing asked of the region"
+    );
     assert_eq!(rig.decisions.counters().answers_from("intent"), 1);
     assert_eq!(rig.decisions.counters().region_waits.get(), 0);
 
@@ -126,7 +132,10 @@ fn an_unknown_machine_gets_the_enlistment_image_of_its_architecture_and_the_regi
     };
     assert_eq!((image.kernel, image.purpose.as_str()), ([7; 32], "enlist"));
     // Without an amd64 image an amd64 machine boots from disk (nothing to enlist with).
-    assert_eq!(rig.decisions.decide_now(OTHER, Some(7)), BootDecision::LocalDisk);
+    assert_eq!(
+        rig.decisions.decide_now(OTHER, Some(7)),
+        BootDecision::LocalDisk
+    );
     let told = rig.queries.try_recv().unwrap();
     assert_eq!((told.mac, told.arch), (OTHER, Some(11)));
     assert_eq!(rig.decisions.counters().unknown_reported.get(), 2);

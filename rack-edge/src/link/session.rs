@@ -233,7 +233,12 @@ impl Session {
             bmc_networks: self.bmc_networks.clone(),
         };
         let online = match self.online_sequence.take() {
-            Some(sequence) => self.sealed(now_ms, sequence, UpMessage::Status(RackStatus::Online), true),
+            Some(sequence) => self.sealed(
+                now_ms,
+                sequence,
+                UpMessage::Status(RackStatus::Online),
+                true,
+            ),
             None => self.outgoing(now_ms, UpMessage::Status(RackStatus::Online), true),
         };
         // Hello first: on a first connect it creates the region's record of

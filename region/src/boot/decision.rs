@@ -11,7 +11,8 @@ use edgemetal_protocol::{
 use crate::lifecycle::MachineStatus;
 use crate::secrets::MasterKeys;
 use crate::store::{
-    architecture_of_option93, kind_name, token_digest, BootResourceRecord, Machine, Store, StoreError,
+    architecture_of_option93, kind_name, token_digest, BootResourceRecord, Machine, Store,
+    StoreError,
 };
 
 /// The boot resources' name for the ephemeral image.

@@ -196,19 +196,20 @@ impl Link {
                     self.publisher.rekey(rack_id).await;
                 }
             }
-            FollowUp::PromoteKey(epoch) => match self.store.promote_key(rack_id.as_str(), epoch).await
-            {
-                Ok(true) => {
-                    tracing::info!(rack = %rack_id, epoch, "link key rotated");
-                    if let Err(error) = self.keyring.reload(&self.store).await {
-                        tracing::error!(%error, "cannot reload rack identities");
+            FollowUp::PromoteKey(epoch) => {
+                match self.store.promote_key(rack_id.as_str(), epoch).await {
+                    Ok(true) => {
+                        tracing::info!(rack = %rack_id, epoch, "link key rotated");
+                        if let Err(error) = self.keyring.reload(&self.store).await {
+                            tracing::error!(%error, "cannot reload rack identities");
+                        }
+                        // Re-seal the retained snapshot under the new key.
+                        self.send_snapshot(rack_id, true).await;
                     }
-                    // Re-seal the retained snapshot under the new key.
-                    self.send_snapshot(rack_id, true).await;
+                    Ok(false) => tracing::debug!(rack = %rack_id, epoch, "key already promoted"),
+                    Err(error) => tracing::error!(rack = %rack_id, %error, "cannot promote key"),
                 }
-                Ok(false) => tracing::debug!(rack = %rack_id, epoch, "key already promoted"),
-                Err(error) => tracing::error!(rack = %rack_id, %error, "cannot promote key"),
-            },
+            }
             FollowUp::AckEvents(applied) => {
                 self.publisher
                     .send(rack_id, DownMessage::EventsAck(applied.applied), false)
@@ -276,9 +277,13 @@ impl Link {
             }
             return;
         }
-        let decided =
-            crate::boot::decision::decide(&self.store, self.keyring.master(), query.mac, query.arch)
-                .await;
+        let decided = crate::boot::decision::decide(
+            &self.store,
+            self.keyring.master(),
+            query.mac,
+            query.arch,
+        )
+        .await;
         match decided {
             Ok((decision, metadata)) => {
                 tracing::info!(rack = %rack_id, mac = %query.mac, ?decision, "boot decision");
@@ -331,7 +336,11 @@ impl Link {
         }
     }
 
-    async fn publish_snapshot(&self, rack_id: &RackId, snapshot: edgemetal_protocol::ConfigSnapshot) {
+    async fn publish_snapshot(
+        &self,
+        rack_id: &RackId,
+        snapshot: edgemetal_protocol::ConfigSnapshot,
+    ) {
         let generation = snapshot.generation;
         // Retained, and sealed for this rack alone, so the retained copy is unreadable to others.
         if self
@@ -366,7 +375,9 @@ impl Link {
         }
         match intents::full(&self.store, self.keyring.master()).await {
             Ok(batch) => {
-                self.metrics.intents_pushed.inc_by(batch.intents.len() as u64);
+                self.metrics
+                    .intents_pushed
+                    .inc_by(batch.intents.len() as u64);
                 self.publisher
                     .send(rack_id, DownMessage::Intents(batch), false)
                     .await;
@@ -393,7 +404,10 @@ impl Link {
             let (number, change) = match changes.recv().await {
                 Ok(next) => next,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "fell behind the store's changes; resyncing every rack");
+                    tracing::warn!(
+                        missed,
+                        "fell behind the store's changes; resyncing every rack"
+                    );
                     self.publish_to_all().await;
                     self.full_intents_to_all().await;
                     self.published_through

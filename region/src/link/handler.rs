@@ -32,11 +32,7 @@ pub enum FollowUp {
 
 /// Applies one message from a rack speaking protocol `version`; tells what
 /// the link should do next.
-pub async fn apply(
-    store: &Store,
-    inbound: &Inbound,
-    version: u16,
-) -> Result<FollowUp, StoreError> {
+pub async fn apply(store: &Store, inbound: &Inbound, version: u16) -> Result<FollowUp, StoreError> {
     let now = now_ms();
     let current = store.generation().await?;
     let behind = |applied: Option<edgemetal_protocol::Generation>| {

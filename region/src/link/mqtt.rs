@@ -114,7 +114,12 @@ pub fn spawn(
     }
     let (client, mut eventloop) = AsyncClient::new(options, 256);
 
-    let publisher = Publisher::new(client.clone(), store.clone(), keyring.clone(), metrics.clone());
+    let publisher = Publisher::new(
+        client.clone(),
+        store.clone(),
+        keyring.clone(),
+        metrics.clone(),
+    );
     let link = Arc::new(Link::new(
         store.clone(),
         metrics,
@@ -174,7 +179,12 @@ pub fn spawn(
     tokio::spawn(async move {
         while let Some(publish) = inbound_rx.recv().await {
             worker
-                .handle_publish(&publish.topic, &publish.payload, publish.retain, publish.dup)
+                .handle_publish(
+                    &publish.topic,
+                    &publish.payload,
+                    publish.retain,
+                    publish.dup,
+                )
                 .await;
         }
     });
@@ -201,7 +211,11 @@ pub fn spawn(
             let id = outgoing.command.request_id;
             let sent = commander
                 .publisher
-                .send(&outgoing.rack_id, DownMessage::Power(outgoing.command), false)
+                .send(
+                    &outgoing.rack_id,
+                    DownMessage::Power(outgoing.command),
+                    false,
+                )
                 .await;
             if !sent {
                 tracing::warn!(rack = %outgoing.rack_id, request = id, "power command not sent");

@@ -96,7 +96,11 @@ impl Publisher {
     /// Whether the snapshot resend to `rack_id` is due (or `force`d); records it as sent.
     pub fn snapshot_due(&self, rack_id: &RackId, force: bool) -> bool {
         let mut last = lock(&self.last_snapshot);
-        if !force && last.get(rack_id).is_some_and(|at| at.elapsed() < RESEND_INTERVAL) {
+        if !force
+            && last
+                .get(rack_id)
+                .is_some_and(|at| at.elapsed() < RESEND_INTERVAL)
+        {
             return false;
         }
         last.insert(rack_id.clone(), Instant::now());
@@ -128,15 +132,22 @@ impl Publisher {
             version,
             nonce_prefix: self.nonce_prefix,
         };
-        let sealed = match frame::seal(&sealer, sequence, new_message_id(), now_ms() as u64, message)
-        {
+        let sealed = match frame::seal(
+            &sealer,
+            sequence,
+            new_message_id(),
+            now_ms() as u64,
+            message,
+        ) {
             Ok(sealed) => sealed,
             Err(error) => {
                 tracing::error!(%error, "cannot seal a message");
                 return false;
             }
         };
-        self.metrics.link_bytes_sent.inc_by(sealed.payload.len() as u64);
+        self.metrics
+            .link_bytes_sent
+            .inc_by(sealed.payload.len() as u64);
         match self
             .client
             .publish(sealed.topic, QoS::AtLeastOnce, retain, sealed.payload)

@@ -163,7 +163,10 @@ impl PowerService {
         if matches!(action, PowerAction::On | PowerAction::Cycle) && !self.intents_published().await
         {
             // The racks still boot it from what they hold; the push follows.
-            tracing::warn!(machine = machine_id, "powering on before every boot intent was published");
+            tracing::warn!(
+                machine = machine_id,
+                "powering on before every boot intent was published"
+            );
         }
         let outcome = self.run(machine_id, action).await;
         let kind = format!("power.{}", action_name(action));

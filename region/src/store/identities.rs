@@ -414,7 +414,7 @@ impl Store {
         &self,
         mut reseal: impl FnMut(&str) -> Result<String, String>,
     ) -> Result<usize, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         type Row = (String, String, String, Option<String>, Option<String>);
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT rack_id, link_secret_sealed, broker_password_sealed, next_secret_sealed, \

@@ -70,7 +70,7 @@ impl Store {
         let mut enlisted = Vec::new();
         let mut stored_results = Vec::new();
         let actor = format!("rack {rack_id}");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let applied: i64 = sqlx::query_scalar("SELECT events_applied FROM racks WHERE id = $1")
             .bind(rack_id)
             .fetch_optional(&mut *tx)
@@ -181,14 +181,13 @@ impl Store {
         if machines_moved {
             self.changes.emit(super::Change::Config);
         }
-        let changed_machines = enlisted.iter().cloned().chain(
-            stored_results
-                .iter()
-                .filter_map(|outcome| match outcome {
-                    ResultsOutcome::Stored { machine_id, .. } => Some(machine_id.clone()),
-                    _ => None,
-                }),
-        );
+        let changed_machines = enlisted
+            .iter()
+            .cloned()
+            .chain(stored_results.iter().filter_map(|outcome| match outcome {
+                ResultsOutcome::Stored { machine_id, .. } => Some(machine_id.clone()),
+                _ => None,
+            }));
         for machine_id in changed_machines {
             self.changes.emit(super::Change::Machine(machine_id));
         }

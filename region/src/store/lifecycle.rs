@@ -297,7 +297,7 @@ impl Store {
         machine_id: &str,
         transition: Transition<'_>,
     ) -> Result<(Machine, MachineStatus), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let (from, _) = transition_in(&mut tx, machine_id, &transition).await?;
         tx.commit().await?;
         self.changes

@@ -260,7 +260,8 @@ impl Store {
         if deleted == 0 {
             return Err(StoreError::not_found("machine", id));
         }
-        self.changes.emit(super::Change::MachineRemoved(machine.mac));
+        self.changes
+            .emit(super::Change::MachineRemoved(machine.mac));
         Ok(())
     }
 }

@@ -43,10 +43,10 @@ pub use changes::{Change, ChangeFeed};
 pub use dns::{
     parse_record_data, valid_domain_name, DnsRecordRow, DomainRecord, NewDnsRecord, NewDomain,
 };
+pub use edgemetal_protocol::architecture_of_option93;
 pub use identities::{
     CreatedEnrolmentToken, EnrolError, EnrolmentToken, NewIdentity, RackIdentity,
 };
-pub use edgemetal_protocol::architecture_of_option93;
 pub use leases::{AppliedEvents, LeaseRecord};
 pub use lifecycle::{token_digest, CommissioningRecord, ResultsOutcome, TokenChange, Transition};
 pub use machines::{HardwareSummary, Machine, MachineFilter, NewMachine, ARCHITECTURES};
@@ -233,6 +233,21 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?;
         Ok(generation as u64)
+    }
+
+    /// Begins a transaction that reads before it writes. On SQLite it takes
+    /// the write lock first, with a write that changes nothing: otherwise,
+    /// if another writer commits between its read and its write, WAL mode
+    /// fails it at once with "database is locked" (a stale read snapshot,
+    /// which `busy_timeout` does not retry). PostgreSQL needs no such step.
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Sqlite {
+            sqlx::query("UPDATE config_state SET id = id WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
     }
 
     /// Starts a configuration change: takes the config write lock by bumping

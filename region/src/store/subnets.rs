@@ -505,7 +505,8 @@ impl Store {
         let mut tx = self.begin_config_change().await?;
         let subnet = load_subnet(&mut tx, subnet_id).await?;
         check_range(&subnet, &spec, None)?;
-        super::reservations::check_range_spares_reservations(tx.transaction(), subnet_id, &spec).await?;
+        super::reservations::check_range_spares_reservations(tx.transaction(), subnet_id, &spec)
+            .await?;
         let id = new_id();
         sqlx::query(
             "INSERT INTO ip_ranges (id, subnet_id, start_addr, end_addr, purpose, comment, \
@@ -551,7 +552,8 @@ impl Store {
             return Err(StoreError::not_found("range", range_id));
         }
         check_range(&subnet, &spec, Some(range_id))?;
-        super::reservations::check_range_spares_reservations(tx.transaction(), subnet_id, &spec).await?;
+        super::reservations::check_range_spares_reservations(tx.transaction(), subnet_id, &spec)
+            .await?;
         sqlx::query(
             "UPDATE ip_ranges SET start_addr = $1, end_addr = $2, purpose = $3, comment = $4 \
              WHERE id = $5",

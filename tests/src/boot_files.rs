@@ -1,0 +1,52 @@
+//! Boot resources for tests: deterministic content, uploaded through the
+//! region's API, fetched back with curl as a machine would.
+
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::ApiClient;
+
+/// `len` bytes of deterministic, incompressible-looking content.
+pub fn content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
+        .collect()
+}
+
+/// Uploads `bytes` as the amd64 ephemeral image's `kind`; returns the record.
+pub async fn upload(api: &ApiClient, kind: &str, bytes: &[u8]) -> Value {
+    let sha = hex::encode(Sha256::digest(bytes));
+    let (status, body) = api
+        .upload(
+            &format!("/api/v1/boot-resources?name=ephemeral&architecture=amd64&kind={kind}"),
+            bytes.to_vec(),
+            &[("x-content-sha256", &sha)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["sha256"], sha.as_str());
+    body
+}
+
+/// `curl -sS --fail` with `args`; the body, or a panic with curl's error.
+pub fn curl(args: &[&str]) -> Vec<u8> {
+    let output = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "30"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// The iPXE script the rack at `http` serves machine `mac`.
+pub fn ipxe_script(http: std::net::SocketAddr, mac: &str) -> String {
+    String::from_utf8(curl(&[&format!("http://{http}/boot/ipxe/{mac}.ipxe")])).unwrap()
+}

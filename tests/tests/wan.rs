@@ -1,0 +1,201 @@
+//! The boot path over a long, flapping WAN: racks reach the broker through
+//! a 300 ms RTT impairment proxy that is cut mid-test. A v2 rack answers
+//! every boot-path request from the intents the region pushed ahead, so
+//! none waits on the region, cut or not (asserted with its counters, never
+//! with timings). A rack speaking protocol v1 against the same region
+//! still serves, the old way: it asks the region per script, and its
+//! counter shows those waits, which proves the counter counts.
+
+use std::process::Command;
+use std::time::Duration;
+
+use edgemetal_tests::boot_files::{content, ipxe_script, upload};
+use edgemetal_tests::metrics::{counter, labelled};
+use edgemetal_tests::ports::free_loopback;
+use edgemetal_tests::process::log_dir;
+use edgemetal_tests::site::{rack_record, wait_in_sync, PATIENCE};
+use edgemetal_tests::{wait_until, RackProcess, RegionOptions, RegionProcess, Wan};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const WAITS: &str = "edgemetal_rack_boot_region_waits_total";
+const ANSWERS: &str = "edgemetal_rack_boot_answers_total";
+
+fn tftp_get(server: std::net::SocketAddr, remote: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new("tftp")
+        .current_dir(dir.path())
+        .args(["-m", "binary", "127.0.0.1", &server.port().to_string()])
+        .args(["-c", "get", remote, "file"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(std::fs::read(dir.path().join("file")).unwrap()).unwrap()
+}
+
+struct BootRack {
+    process: RackProcess,
+    http: std::net::SocketAddr,
+    tftp: std::net::SocketAddr,
+}
+
+async fn boot_rack(
+    region: &RegionProcess,
+    name: &str,
+    data: &std::path::Path,
+    logs: &std::path::Path,
+    wan: &Wan,
+    protocol: &str,
+) -> BootRack {
+    let state = data.join(name);
+    region.enrol_rack(name, &state).await;
+    let http = free_loopback();
+    let tftp = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let broker = format!("mqtts://127.0.0.1:{}", wan.address().port());
+    let process = RackProcess::start_with(
+        &state,
+        &logs.join(format!("{name}.log")),
+        &[
+            "--broker-url",
+            &broker,
+            "--http-boot-listen",
+            &http.to_string(),
+            "--tftp-listen",
+            &tftp.to_string(),
+            "--protocol-version",
+            protocol,
+        ],
+    )
+    .await;
+    BootRack {
+        process,
+        http,
+        tftp,
+    }
+}
+
+#[tokio::test]
+async fn boot_path_answers_never_wait_on_a_long_or_cut_link_and_a_v1_rack_still_serves() {
+    let logs = log_dir("wan_boot_path");
+    let data = tempfile::tempdir().unwrap();
+    let options = RegionOptions::embedded(&data.path().join("region"), &logs);
+    let region = RegionProcess::start(&options).await;
+    let api = region.client();
+    let kernel = upload(&api, "kernel", &content(300_000, 1)).await;
+    upload(&api, "initrd", &content(200_000, 2)).await;
+    let wan = Wan::start(options.embedded_broker, Duration::from_millis(150)).await;
+
+    let v2 = boot_rack(&region, "rack-v2", data.path(), &logs, &wan, "2").await;
+    let v1 = boot_rack(&region, "rack-v1", data.path(), &logs, &wan, "1").await;
+    for rack in ["rack-v2", "rack-v1"] {
+        wait_in_sync(&api, rack).await;
+    }
+    // The region speaks each rack's version.
+    assert_eq!(
+        rack_record(&api, "rack-v1").await.unwrap()["protocol_version"],
+        1
+    );
+    assert_eq!(
+        rack_record(&api, "rack-v2").await.unwrap()["protocol_version"],
+        2
+    );
+
+    // A known machine starts commissioning (no BMC: booted by hand).
+    let machine = api
+        .create(
+            "/api/v1/machines",
+            json!({"mac": "52:54:00:bb:00:01", "architecture": "amd64"}),
+        )
+        .await;
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            &format!(
+                "/api/v1/machines/{}/actions/commission",
+                machine["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_until(
+        "the v2 rack to hold the commissioning intent",
+        PATIENCE,
+        || async {
+            ipxe_script(v2.http, "52:54:00:bb:00:01")
+                .contains("edgemetal.purpose=commission")
+                .then_some(())
+        },
+    )
+    .await;
+    // The v1 rack asks the region over the long link, and gets the same answer.
+    let asked = ipxe_script(v1.http, "52:54:00:bb:00:01");
+    assert!(asked.contains("edgemetal.purpose=commission"), "{asked}");
+    let v1_waits = counter(&v1.process.metrics().await, WAITS);
+    assert!(v1_waits >= 1, "the v1 rack's script waited on the region");
+
+    // The WAN dies upstream: bytes vanish, nobody is told. Both racks still
+    // believe the link up (until their MQTT keep-alive fails); the v2 rack
+    // answers everything at once anyway, the v1 rack waits for the region.
+    wan.blackhole();
+    let known = ipxe_script(v2.http, "52:54:00:bb:00:01");
+    assert!(known.contains("edgemetal.purpose=commission"), "{known}");
+    let sha = kernel["sha256"].as_str().unwrap();
+    assert!(known.contains(sha), "{known}");
+    let unknown = ipxe_script(v2.http, "52:54:00:bb:00:99");
+    assert!(unknown.contains("edgemetal.purpose=enlist"), "{unknown}");
+    let pxelinux = tftp_get(v2.tftp, "pxelinux.cfg/01-52-54-00-bb-00-01");
+    assert!(
+        pxelinux.contains("edgemetal.purpose=commission"),
+        "{pxelinux}"
+    );
+    // The v1 rack still serves, from what it remembers, after waiting.
+    let remembered = ipxe_script(v1.http, "52:54:00:bb:00:01");
+    assert!(
+        remembered.contains("edgemetal.purpose=commission"),
+        "{remembered}"
+    );
+    assert!(counter(&v1.process.metrics().await, WAITS) > v1_waits);
+
+    let metrics = v2.process.metrics().await;
+    assert_eq!(counter(&metrics, WAITS), 0, "{metrics}");
+    assert!(
+        labelled(&metrics, ANSWERS, "source=\"intent\"") >= 3,
+        "{metrics}"
+    );
+    assert!(
+        labelled(&metrics, ANSWERS, "source=\"enlistment\"") >= 1,
+        "{metrics}"
+    );
+
+    // Cut outright: the racks see their connections drop, reconnects are
+    // refused; the v2 rack still answers from what it holds.
+    wan.restore();
+    wan.cut();
+    wait_until("the v2 rack to notice the cut", PATIENCE, || async {
+        (v2.process.status().await["link_connected"] == false).then_some(())
+    })
+    .await;
+    let during = ipxe_script(v2.http, "52:54:00:bb:00:01");
+    assert!(during.contains("edgemetal.purpose=commission"), "{during}");
+    wait_until("a reconnect to be refused", PATIENCE, || async {
+        (wan.connections().0 > 0).then_some(())
+    })
+    .await;
+
+    // Restored: both racks reconnect and resync; still no v2 wait.
+    wan.restore();
+    wait_until("both racks back", Duration::from_secs(60), || async {
+        let mut back = true;
+        for rack in ["rack-v2", "rack-v1"] {
+            let record = rack_record(&api, rack).await?;
+            back &= record["status"] == "online" && record["in_sync"] == true;
+        }
+        back.then_some(())
+    })
+    .await;
+    assert_eq!(counter(&v2.process.metrics().await, WAITS), 0);
+}
