@@ -219,3 +219,16 @@ pub fn subscribe_for(
         _ => None,
     }
 }
+
+/// Waits (up to 20 s) for one payload on `topic` — a retained one arrives at
+/// once — and returns its bytes, as an eavesdropper on the broker gets them.
+pub fn capture(broker: SocketAddr, login: &ClientLogin, topic: &str) -> Vec<u8> {
+    packages::ensure("/usr/bin/mosquitto_sub", "mosquitto-clients");
+    let output = Command::new("/usr/bin/mosquitto_sub")
+        .args(login.args(broker))
+        .args(["-t", topic, "-C", "1", "-W", "20", "-F", "%x"])
+        .output()
+        .expect("run mosquitto_sub");
+    assert!(output.status.success(), "capture on {topic} failed");
+    hex::decode(String::from_utf8(output.stdout).unwrap().trim()).unwrap()
+}

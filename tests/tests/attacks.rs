@@ -9,7 +9,7 @@ use edgemetal_protocol::seal::{self, FrameHeader, LinkSecret};
 use edgemetal_protocol::{
     Direction, Envelope, MessageId, RackId, RackStatus, UpMessage, PROTOCOL_VERSION,
 };
-use edgemetal_tests::mosquitto::{publish_as, subscribe_for, ClientLogin};
+use edgemetal_tests::mosquitto::{capture, publish_as, subscribe_for, ClientLogin};
 use edgemetal_tests::process::{enrol_command, log_dir};
 use edgemetal_tests::site::{
     create_site, rack_login, secured_site, wait_in_sync, wait_status, SecuredSite, PATIENCE,
@@ -215,40 +215,6 @@ async fn a_revoked_rack_is_refused_by_the_broker_and_the_region() {
 }
 
 /// Captures one frame on `topic` (hex payload), as the broker carries it.
-fn capture(broker: std::net::SocketAddr, login: &ClientLogin, topic: &str) -> Vec<u8> {
-    let output = Command::new("/usr/bin/mosquitto_sub")
-        .args([
-            "-h",
-            &broker.ip().to_string(),
-            "-p",
-            &broker.port().to_string(),
-        ])
-        .args([
-            "-u",
-            &login.credentials.as_ref().unwrap().0,
-            "-P",
-            &login.credentials.as_ref().unwrap().1,
-        ])
-        .arg("--cafile")
-        .arg(login.cafile.as_ref().unwrap())
-        .args([
-            "-i",
-            login.client_id.as_deref().unwrap(),
-            "-t",
-            topic,
-            "-C",
-            "1",
-            "-W",
-            "20",
-            "-F",
-            "%x",
-        ])
-        .output()
-        .expect("mosquitto_sub");
-    assert!(output.status.success(), "capture on {topic} failed");
-    hex::decode(String::from_utf8(output.stdout).unwrap().trim()).unwrap()
-}
-
 #[tokio::test]
 async fn replays_and_tampered_frames_are_rejected_in_both_directions() {
     let logs = log_dir("attack_replay");
