@@ -31,6 +31,8 @@ pub struct Metrics {
     pub link_bytes_sent: Counter,
     /// Boot intents pushed to racks (one per machine per rack).
     pub intents_pushed: Counter,
+    /// Rack events (leases, discoveries, boot steps, results) applied, each once.
+    pub rack_events_applied: Counter,
 }
 
 impl Metrics {
@@ -47,6 +49,7 @@ impl Metrics {
             blob_bytes_sent: Counter::default(),
             link_bytes_sent: Counter::default(),
             intents_pushed: Counter::default(),
+            rack_events_applied: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -93,6 +96,11 @@ impl Metrics {
             "intents_pushed",
             "Boot intents pushed to racks, one per machine per rack",
             metrics.intents_pushed.clone(),
+        );
+        registry.register(
+            "rack_events_applied",
+            "Rack events applied, each exactly once",
+            metrics.rack_events_applied.clone(),
         );
         Metrics {
             registry,

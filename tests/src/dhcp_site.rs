@@ -157,6 +157,23 @@ pub fn start_rack_in_with(
     )
 }
 
+/// The `/metrics` of the rack started by [`start_rack_in_with`] in `ns`.
+pub fn rack_metrics_in(ns: &Netns) -> String {
+    let output = ns
+        .command("curl")
+        .args([
+            "-sS",
+            "--fail",
+            "--max-time",
+            "10",
+            "http://127.0.0.1:5250/metrics",
+        ])
+        .output()
+        .expect("curl");
+    assert!(output.status.success(), "rack metrics: {output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// Runs busybox udhcpc once in `ns` on `interface` with the hook `script`:
 /// it retries (20 times, 1 s apart) until a server answers, then exits.
 pub fn udhcpc(ns: &Netns, interface: &str, script: &Path, extra: &[&str]) -> std::process::Output {

@@ -8,18 +8,24 @@
 //! machine Ready and powers it off. Then an unknown machine, powered on by
 //! hand, is enlisted and (auto-commission) commissioned.
 //!
+//! The rack reaches the region over a WAN of 300 ms RTT that is cut twice
+//! for 10 s while the machine boots and reports: commissioning still ends
+//! Ready, and no boot-path request on the rack waited on the region.
+//!
 //! `hil/commission.sh` runs this with its output shown; logs (rack, region,
 //! serial consoles, phase timings) are under target/test-logs/commissioning.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edgemetal_tests::dhcp_site::start_rack_in_with;
+use edgemetal_tests::dhcp_site::{rack_metrics_in, start_rack_in_with};
+use edgemetal_tests::metrics::{counter, labelled};
 use edgemetal_tests::netns::{forward_loopback_port, MachineSite};
 use edgemetal_tests::process::log_dir;
 use edgemetal_tests::site::wait_in_sync;
 use edgemetal_tests::vm_bmc::{VmBmc, VmSpec};
-use edgemetal_tests::{ApiClient, RegionOptions, RegionProcess};
+use edgemetal_tests::{ApiClient, RegionOptions, RegionProcess, Wan};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -29,6 +35,26 @@ const MEMORY_MIB: u32 = 512;
 const DISK_BYTES: u64 = 1 << 30;
 /// A whole commissioning under software emulation takes well under a minute here.
 const COMMISSIONING_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Half the WAN's round trip.
+const WAN_ONE_WAY: Duration = Duration::from_millis(150);
+/// How long each of the two cuts lasts.
+const WAN_CUT: Duration = Duration::from_secs(10);
+
+/// Cuts the WAN twice for [`WAN_CUT`]: at once (the machine is powering on
+/// and about to boot), and again a little later (while its agent reports).
+/// The schedule is the impairment itself, not a wait for readiness.
+fn flap(wan: Arc<Wan>) -> std::thread::JoinHandle<u32> {
+    std::thread::spawn(move || {
+        for pause in [Duration::ZERO, Duration::from_secs(15)] {
+            std::thread::sleep(pause);
+            wan.cut();
+            std::thread::sleep(WAN_CUT);
+            wan.restore();
+        }
+        2
+    })
+}
 
 /// The boot steps of the seed's flow, as machine event kinds, in order.
 const FLOW: [&str; 11] = [
@@ -148,14 +174,19 @@ async fn a_virtual_machine_behind_a_real_bmc_is_commissioned_to_ready_and_an_unk
     let state = data.path().join("rack");
     region.enrol_rack("hil-rack", &state).await;
     let site = MachineSite::create("10.88.0.1/24");
-    forward_loopback_port(&site.rack, options.embedded_broker.port());
+    let wan = Arc::new(Wan::start(options.embedded_broker, WAN_ONE_WAY).await);
+    forward_loopback_port(&site.rack, wan.address().port());
     let rack_log = logs.join("rack.log");
+    let broker_url = format!("mqtts://127.0.0.1:{}", wan.address().port());
     let _rack = start_rack_in_with(
         &site.rack,
         &state,
         &site.rack_if,
         &rack_log,
-        &[("EDGEMETAL_LOG", "info,edgemetal_rack::dhcp=debug")],
+        &[
+            ("EDGEMETAL_LOG", "info,edgemetal_rack::dhcp=debug"),
+            ("EDGEMETAL_RACK_BROKER_URL", &broker_url),
+        ],
     );
     wait_in_sync(&api, "hil-rack").await;
     wait_for_cached_image(&site, &rack_log).await;
@@ -207,8 +238,30 @@ async fn a_virtual_machine_behind_a_real_bmc_is_commissioned_to_ready_and_an_unk
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "commissioning");
+    // The machine is powered on: the WAN fails twice while it boots and reports.
+    let flaps = flap(wan.clone());
     let ready = wait_for_status(&api, &id, "ready", &serial).await;
     let took = started.elapsed();
+    let cuts = flaps.join().unwrap();
+    eprintln!(
+        "commissioned over {} ms RTT through {cuts} cuts of {} s",
+        2 * WAN_ONE_WAY.as_millis(),
+        WAN_CUT.as_secs()
+    );
+    let metrics = rack_metrics_in(&site.rack);
+    assert_eq!(
+        counter(&metrics, "edgemetal_rack_boot_region_waits_total"),
+        0,
+        "{metrics}"
+    );
+    assert!(
+        labelled(
+            &metrics,
+            "edgemetal_rack_boot_answers_total",
+            "source=\"intent\""
+        ) >= 2,
+        "the script and the metadata came from the pushed intent: {metrics}"
+    );
 
     // The inventory matches the VM.
     let hardware = &ready["hardware"];

@@ -4,13 +4,20 @@
 //! none waits on the region, cut or not (asserted with its counters, never
 //! with timings). A rack speaking protocol v1 against the same region
 //! still serves, the old way: it asks the region per script, and its
-//! counter shows those waits, which proves the counter counts.
+//! counter shows those waits, which proves the counter counts. And a
+//! burst of DHCP clients served across two cuts reaches the region with
+//! every lease event applied exactly once.
 
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use edgemetal_tests::boot_files::{content, ipxe_script, upload};
+use edgemetal_tests::dhcp_site::{
+    enrolled_rack_keeping_region, rack_metrics_in, start_rack_in_with,
+};
 use edgemetal_tests::metrics::{counter, labelled};
+use edgemetal_tests::netns::{forward_loopback_port, veth, Netns};
 use edgemetal_tests::ports::free_loopback;
 use edgemetal_tests::process::log_dir;
 use edgemetal_tests::site::{rack_record, wait_in_sync, PATIENCE};
@@ -198,4 +205,107 @@ async fn boot_path_answers_never_wait_on_a_long_or_cut_link_and_a_v1_rack_still_
     })
     .await;
     assert_eq!(counter(&v2.process.metrics().await, WAITS), 0);
+}
+
+/// The sum of a labelled counter family, e.g. every `event` of DHCP events.
+fn family_total(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_dhcp_burst_across_two_cuts_reaches_the_region_exactly_once() {
+    let logs = log_dir("wan_dhcp");
+    let data = tempfile::tempdir().unwrap();
+    let (state, options) = enrolled_rack_keeping_region(
+        data.path(),
+        &logs,
+        "10.86.0.0/24",
+        "10.86.0.1",
+        "10.86.0.100",
+        "10.86.0.250",
+    )
+    .await;
+    let region = RegionProcess::start(&options).await;
+    let api = region.client();
+    let wan = Arc::new(Wan::start(options.embedded_broker, Duration::from_millis(150)).await);
+    let server = Netns::create();
+    let client = Netns::create();
+    let (server_if, client_if) = veth(&server, &client, Some("10.86.0.1/24"));
+    // perfdhcp relays from its own address on the subnet (giaddr).
+    client.ip(&["addr", "add", "10.86.0.2/24", "dev", &client_if]);
+    forward_loopback_port(&server, wan.address().port());
+    let broker_url = format!("mqtts://127.0.0.1:{}", wan.address().port());
+    let _rack = start_rack_in_with(
+        &server,
+        &state,
+        &server_if,
+        &logs.join("rack.log"),
+        &[("EDGEMETAL_RACK_BROKER_URL", &broker_url)],
+    );
+    wait_in_sync(&api, "dhcp-rack").await;
+
+    // 300 exchanges among 150 clients at 50/s, while the WAN fails twice.
+    let schedule = {
+        let wan = wan.clone();
+        std::thread::spawn(move || {
+            for _ in 0..2 {
+                std::thread::sleep(Duration::from_secs(1));
+                wan.cut();
+                std::thread::sleep(Duration::from_secs(2));
+                wan.restore();
+            }
+        })
+    };
+    let output = client
+        .command("perfdhcp")
+        .args([
+            "-4", "-r", "50", "-n", "300", "-R", "150", "-W", "2000000", "-l", &client_if,
+        ])
+        .output()
+        .expect("perfdhcp (package kea-admin)");
+    std::fs::write(logs.join("perfdhcp.txt"), &output.stdout).unwrap();
+    schedule.join().unwrap();
+    assert!(
+        wan.connections().1 >= 2,
+        "the rack reconnected after the cuts"
+    );
+
+    // Every event the rack queued reaches the region, once.
+    let queued = || {
+        family_total(
+            &rack_metrics_in(&server),
+            "edgemetal_rack_dhcp_events_total",
+        )
+    };
+    let new_leases = labelled(
+        &rack_metrics_in(&server),
+        "edgemetal_rack_dhcp_events_total",
+        "event=\"new\"",
+    );
+    assert!(new_leases >= 100, "perfdhcp got {new_leases} leases");
+    let applied = || async {
+        counter(
+            &api.metrics().await,
+            "edgemetal_region_rack_events_applied_total",
+        )
+    };
+    wait_until(
+        "every queued lease event applied in the region",
+        Duration::from_secs(60),
+        || async { (applied().await >= queued()).then_some(()) },
+    )
+    .await;
+    assert_eq!(applied().await, queued(), "applied more often than queued");
+    let leases = api.get("/api/v1/leases").await;
+    let bound = leases
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|lease| lease["state"] == "bound" && lease["rack_id"] == "dhcp-rack")
+        .count() as u64;
+    assert_eq!(bound, new_leases, "{leases}");
 }

@@ -213,8 +213,14 @@ impl Decisions {
         let now = now_ms();
         let held = lock(&self.intents).get(&mac).cloned();
         match held {
-            Some(intent) if intent.expires_at_ms.is_some_and(|at| now > at) => None,
-            Some(intent) => intent.metadata,
+            Some(intent) if intent.expires_at_ms.is_some_and(|at| now > at) => {
+                self.counters.answered_from("expired");
+                None
+            }
+            Some(intent) => {
+                self.counters.answered_from("intent");
+                intent.metadata
+            }
             None => {
                 self.report_unknown(mac, None);
                 None

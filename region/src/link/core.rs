@@ -211,6 +211,9 @@ impl Link {
                 }
             }
             FollowUp::AckEvents(applied) => {
+                self.metrics
+                    .rack_events_applied
+                    .inc_by(applied.newly_applied);
                 self.publisher
                     .send(rack_id, DownMessage::EventsAck(applied.applied), false)
                     .await;

@@ -47,6 +47,9 @@ fn boot_stage_event(stage: BootStage) -> (&'static str, &'static str) {
 pub struct AppliedEvents {
     /// The highest event id now applied: the ack to send back.
     pub applied: u64,
+    /// How many events this batch applied for the first time (redeliveries
+    /// of applied ones count 0: each event is applied exactly once).
+    pub newly_applied: u64,
     /// Racks need a new snapshot (a machine's lease began or ended).
     pub config_changed: bool,
     /// Machines created by enlistment.
@@ -193,6 +196,7 @@ impl Store {
         }
         Ok(AppliedEvents {
             applied,
+            newly_applied: applied - already,
             config_changed: machines_moved,
             enlisted,
             results: stored_results,
