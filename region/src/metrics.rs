@@ -33,6 +33,8 @@ pub struct Metrics {
     pub intents_pushed: Counter,
     /// Rack events (leases, discoveries, boot steps, results) applied, each once.
     pub rack_events_applied: Counter,
+    /// Region-wide changes that left a rack's own configuration as it was (nothing sent).
+    pub snapshots_unchanged: Counter,
 }
 
 impl Metrics {
@@ -50,6 +52,7 @@ impl Metrics {
             link_bytes_sent: Counter::default(),
             intents_pushed: Counter::default(),
             rack_events_applied: Counter::default(),
+            snapshots_unchanged: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -101,6 +104,11 @@ impl Metrics {
             "rack_events_applied",
             "Rack events applied, each exactly once",
             metrics.rack_events_applied.clone(),
+        );
+        registry.register(
+            "snapshots_unchanged",
+            "Region-wide changes that left a rack's configuration unchanged (nothing sent)",
+            metrics.snapshots_unchanged.clone(),
         );
         Metrics {
             registry,

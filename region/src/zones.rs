@@ -44,7 +44,7 @@ fn label(name: &str) -> String {
 }
 
 /// The /24 reverse zones covering `cidr` (at most 256 of them).
-fn reverse_zones(cidr: &Ipv4Cidr) -> Vec<String> {
+pub(crate) fn reverse_zones(cidr: &Ipv4Cidr) -> Vec<String> {
     let network = u32::from(cidr.network());
     let count = 1u32 << 24u8.saturating_sub(cidr.prefix_len()).min(8);
     (0..count)

@@ -224,3 +224,61 @@ async fn uploaded_resources_reach_the_rack_and_are_served_over_http_and_tftp() {
         "{metrics}"
     );
 }
+#[tokio::test]
+async fn a_cut_sync_resumes_where_it_stopped_and_bad_bytes_are_never_served() {
+    let logs = log_dir("boot_resume");
+    let data = tempfile::tempdir().unwrap();
+    let options = RegionOptions::embedded(&data.path().join("region"), &logs);
+    let region = RegionProcess::start(&options).await;
+    let api = region.client();
+    let kernel = content(3 * 1024 * 1024 + 17, 3);
+    let initrd = content(1024 * 1024 + 5, 4);
+    let kernel_sha = upload(&api, "kernel", &kernel).await["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let initrd_sha = upload(&api, "initrd", &initrd).await["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // What a rack cut off mid-sync leaves behind: the kernel's first 2 MiB
+    // (four chunks), and an initrd whose first bytes were damaged on disk.
+    let state = data.path().join("rack");
+    region.enrol_rack("resume-rack", &state).await;
+    let partial = state.join("boot-cache/partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    let seeded = 2 * 1024 * 1024;
+    std::fs::write(partial.join(&kernel_sha), &kernel[..seeded]).unwrap();
+    let mut damaged = initrd[..4096].to_vec();
+    damaged[100] ^= 0xff;
+    std::fs::write(partial.join(&initrd_sha), damaged).unwrap();
+
+    let http = free_loopback();
+    let rack = RackProcess::start_with(
+        &state,
+        &logs.join("rack.log"),
+        &["--http-boot-listen", &http.to_string()],
+    )
+    .await;
+    wait_until("the rack to cache both resources", PATIENCE, || async {
+        let status = rack.status().await;
+        let resources = status["boot_resources"].as_array()?.clone();
+        (resources.len() == 2 && resources.iter().all(|r| r["ready"] == true)).then_some(())
+    })
+    .await;
+    for (sha, bytes) in [(&kernel_sha, &kernel), (&initrd_sha, &initrd)] {
+        assert_eq!(
+            &curl(&[&format!("http://{http}/boot/resources/{sha}")]),
+            bytes
+        );
+    }
+    // The kernel resumed at 2 MiB; the initrd failed verification and was
+    // fetched again from the start.
+    let sent = counter(
+        &api.metrics().await,
+        "edgemetal_region_blob_bytes_sent_total",
+    );
+    let expected = (kernel.len() - seeded) + (initrd.len() - 4096) + initrd.len();
+    assert_eq!(sent as usize, expected);
+}

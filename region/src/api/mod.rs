@@ -186,6 +186,8 @@ pub fn router(state: AppState) -> Router {
     let v1 = v1
         .route("/openapi.json", get(move || async move { Json(doc) }))
         .fallback(|| async { ApiError::no_route() })
+        // Inside the guard: only accepted writes wait for the racks.
+        .layer(middleware::from_fn_with_state(state.clone(), settle))
         // A layer, not a route layer: unrouted paths are guarded (and their
         // writes audited) too, so probing for routes needs a key as well.
         .layer(middleware::from_fn_with_state(state.clone(), auth::guard));
@@ -220,6 +222,27 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// How long a write's answer waits for its changes to reach the racks.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Answers a write once what it changed was published to the racks
+/// (bounded): an operator who reads a rack's sync state right after sees
+/// the change pending, never a stale "in sync". Reads pass straight through.
+async fn settle(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let writes = !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    let response = next.run(request).await;
+    if writes && response.status().is_success() && !state.link.changes_published(SETTLE).await {
+        tracing::warn!(
+            "a change took more than {} s to reach the racks",
+            SETTLE.as_secs()
+        );
+    }
+    response
 }
 
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {

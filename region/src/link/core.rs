@@ -20,7 +20,7 @@ use super::publish::Publisher;
 use super::requests::PendingRequests;
 use crate::lifecycle::Notice;
 use crate::metrics::Metrics;
-use crate::snapshot;
+use crate::snapshot::{self, per_rack};
 use crate::store::{now_ms, Change, Store};
 
 /// The link's state shared by its tasks.
@@ -328,14 +328,41 @@ impl Link {
             .await;
     }
 
-    /// Publishes the current snapshot to one rack, rate-limited unless `force`d.
+    /// Publishes the rack's current snapshot to it, rate-limited unless `force`d.
     async fn send_snapshot(&self, rack_id: &RackId, force: bool) {
         if !self.publisher.snapshot_due(rack_id, force) {
             return;
         }
-        match snapshot::build(&self.store, &self.dns, &self.gateway).await {
-            Ok(snapshot) => self.publish_snapshot(rack_id, snapshot).await,
+        let built = match snapshot::build(&self.store, &self.dns, &self.gateway).await {
+            Ok(site) => self.rack_snapshot(&site, rack_id).await,
+            Err(error) => Err(error),
+        };
+        match built {
+            Ok((snapshot, _)) => self.publish_snapshot(rack_id, snapshot).await,
             Err(error) => tracing::error!(%error, "cannot build snapshot"),
+        }
+    }
+
+    /// The rack's own cut of `site`, numbered anew only when its content
+    /// changed since the last one it was sent; says whether it changed.
+    async fn rack_snapshot(
+        &self,
+        site: &edgemetal_protocol::ConfigSnapshot,
+        rack_id: &RackId,
+    ) -> Result<(edgemetal_protocol::ConfigSnapshot, bool), crate::store::StoreError> {
+        let cut = per_rack::for_rack(site, rack_id);
+        let digest = per_rack::content_digest(&cut);
+        match self.store.rack_target(rack_id).await? {
+            Some((generation, known)) if known == digest => {
+                Ok((per_rack::numbered(cut, generation), false))
+            }
+            _ => {
+                let generation = site.generation.0;
+                self.store
+                    .set_rack_target(rack_id, generation, &digest)
+                    .await?;
+                Ok((per_rack::numbered(cut, generation), true))
+            }
         }
     }
 
@@ -356,19 +383,27 @@ impl Link {
         }
     }
 
-    /// Publishes the current snapshot to every active rack.
+    /// Publishes to every active rack whose own configuration changed.
     pub(super) async fn publish_to_all(&self) {
-        let snapshot = match snapshot::build(&self.store, &self.dns, &self.gateway).await {
-            Ok(snapshot) => snapshot,
+        let site = match snapshot::build(&self.store, &self.dns, &self.gateway).await {
+            Ok(site) => site,
             Err(error) => {
                 tracing::error!(%error, "cannot build snapshots");
                 return;
             }
         };
-        self.metrics.config_generation.set(snapshot.generation.0);
+        self.metrics.config_generation.set(site.generation.0);
         for (rack_id, _) in self.keyring.active_racks() {
-            self.publisher.snapshot_due(&rack_id, true);
-            self.publish_snapshot(&rack_id, snapshot.clone()).await;
+            match self.rack_snapshot(&site, &rack_id).await {
+                Ok((snapshot, true)) => {
+                    self.publisher.snapshot_due(&rack_id, true);
+                    self.publish_snapshot(&rack_id, snapshot).await;
+                }
+                Ok((_, false)) => {
+                    self.metrics.snapshots_unchanged.inc();
+                }
+                Err(error) => tracing::error!(rack = %rack_id, %error, "cannot build its snapshot"),
+            }
         }
     }
 

@@ -34,7 +34,7 @@ pub enum FollowUp {
 /// the link should do next.
 pub async fn apply(store: &Store, inbound: &Inbound, version: u16) -> Result<FollowUp, StoreError> {
     let now = now_ms();
-    let current = store.generation().await?;
+    let current = store.rack_generation(&inbound.rack_id).await?;
     let behind = |applied: Option<edgemetal_protocol::Generation>| {
         if applied.map(|g| g.0) != Some(current) {
             FollowUp::SendSnapshot

@@ -31,9 +31,10 @@ pub struct RackRecord {
     pub last_seen_ms: i64,
     /// Generation of the snapshot the rack serves from.
     pub applied_generation: Option<u64>,
-    /// The region's current generation (filled in by the API).
+    /// The generation of this rack's own current configuration (the
+    /// region's, when it has not been sent one yet).
     pub config_generation: u64,
-    /// Whether the rack serves the region's current configuration.
+    /// Whether the rack serves its current configuration.
     pub in_sync: bool,
     /// Why the last snapshot was refused, if it was.
     pub last_apply_error: Option<String>,
@@ -53,7 +54,7 @@ pub struct RackRecord {
 
 const RACK_COLUMNS: &str = "id, hostname, software_version, protocol_version, online, \
     first_seen_ms, last_seen_ms, applied_generation, last_apply_error, interfaces_json, \
-    services_json, health_json, bmc_networks_json";
+    services_json, health_json, bmc_networks_json, target_generation";
 
 fn json_column(row: &AnyRow, column: &str) -> Result<serde_json::Value, StoreError> {
     let text: String = row.try_get(column)?;
@@ -65,6 +66,8 @@ fn rack_from_row(row: &AnyRow, config_generation: u64) -> Result<RackRecord, Sto
     let protocol_version: i64 = row.try_get("protocol_version")?;
     let applied: Option<i64> = row.try_get("applied_generation")?;
     let applied_generation = applied.map(|g| g as u64);
+    let target: Option<i64> = row.try_get("target_generation")?;
+    let config_generation = target.map_or(config_generation, |g| g as u64);
     Ok(RackRecord {
         id: row.try_get("id")?,
         hostname: row.try_get("hostname")?,
@@ -179,8 +182,13 @@ impl Store {
         now_ms: i64,
         sequence: u64,
     ) -> Result<(), StoreError> {
+        // Retained presence may arrive before the retained hello: the row is
+        // created bare then, and the hello fills it in.
         sqlx::query(
-            "UPDATE racks SET online = 1, last_seen_ms = $1, presence_sequence = $2 WHERE id = $3",
+            "INSERT INTO racks (id, hostname, software_version, protocol_version, online, \
+             first_seen_ms, last_seen_ms, interfaces_json, services_json, health_json, \
+             presence_sequence) VALUES ($3, '', '', 0, 1, $1, $1, '[]', '[]', '[]', $2) \
+             ON CONFLICT (id) DO UPDATE SET online = 1, last_seen_ms = $1, presence_sequence = $2",
         )
         .bind(now_ms)
         .bind(sequence as i64)
@@ -246,6 +254,43 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    /// The generation and content digest of the configuration last sent to the rack.
+    pub async fn rack_target(&self, rack_id: &RackId) -> Result<Option<(u64, String)>, StoreError> {
+        let row: Option<(Option<i64>, Option<String>)> =
+            sqlx::query_as("SELECT target_generation, target_digest FROM racks WHERE id = $1")
+                .bind(rack_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            Some((Some(generation), Some(digest))) => Some((generation as u64, digest)),
+            _ => None,
+        })
+    }
+
+    /// Records that the rack is sent its configuration numbered `generation`.
+    pub async fn set_rack_target(
+        &self,
+        rack_id: &RackId,
+        generation: u64,
+        digest: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE racks SET target_generation = $1, target_digest = $2 WHERE id = $3")
+            .bind(generation as i64)
+            .bind(digest)
+            .bind(rack_id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The generation the rack should serve: its own, else the region's.
+    pub async fn rack_generation(&self, rack_id: &RackId) -> Result<u64, StoreError> {
+        match self.rack_target(rack_id).await? {
+            Some((generation, _)) => Ok(generation),
+            None => self.generation().await,
+        }
     }
 
     /// Records that rack presence changed: DHCP takeover depends on it, so

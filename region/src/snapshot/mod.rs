@@ -1,4 +1,7 @@
-//! Builds the configuration snapshot a rack serves from.
+//! Builds the configuration snapshot racks serve from: the region-wide one
+//! ([`build`]), from which each rack's own is cut ([`per_rack`]).
+
+pub mod per_rack;
 
 use std::collections::HashSet;
 
@@ -9,8 +12,9 @@ use edgemetal_protocol::{
 
 use crate::store::{now_ms, parse_kind, Store, StoreError};
 
-/// The current snapshot; every rack receives the same one and serves the
-/// subnets whose DHCP racks include it (see [`edgemetal_protocol::dhcp_peers`]).
+/// The region-wide snapshot: every subnet, with the racks that serve DHCP
+/// on it (see [`edgemetal_protocol::dhcp_peers`]); [`per_rack::for_rack`]
+/// cuts each rack's part out of it.
 ///
 /// The generation is read *before* the data: if a change lands in between,
 /// the snapshot carries newer data under an older generation (and the newer
