@@ -235,7 +235,7 @@ impl Decisions {
         let now = now_ms();
         lock(&self.intents)
             .values()
-            .filter(|intent| !intent.expires_at_ms.is_some_and(|at| now > at))
+            .filter(|intent| intent.expires_at_ms.is_none_or(|at| now <= at))
             .find_map(|intent| {
                 let metadata = intent.metadata.as_ref()?;
                 bool::from(metadata.token.as_bytes().ct_eq(token.as_bytes()))

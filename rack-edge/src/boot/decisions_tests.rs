@@ -89,7 +89,11 @@ async fn a_pushed_intent_is_served_at_once_and_survives_a_restart() {
         rig.queries.try_recv().is_err(),
         "nothing asked of the region"
     );
-    assert_eq!(rig.decisions.counters().answers_from("intent"), 1);
+    assert_eq!(
+        rig.decisions.counters().answers_from("intent"),
+        2,
+        "script and metadata"
+    );
     assert_eq!(rig.decisions.counters().region_waits.get(), 0);
 
     let (tx, _rx) = mpsc::unbounded_channel();
@@ -121,7 +125,11 @@ fn an_expired_intent_boots_from_disk_and_serves_no_metadata() {
     assert_eq!(rig.decisions.decide_now(MAC, None), BootDecision::LocalDisk);
     assert!(rig.decisions.metadata(MAC).is_none());
     assert!(rig.decisions.by_token("token-3").is_none());
-    assert_eq!(rig.decisions.counters().answers_from("expired"), 1);
+    assert_eq!(
+        rig.decisions.counters().answers_from("expired"),
+        2,
+        "script and metadata"
+    );
 }
 
 #[test]

@@ -411,7 +411,13 @@ impl Link {
         if self.publisher.version_of(rack_id) < 2 {
             return;
         }
-        match intents::full(&self.store, self.keyring.master()).await {
+        let built = match intents::full(&self.store, self.keyring.master()).await {
+            Ok(batch) => intents::Placement::load(&self.store)
+                .await
+                .map(|placement| placement.for_rack(&batch, rack_id)),
+            Err(error) => Err(error),
+        };
+        match built {
             Ok(batch) => {
                 self.metrics
                     .intents_pushed
@@ -425,8 +431,20 @@ impl Link {
     }
 
     async fn full_intents_to_all(&self) {
-        match intents::full(&self.store, self.keyring.master()).await {
-            Ok(batch) => self.publisher.intents_to_all(&batch).await,
+        self.intents_to_all(intents::full(&self.store, self.keyring.master()).await)
+            .await;
+    }
+
+    /// Publishes `batch` to the racks it concerns.
+    async fn intents_to_all(&self, batch: Result<IntentBatch, crate::store::StoreError>) {
+        let placed = match batch {
+            Ok(batch) => intents::Placement::load(&self.store)
+                .await
+                .map(|placement| (batch, placement)),
+            Err(error) => Err(error),
+        };
+        match placed {
+            Ok((batch, placement)) => self.publisher.intents_to_all(&batch, &placement).await,
             Err(error) => tracing::error!(%error, "cannot build the boot intents"),
         }
     }
@@ -461,18 +479,14 @@ impl Link {
                     self.full_intents_to_all().await;
                 }
                 Change::Machine(machine_id) => {
-                    match intents::one(&self.store, self.keyring.master(), &machine_id).await {
-                        Ok(Some(intent)) => {
-                            let batch = IntentBatch {
-                                full: false,
-                                intents: vec![intent],
-                                forget: Vec::new(),
-                            };
-                            self.publisher.intents_to_all(&batch).await;
-                        }
-                        Ok(None) => {}
-                        Err(error) => tracing::error!(%error, "cannot build a boot intent"),
-                    }
+                    let intent =
+                        intents::one(&self.store, self.keyring.master(), &machine_id).await;
+                    let batch = intent.map(|intent| IntentBatch {
+                        full: false,
+                        intents: intent.into_iter().collect(),
+                        forget: Vec::new(),
+                    });
+                    self.intents_to_all(batch).await;
                 }
                 Change::MachineRemoved(mac) => {
                     let batch = IntentBatch {
@@ -480,7 +494,7 @@ impl Link {
                         intents: Vec::new(),
                         forget: vec![mac],
                     };
-                    self.publisher.intents_to_all(&batch).await;
+                    self.intents_to_all(Ok(batch)).await;
                 }
             }
             self.published_through.send_replace(number);

@@ -12,6 +12,7 @@ use edgemetal_protocol::{DownMessage, IntentBatch, MessageId, RackId, Rekey};
 use rand::RngCore;
 use rumqttc::{AsyncClient, QoS};
 
+use super::intents::Placement;
 use super::keyring::Keyring;
 use crate::metrics::Metrics;
 use crate::store::{now_ms, Store};
@@ -161,12 +162,19 @@ impl Publisher {
         }
     }
 
-    /// Publishes intents to every active rack that speaks v2.
-    pub async fn intents_to_all(&self, batch: &IntentBatch) {
+    /// Publishes to every active rack that speaks v2 the part of `batch`
+    /// that concerns it (a partial batch that concerns it not is skipped).
+    pub async fn intents_to_all(&self, batch: &IntentBatch, placement: &Placement) {
         for (rack_id, _) in self.keyring.active_racks() {
-            if self.version_of(&rack_id) >= 2 {
-                self.send(&rack_id, DownMessage::Intents(batch.clone()), false)
-                    .await;
+            if self.version_of(&rack_id) < 2 {
+                continue;
+            }
+            let part = placement.for_rack(batch, &rack_id);
+            if part.full || !part.intents.is_empty() || !part.forget.is_empty() {
+                self.metrics
+                    .intents_pushed
+                    .inc_by(part.intents.len() as u64);
+                self.send(&rack_id, DownMessage::Intents(part), false).await;
             }
         }
     }

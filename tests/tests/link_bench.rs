@@ -1,0 +1,365 @@
+//! Benchmarks of the link (not part of CI's pass/fail; run with
+//! `cargo test -p edgemetal-tests --release --test link_bench -- --ignored --nocapture --test-threads 1`
+//! after `cargo build --release --workspace`, with `EDGEMETAL_BIN_DIR=target/release`):
+//!
+//! 1. Each boot-path step a machine takes from its rack, at 0 and 300 ms
+//!    RTT between rack and broker, for a v2 rack (answers from pushed
+//!    intents) and a v1-mode rack (asks the region per script).
+//! 2. Link bytes per lease event and each rack's snapshot size, at 1, 10
+//!    and 50 racks × 1,000 machines, one subnet per rack, against what the
+//!    v1 design sent (the whole region's snapshot to every rack on every
+//!    change).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use edgemetal_protocol::frame::{self, Sealer};
+use edgemetal_protocol::seal::LinkSecret;
+use edgemetal_protocol::{
+    LeaseChange, LeaseReport, MacAddress, MessageId, RackEvent, RackEventKind, RackId, UpMessage,
+};
+use edgemetal_tests::boot_files::{content, curl, upload};
+use edgemetal_tests::metrics::counter;
+use edgemetal_tests::mosquitto::{publish_as, ClientLogin};
+use edgemetal_tests::ports::free_loopback;
+use edgemetal_tests::process::log_dir;
+use edgemetal_tests::site::{wait_in_sync, PATIENCE};
+use edgemetal_tests::{wait_until, ApiClient, RackProcess, RegionOptions, RegionProcess, Wan};
+use serde_json::json;
+
+const RUNS: usize = 20;
+
+/// One boot-path step, run as a machine would.
+type Step = Box<dyn Fn()>;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn timed(step: impl Fn()) -> Duration {
+    median(
+        (0..RUNS)
+            .map(|_| {
+                let started = Instant::now();
+                step();
+                started.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn tftp_get(server: std::net::SocketAddr, remote: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new("tftp")
+        .current_dir(dir.path())
+        .args(["-m", "binary", "127.0.0.1", &server.port().to_string()])
+        .args(["-c", "get", remote, "file"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn commission_by_hand(api: &ApiClient, mac: &str) {
+    let machine = api
+        .create(
+            "/api/v1/machines",
+            json!({"mac": mac, "architecture": "amd64"}),
+        )
+        .await;
+    let path = format!(
+        "/api/v1/machines/{}/actions/commission",
+        machine["id"].as_str().unwrap()
+    );
+    let (status, body) = api.call(reqwest::Method::POST, &path, None).await;
+    assert!(status.is_success(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark"]
+async fn boot_path_steps_at_0_and_300_ms_rtt() {
+    let logs = log_dir("bench_boot_path");
+    let data = tempfile::tempdir().unwrap();
+    let options = RegionOptions::embedded(&data.path().join("region"), &logs);
+    let region = RegionProcess::start(&options).await;
+    let api = region.client();
+    let kernel = upload(&api, "kernel", &content(8 << 20, 1)).await;
+    upload(&api, "initrd", &content(1 << 20, 2)).await;
+    let wan = Wan::start(options.embedded_broker, Duration::ZERO).await;
+    let broker = format!("mqtts://127.0.0.1:{}", wan.address().port());
+    let mut racks = Vec::new();
+    for (name, protocol) in [("bench-v2", "2"), ("bench-v1", "1")] {
+        let state = data.path().join(name);
+        region.enrol_rack(name, &state).await;
+        let http = free_loopback();
+        let tftp = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let process = RackProcess::start_with(
+            &state,
+            &logs.join(format!("{name}.log")),
+            &[
+                "--broker-url",
+                &broker,
+                "--http-boot-listen",
+                &http.to_string(),
+                "--tftp-listen",
+                &tftp.to_string(),
+                "--protocol-version",
+                protocol,
+            ],
+        )
+        .await;
+        wait_in_sync(&api, name).await;
+        wait_until(
+            "the boot resources cached",
+            Duration::from_secs(60),
+            || async {
+                let status = process.status().await;
+                let resources = status["boot_resources"].as_array()?.clone();
+                (resources.len() == 2 && resources.iter().all(|r| r["ready"] == true)).then_some(())
+            },
+        )
+        .await;
+        racks.push((name, protocol, http, tftp, process));
+    }
+    commission_by_hand(&api, "52:54:00:cc:00:01").await;
+    let sha = kernel["sha256"].as_str().unwrap().to_string();
+
+    println!("\n| step | rack | 0 ms RTT | 300 ms RTT | ratio |");
+    println!("|---|---|---|---|---|");
+    let mut rows: Vec<(String, Duration)> = Vec::new();
+    for one_way in [Duration::ZERO, Duration::from_millis(150)] {
+        wan.set_delay(one_way);
+        // New delay, new connections: the racks reconnect through it.
+        wan.restore();
+        for (name, ..) in &racks {
+            wait_in_sync(&api, name).await;
+        }
+        for (name, protocol, http, tftp, _) in &racks {
+            let (http, tftp) = (*http, *tftp);
+            let sha = sha.clone();
+            let steps: Vec<(&str, Step)> = vec![
+                (
+                    "iPXE script, known machine",
+                    Box::new(move || {
+                        curl(&[&format!("http://{http}/boot/ipxe/52:54:00:cc:00:01.ipxe")]);
+                    }),
+                ),
+                (
+                    "iPXE script, unknown machine",
+                    Box::new(move || {
+                        curl(&[&format!("http://{http}/boot/ipxe/52:54:00:cc:00:99.ipxe")]);
+                    }),
+                ),
+                (
+                    "PXELINUX config (TFTP)",
+                    Box::new(move || {
+                        tftp_get(tftp, "pxelinux.cfg/01-52-54-00-cc-00-01");
+                    }),
+                ),
+                (
+                    "kernel 8 MiB (HTTP)",
+                    Box::new(move || {
+                        curl(&[
+                            "-o",
+                            "/dev/null",
+                            &format!("http://{http}/boot/resources/{sha}"),
+                        ]);
+                    }),
+                ),
+            ];
+            for (step, run) in steps {
+                let took = tokio::task::block_in_place(|| timed(run));
+                rows.push((format!("{step} | v{protocol} ({name})"), took));
+            }
+        }
+    }
+    let half = rows.len() / 2;
+    for index in 0..half {
+        let (label, at_zero) = &rows[index];
+        let at_300 = rows[index + half].1;
+        println!(
+            "| {label} | {:.1} ms | {:.1} ms | {:.2}× |",
+            at_zero.as_secs_f64() * 1e3,
+            at_300.as_secs_f64() * 1e3,
+            at_300.as_secs_f64() / at_zero.as_secs_f64()
+        );
+    }
+}
+
+/// A lease event as `rack` would seal it, published by the region's broker
+/// user (the real rack keeps its own connection).
+fn lease_event(
+    rack: &RackId,
+    identity: &serde_json::Value,
+    event_id: u64,
+    report: LeaseReport,
+) -> (String, Vec<u8>) {
+    let secret = LinkSecret(
+        hex::decode(identity["link_secret_hex"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    let sealer = Sealer {
+        rack_id: rack,
+        secret: &secret,
+        key_epoch: identity["key_epoch"].as_u64().unwrap_or(1) as u32,
+        version: edgemetal_protocol::PROTOCOL_VERSION,
+        nonce_prefix: [0x5a; 16],
+    };
+    let events = vec![RackEvent {
+        id: event_id,
+        at_ms: 0,
+        kind: RackEventKind::Lease(report),
+    }];
+    let sealed = frame::seal(
+        &sealer,
+        1 << 40,
+        MessageId([0x5a; 16]),
+        0,
+        UpMessage::Events(events),
+    )
+    .unwrap();
+    (sealed.topic, sealed.payload)
+}
+
+async fn link_bytes(api: &ApiClient) -> u64 {
+    counter(
+        &api.metrics().await,
+        "edgemetal_region_link_bytes_sent_total",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark"]
+async fn link_bytes_per_lease_event_and_snapshot_size_by_rack_count() {
+    const MACHINES: usize = 1000;
+    println!("\n| racks | machines | rack snapshot | bytes per lease event | v1: every rack gets the region's snapshot | ratio |");
+    println!("|---|---|---|---|---|---|");
+    for racks in [1usize, 10, 50] {
+        let logs = log_dir(&format!("bench_link_bytes_{racks}"));
+        let data = tempfile::tempdir().unwrap();
+        let options = RegionOptions::embedded(&data.path().join("region"), &logs);
+        let region = RegionProcess::start(&options).await;
+        let api = region.client();
+        let mut processes = Vec::new();
+        let mut subnets = Vec::new();
+        for index in 0..racks {
+            let name = format!("site-{index}");
+            let state = data.path().join(&name);
+            region.enrol_rack(&name, &state).await;
+            processes.push(RackProcess::start(&state, &logs.join(format!("{name}.log"))).await);
+            let subnet = api
+                .create(
+                    "/api/v1/subnets",
+                    json!({"name": name, "cidr": format!("10.{}.{}.0/22", 100 + index / 50, (index % 50) * 4),
+                           "domain": format!("{name}.example"), "dhcp_racks": [name]}),
+                )
+                .await;
+            subnets.push((name, subnet["id"].as_str().unwrap().to_string(), index));
+        }
+        // 1,000 machines spread over the sites, each with a reservation.
+        for machine in 0..MACHINES {
+            let (_, subnet_id, index) = &subnets[machine % racks];
+            let slot = machine / racks;
+            let mac = format!(
+                "52:54:01:{:02x}:{:02x}:{:02x}",
+                index,
+                slot / 256,
+                slot % 256
+            );
+            let address = format!(
+                "10.{}.{}.{}",
+                100 + index / 50,
+                (index % 50) * 4 + slot / 250,
+                slot % 250 + 2
+            );
+            api.create(
+                "/api/v1/machines",
+                json!({"mac": mac, "architecture": "amd64",
+                                                   "hostname": format!("m{machine}")}),
+            )
+            .await;
+            api.create(
+                &format!("/api/v1/subnets/{subnet_id}/reservations"),
+                json!({"mac": mac, "address": address}),
+            )
+            .await;
+        }
+        for (name, ..) in &subnets {
+            wait_in_sync(&api, name).await;
+        }
+        // One rack's whole snapshot: what a change on its site costs it.
+        let before = link_bytes(&api).await;
+        api.create(
+            &format!("/api/v1/subnets/{}/reservations", subnets[0].1),
+            json!({"mac": "52:54:02:00:00:01", "address": "10.100.3.253"}),
+        )
+        .await;
+        let snapshot = link_bytes(&api).await - before;
+
+        // A known machine's lease on site 0: a new DNS name there, nothing elsewhere.
+        let rack = RackId::new(&subnets[0].0).unwrap();
+        let identity: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(data.path().join(&subnets[0].0).join("identity.json")).unwrap(),
+        )
+        .unwrap();
+        let (topic, payload) = lease_event(
+            &rack,
+            &identity,
+            1,
+            LeaseReport {
+                change: LeaseChange::New,
+                subnet_id: subnets[0].1.clone(),
+                address: "10.100.2.200".parse().unwrap(),
+                mac: "52:54:01:00:00:0a".parse::<MacAddress>().unwrap(),
+                expires_at_secs: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs()
+                    + 3600,
+            },
+        );
+        let region_dir = data.path().join("region");
+        let login = ClientLogin {
+            credentials: Some((
+                "edgemetal-region".into(),
+                std::fs::read_to_string(region_dir.join("broker-region.secret")).unwrap(),
+            )),
+            cafile: Some(region_dir.join("pki/ca.crt")),
+            client_id: Some("edgemetal-region-bench".into()),
+            host: Some("localhost".into()),
+        };
+        let before = link_bytes(&api).await;
+        assert!(publish_as(
+            options.embedded_broker,
+            &login,
+            &topic,
+            &payload
+        ));
+        wait_until("the lease event applied", PATIENCE, || async {
+            (counter(
+                &api.metrics().await,
+                "edgemetal_region_rack_events_applied_total",
+            ) >= 1)
+                .then_some(())
+        })
+        .await;
+        wait_in_sync(&api, &subnets[0].0).await;
+        let per_event = link_bytes(&api).await - before;
+        // v1: the region-wide snapshot (≈ every site's cut) to every rack.
+        let whole = snapshot as f64 * racks as f64;
+        let v1 = whole * racks as f64;
+        println!(
+            "| {racks} | {MACHINES} | {:.1} KiB | {:.1} KiB | {:.1} KiB | {:.0}× less |",
+            snapshot as f64 / 1024.0,
+            per_event as f64 / 1024.0,
+            v1 / 1024.0,
+            v1 / per_event as f64
+        );
+        drop(processes);
+    }
+}
