@@ -164,6 +164,12 @@ impl Link {
                 Freshness::Replayed
             };
         }
+        // Events raise the mark inside the transaction that applies them.
+        let applies_its_own_mark = matches!(inbound.envelope.body, UpMessage::Events(_));
+        if applies_its_own_mark {
+            lock(&self.windows).insert(rack.clone(), window);
+            return Freshness::New;
+        }
         if let Err(error) = self
             .store
             .advance_up_sequence(rack.as_str(), inbound.sequence)

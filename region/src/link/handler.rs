@@ -106,7 +106,7 @@ pub async fn apply(store: &Store, inbound: &Inbound, version: u16) -> Result<Fol
         }
         UpMessage::Events(events) => {
             let applied = store
-                .apply_rack_events(inbound.rack_id.as_str(), events)
+                .apply_rack_events(inbound.rack_id.as_str(), events, inbound.sequence)
                 .await?;
             tracing::debug!(rack = %inbound.rack_id, events = events.len(), applied = applied.applied, "rack events stored");
             Ok(FollowUp::AckEvents(applied))

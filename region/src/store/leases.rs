@@ -64,16 +64,28 @@ impl Store {
     /// whether racks need a new snapshot: a machine's lease began or ended
     /// (its DNS names follow its address). Other clients' leases (the bulk
     /// under load) change nothing racks serve.
+    ///
+    /// `sequence` is the frame's: the rack's upward mark is raised to it in
+    /// the same transaction, so the events and the replay check commit
+    /// together or not at all.
     pub async fn apply_rack_events(
         &self,
         rack_id: &str,
         events: &[RackEvent],
+        sequence: u64,
     ) -> Result<AppliedEvents, StoreError> {
         let mut machines_moved = false;
         let mut enlisted = Vec::new();
         let mut stored_results = Vec::new();
         let actor = format!("rack {rack_id}");
         let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE rack_identities SET up_sequence = $1 WHERE rack_id = $2 AND up_sequence < $1",
+        )
+        .bind(sequence as i64)
+        .bind(rack_id)
+        .execute(&mut *tx)
+        .await?;
         let applied: i64 = sqlx::query_scalar("SELECT events_applied FROM racks WHERE id = $1")
             .bind(rack_id)
             .fetch_optional(&mut *tx)
