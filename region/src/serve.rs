@@ -78,15 +78,16 @@ pub async fn run(mut config: RegionConfig) -> anyhow::Result<()> {
 
     let power =
         crate::power::PowerService::new(store.clone(), link.clone(), enroller.keyring.clone());
-    tokio::spawn(crate::store::syslog::run_retention(
+    let mut background = Vec::new();
+    background.push(tokio::spawn(crate::store::syslog::run_retention(
         store.clone(),
         config.syslog_retention.limits(),
         Duration::from_secs(config.syslog_retention.prune_interval_secs.max(1)),
-    ));
-    tokio::spawn(crate::power::poller::run(
+    )));
+    background.push(tokio::spawn(crate::power::poller::run(
         power.clone(),
         Duration::from_secs(config.power_poll_interval_secs.max(1)),
-    ));
+    )));
     let lifecycle = crate::lifecycle::LifecycleService::new(
         store.clone(),
         power.clone(),
@@ -96,10 +97,13 @@ pub async fn run(mut config: RegionConfig) -> anyhow::Result<()> {
             auto_commission: config.commissioning.auto_commission,
         },
     );
-    tokio::spawn(crate::lifecycle::service::run(lifecycle.clone(), notices));
+    background.push(tokio::spawn(crate::lifecycle::service::run(
+        lifecycle.clone(),
+        notices,
+    )));
     let app = crate::api::router(crate::api::AppState {
         store: store.clone(),
-        link,
+        link: link.clone(),
         power,
         lifecycle,
         blobs: crate::boot::blobs::BlobStore::new(&config.data_dir),
@@ -141,7 +145,13 @@ pub async fn run(mut config: RegionConfig) -> anyhow::Result<()> {
                 .context("HTTP server failed")?;
         }
     }
+    // A clean stop: nothing that uses the store outlives it.
+    link.stop();
+    for task in background {
+        task.abort();
+    }
     store.close().await;
+    tracing::info!("region stopped");
     Ok(())
 }
 

@@ -270,6 +270,15 @@ impl RegionProcess {
     pub fn kill(mut self) {
         kill(&mut self.child, libc::SIGKILL);
     }
+
+    /// Stops the process cleanly (SIGTERM) and waits for it to exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on a pid we own.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().expect("wait for the region")
+    }
 }
 
 impl Drop for RegionProcess {

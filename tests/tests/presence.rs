@@ -6,6 +6,7 @@
 //! - B's sealed last will, captured from the broker after a real crash and
 //!   replayed over and over once B is back, changes nothing: B stays online
 //!   and the configuration generation does not move.
+//! - A clean stop of the region logs no error.
 
 use std::path::Path;
 
@@ -123,5 +124,16 @@ async fn a_stolen_racks_credentials_cannot_read_other_racks_nor_forge_their_pres
     let record = rack_record(&api, "rack-b").await.unwrap();
     assert_eq!(record["status"], "online", "{record}");
     assert_eq!(generation(&api).await, before, "presence must not flip");
+
+    // A clean stop with racks connected logs no error of the region's.
+    let logged = std::fs::read_to_string(&options.log).unwrap().len();
+    assert!(region.stop().success());
+    let log = std::fs::read_to_string(&options.log).unwrap();
+    let errors: Vec<&str> = log[logged..]
+        .lines()
+        .filter(|line| line.contains("ERROR") && line.contains("edgemetal_region"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert!(log[logged..].contains("region stopped"));
     drop(rack_b);
 }

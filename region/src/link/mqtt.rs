@@ -53,6 +53,7 @@ pub struct LinkHandle {
     pending: Arc<PendingRequests>,
     published_through: watch::Receiver<u64>,
     store: Store,
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl LinkHandle {
@@ -77,6 +78,19 @@ impl LinkHandle {
         self.pending
             .power(&self.commands, rack, request, timeout)
             .await
+    }
+
+    /// Stops the link's tasks (at shutdown, before the store closes, so
+    /// that nothing arriving meanwhile meets a closed pool).
+    pub fn stop(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
     }
 
     /// Sends a rack its pending key (after [`crate::store::Store::start_key_rotation`]).
@@ -113,6 +127,7 @@ pub fn spawn(
         }));
     }
     let (client, mut eventloop) = AsyncClient::new(options, 256);
+    let mut tasks = Vec::new();
 
     let publisher = Publisher::new(
         client.clone(),
@@ -136,7 +151,7 @@ pub fn spawn(
     // The event loop only moves packets: handling happens elsewhere so that a
     // publish from the handler can never wait on the loop that drains it.
     let broker = settings.broker.clone();
-    tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         let mut connected = false;
         let mut ever_connected = false;
         loop {
@@ -173,10 +188,10 @@ pub fn spawn(
                 }
             }
         }
-    });
+    }));
 
     let worker = link.clone();
-    tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         while let Some(publish) = inbound_rx.recv().await {
             worker
                 .handle_publish(
@@ -187,26 +202,26 @@ pub fn spawn(
                 )
                 .await;
         }
-    });
+    }));
 
     let follower = link.clone();
     let changes = store.changes().subscribe();
-    tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         follower.publisher.load_versions().await;
         follower.follow_changes(changes).await;
-    });
+    }));
 
     let (rekey, mut rekey_requests) = mpsc::unbounded_channel::<RackId>();
     let rekeyer = link.clone();
-    tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         while let Some(rack_id) = rekey_requests.recv().await {
             rekeyer.publisher.rekey(&rack_id).await;
         }
-    });
+    }));
 
     let (commands, mut outgoing_commands) = mpsc::unbounded_channel::<OutgoingCommand>();
     let commander = link.clone();
-    tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         while let Some(outgoing) = outgoing_commands.recv().await {
             let id = outgoing.command.request_id;
             let sent = commander
@@ -221,13 +236,13 @@ pub fn spawn(
                 tracing::warn!(rack = %outgoing.rack_id, request = id, "power command not sent");
             }
         }
-    });
+    }));
     let pending = link.pending.clone();
 
     let sweeper = link;
     let timeout = settings.heartbeat_timeout;
     let mosquitto = settings.mosquitto.clone();
-    tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks = 0u64;
         let mut active = sweeper.keyring.active_rack_ids();
@@ -252,7 +267,7 @@ pub fn spawn(
                 }
             }
         }
-    });
+    }));
 
     LinkHandle {
         rekey,
@@ -260,5 +275,6 @@ pub fn spawn(
         pending,
         published_through,
         store,
+        tasks: Arc::new(std::sync::Mutex::new(tasks)),
     }
 }
