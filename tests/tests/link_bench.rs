@@ -13,14 +13,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use edgemetal_protocol::frame::{self, Sealer};
-use edgemetal_protocol::seal::LinkSecret;
-use edgemetal_protocol::{
-    LeaseChange, LeaseReport, MacAddress, MessageId, RackEvent, RackEventKind, RackId, UpMessage,
-};
 use edgemetal_tests::boot_files::{content, curl, upload};
 use edgemetal_tests::metrics::counter;
-use edgemetal_tests::mosquitto::{publish_as, ClientLogin};
+use edgemetal_tests::dhcp_site::{start_rack_in_with, NamespacedRack};
+use edgemetal_tests::netns::{forward_loopback_port, veth, Netns};
 use edgemetal_tests::ports::free_loopback;
 use edgemetal_tests::process::log_dir;
 use edgemetal_tests::site::{wait_in_sync, PATIENCE};
@@ -189,43 +185,6 @@ async fn boot_path_steps_at_0_and_300_ms_rtt() {
     }
 }
 
-/// A lease event as `rack` would seal it, published by the region's broker
-/// user (the real rack keeps its own connection).
-fn lease_event(
-    rack: &RackId,
-    identity: &serde_json::Value,
-    event_id: u64,
-    report: LeaseReport,
-) -> (String, Vec<u8>) {
-    let secret = LinkSecret(
-        hex::decode(identity["link_secret_hex"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap(),
-    );
-    let sealer = Sealer {
-        rack_id: rack,
-        secret: &secret,
-        key_epoch: identity["key_epoch"].as_u64().unwrap_or(1) as u32,
-        version: edgemetal_protocol::PROTOCOL_VERSION,
-        nonce_prefix: [0x5a; 16],
-    };
-    let events = vec![RackEvent {
-        id: event_id,
-        at_ms: 0,
-        kind: RackEventKind::Lease(report),
-    }];
-    let sealed = frame::seal(
-        &sealer,
-        1 << 40,
-        MessageId([0x5a; 16]),
-        0,
-        UpMessage::Events(events),
-    )
-    .unwrap();
-    (sealed.topic, sealed.payload)
-}
-
 async fn link_bytes(api: &ApiClient) -> u64 {
     counter(
         &api.metrics().await,
@@ -237,8 +196,8 @@ async fn link_bytes(api: &ApiClient) -> u64 {
 #[ignore = "benchmark"]
 async fn link_bytes_per_lease_event_and_snapshot_size_by_rack_count() {
     const MACHINES: usize = 1000;
-    println!("\n| racks | machines | rack snapshot | bytes per lease event | v1: every rack gets the region's snapshot | ratio |");
-    println!("|---|---|---|---|---|---|");
+    println!("\n| racks | machines | one rack's snapshot | lease, reserved machine | lease, machine's name moves | v1 (≈ every rack gets the region's snapshot) | v1 / v2 |");
+    println!("|---|---|---|---|---|---|---|");
     for racks in [1usize, 10, 50] {
         let logs = log_dir(&format!("bench_link_bytes_{racks}"));
         let data = tempfile::tempdir().unwrap();
@@ -247,11 +206,17 @@ async fn link_bytes_per_lease_event_and_snapshot_size_by_rack_count() {
         let api = region.client();
         let mut processes = Vec::new();
         let mut subnets = Vec::new();
+        let mut site0 = None;
         for index in 0..racks {
             let name = format!("site-{index}");
             let state = data.path().join(&name);
             region.enrol_rack(&name, &state).await;
-            processes.push(RackProcess::start(&state, &logs.join(format!("{name}.log"))).await);
+            if index == 0 {
+                // Site 0's rack serves DHCP to a real client in a namespace.
+                site0 = Some(Site0::start(&state, &logs, options.embedded_broker));
+            } else {
+                processes.push(RackProcess::start(&state, &logs.join(format!("{name}.log"))).await);
+            }
             let subnet = api
                 .create(
                     "/api/v1/subnets",
@@ -289,9 +254,21 @@ async fn link_bytes_per_lease_event_and_snapshot_size_by_rack_count() {
             )
             .await;
         }
+        // A dynamic range on site 0 and a machine without a reservation.
+        api.create(
+            &format!("/api/v1/subnets/{}/ranges", subnets[0].1),
+            json!({"start": "10.100.0.252", "end": "10.100.0.254", "purpose": "dynamic"}),
+        )
+        .await;
+        api.create(
+            "/api/v1/machines",
+            json!({"mac": "52:54:03:00:00:01", "architecture": "amd64", "hostname": "roamer"}),
+        )
+        .await;
         for (name, ..) in &subnets {
             wait_in_sync(&api, name).await;
         }
+        let site0 = site0.unwrap();
         // One rack's whole snapshot: what a change on its site costs it.
         let before = link_bytes(&api).await;
         api.create(
@@ -301,65 +278,80 @@ async fn link_bytes_per_lease_event_and_snapshot_size_by_rack_count() {
         .await;
         let snapshot = link_bytes(&api).await - before;
 
-        // A known machine's lease on site 0: a new DNS name there, nothing elsewhere.
-        let rack = RackId::new(&subnets[0].0).unwrap();
-        let identity: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(data.path().join(&subnets[0].0).join("identity.json")).unwrap(),
-        )
-        .unwrap();
-        let (topic, payload) = lease_event(
-            &rack,
-            &identity,
-            1,
-            LeaseReport {
-                change: LeaseChange::New,
-                subnet_id: subnets[0].1.clone(),
-                address: "10.100.2.200".parse().unwrap(),
-                mac: "52:54:01:00:00:0a".parse::<MacAddress>().unwrap(),
-                expires_at_secs: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_secs()
-                    + 3600,
-            },
-        );
-        let region_dir = data.path().join("region");
-        let login = ClientLogin {
-            credentials: Some((
-                "edgemetal-region".into(),
-                std::fs::read_to_string(region_dir.join("broker-region.secret")).unwrap(),
-            )),
-            cafile: Some(region_dir.join("pki/ca.crt")),
-            client_id: Some("edgemetal-region-bench".into()),
-            host: Some("localhost".into()),
+        // Known machines take leases on site 0 from a real DHCP client on the
+        // site's network: one with a reservation (its DNS name stays), then
+        // one without (its name appears in site 0's zone, nowhere else).
+        let per_event = |mac: &'static str, events: u64| {
+            let api = &api;
+            let site0 = &site0;
+            async move {
+                site0.client.ip(&["link", "set", "dev", &site0.client_if, "address", mac]);
+                let before = link_bytes(api).await;
+                let output = site0
+                    .client
+                    .command("udhcpc")
+                    .args(["-f", "-q", "-n", "-t", "20", "-T", "1", "-i", &site0.client_if])
+                    .args(["-s", "/bin/true"])
+                    .output()
+                    .expect("udhcpc");
+                assert!(output.status.success(), "{output:?}");
+                wait_until("the lease event applied", PATIENCE, || async {
+                    (counter(&api.metrics().await, "edgemetal_region_rack_events_applied_total")
+                        >= events)
+                        .then_some(())
+                })
+                .await;
+                wait_in_sync(api, "site-0").await;
+                link_bytes(api).await - before
+            }
         };
-        let before = link_bytes(&api).await;
-        assert!(publish_as(
-            options.embedded_broker,
-            &login,
-            &topic,
-            &payload
-        ));
-        wait_until("the lease event applied", PATIENCE, || async {
-            (counter(
-                &api.metrics().await,
-                "edgemetal_region_rack_events_applied_total",
-            ) >= 1)
-                .then_some(())
-        })
-        .await;
-        wait_in_sync(&api, &subnets[0].0).await;
-        let per_event = link_bytes(&api).await - before;
+        let reserved = per_event("52:54:01:00:00:0a", 1).await;
+        let roaming = per_event("52:54:03:00:00:01", 2).await;
         // v1: the region-wide snapshot (≈ every site's cut) to every rack.
         let whole = snapshot as f64 * racks as f64;
         let v1 = whole * racks as f64;
         println!(
-            "| {racks} | {MACHINES} | {:.1} KiB | {:.1} KiB | {:.1} KiB | {:.0}× less |",
+            "| {racks} | {MACHINES} | {:.1} KiB | {:.2} KiB | {:.1} KiB | {:.1} KiB | {:.0}× |",
             snapshot as f64 / 1024.0,
-            per_event as f64 / 1024.0,
+            reserved as f64 / 1024.0,
+            roaming as f64 / 1024.0,
             v1 / 1024.0,
-            v1 / per_event as f64
+            v1 / roaming as f64
         );
         drop(processes);
+        drop(site0);
+    }
+}
+
+/// Site 0: its rack in a namespace with a DHCP client on a veth whose MAC
+/// is the reserved machine `52:54:01:00:00:0a`'s.
+struct Site0 {
+    _rack: NamespacedRack,
+    client: Netns,
+    client_if: String,
+    _server: Netns,
+}
+
+impl Site0 {
+    fn start(state: &std::path::Path, logs: &std::path::Path, broker: std::net::SocketAddr) -> Site0 {
+        let server = Netns::create();
+        let client = Netns::create();
+        let (server_if, client_if) = veth(&server, &client, Some("10.100.0.1/22"));
+        client.ip(&["link", "set", "dev", &client_if, "address", "52:54:01:00:00:0a"]);
+        forward_loopback_port(&server, broker.port());
+        let url = format!("mqtts://127.0.0.1:{}", broker.port());
+        let rack = start_rack_in_with(
+            &server,
+            state,
+            &server_if,
+            &logs.join("site-0.log"),
+            &[("EDGEMETAL_RACK_BROKER_URL", &url)],
+        );
+        Site0 {
+            _rack: rack,
+            client,
+            client_if,
+            _server: server,
+        }
     }
 }

@@ -351,6 +351,11 @@ impl Link {
 
     /// The rack's own cut of `site`, numbered anew only when its content
     /// changed since the last one it was sent; says whether it changed.
+    ///
+    /// A new content always gets a number the rack has not seen: the
+    /// region's generation, or one past the rack's last when the region's
+    /// has not moved since (presence, say, changes a rack's cut before the
+    /// sweep bumps the region's). Racks apply only newer generations.
     async fn rack_snapshot(
         &self,
         site: &edgemetal_protocol::ConfigSnapshot,
@@ -358,16 +363,22 @@ impl Link {
     ) -> Result<(edgemetal_protocol::ConfigSnapshot, bool), crate::store::StoreError> {
         let cut = per_rack::for_rack(site, rack_id);
         let digest = per_rack::content_digest(&cut);
-        match self.store.rack_target(rack_id).await? {
+        let target = self.store.rack_target(rack_id).await?;
+        match target {
             Some((generation, known)) if known == digest => {
                 Ok((per_rack::numbered(cut, generation), false))
             }
             _ => {
-                let generation = site.generation.0;
-                self.store
+                let previous = target.map_or(0, |(generation, _)| generation);
+                let generation = site.generation.0.max(previous + 1);
+                // A rack never heard from gets its first snapshot when it
+                // says hello: nothing numbered is sent before (its number
+                // could not be kept, and could be reused for other content).
+                let known = self
+                    .store
                     .set_rack_target(rack_id, generation, &digest)
                     .await?;
-                Ok((per_rack::numbered(cut, generation), true))
+                Ok((per_rack::numbered(cut, generation), known))
             }
         }
     }

@@ -269,20 +269,24 @@ impl Store {
         })
     }
 
-    /// Records that the rack is sent its configuration numbered `generation`.
+    /// Records that the rack is sent its configuration numbered `generation`;
+    /// false when the rack has never been heard from (no record to keep it in).
     pub async fn set_rack_target(
         &self,
         rack_id: &RackId,
         generation: u64,
         digest: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE racks SET target_generation = $1, target_digest = $2 WHERE id = $3")
-            .bind(generation as i64)
-            .bind(digest)
-            .bind(rack_id.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE racks SET target_generation = $1, target_digest = $2 WHERE id = $3",
+        )
+        .bind(generation as i64)
+        .bind(digest)
+        .bind(rack_id.as_str())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated > 0)
     }
 
     /// The generation the rack should serve: its own, else the region's.
