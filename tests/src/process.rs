@@ -43,7 +43,9 @@ fn newest_source(dir: &Path) -> SystemTime {
 /// differently and rebuilds half the tree. `scripts/test.sh` builds the
 /// workspace once, then runs the tests.
 pub fn binary(name: &str) -> PathBuf {
-    let path = profile_dir().join(name);
+    // EDGEMETAL_BIN_DIR picks another build (e.g. target/release) than the test's own profile.
+    let dir = std::env::var_os("EDGEMETAL_BIN_DIR").map_or_else(profile_dir, PathBuf::from);
+    let path = dir.join(name);
     let built = std::fs::metadata(&path)
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| {
@@ -269,6 +271,11 @@ impl RegionProcess {
     /// Kills the process with SIGKILL.
     pub fn kill(mut self) {
         kill(&mut self.child, libc::SIGKILL);
+    }
+
+    /// The process id (e.g. to read its memory use from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Stops the process cleanly (SIGTERM) and waits for it to exit.

@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use edgemetal_tests::boot_files::{content, curl, upload};
-use edgemetal_tests::metrics::counter;
 use edgemetal_tests::dhcp_site::{start_rack_in_with, NamespacedRack};
+use edgemetal_tests::metrics::counter;
 use edgemetal_tests::netns::{forward_loopback_port, veth, Netns};
 use edgemetal_tests::ports::free_loopback;
 use edgemetal_tests::process::log_dir;
@@ -285,19 +285,33 @@ async fn link_bytes_per_lease_event_and_snapshot_size_by_rack_count() {
             let api = &api;
             let site0 = &site0;
             async move {
-                site0.client.ip(&["link", "set", "dev", &site0.client_if, "address", mac]);
+                site0
+                    .client
+                    .ip(&["link", "set", "dev", &site0.client_if, "address", mac]);
                 let before = link_bytes(api).await;
                 let output = site0
                     .client
                     .command("udhcpc")
-                    .args(["-f", "-q", "-n", "-t", "20", "-T", "1", "-i", &site0.client_if])
+                    .args([
+                        "-f",
+                        "-q",
+                        "-n",
+                        "-t",
+                        "20",
+                        "-T",
+                        "1",
+                        "-i",
+                        &site0.client_if,
+                    ])
                     .args(["-s", "/bin/true"])
                     .output()
                     .expect("udhcpc");
                 assert!(output.status.success(), "{output:?}");
                 wait_until("the lease event applied", PATIENCE, || async {
-                    (counter(&api.metrics().await, "edgemetal_region_rack_events_applied_total")
-                        >= events)
+                    (counter(
+                        &api.metrics().await,
+                        "edgemetal_region_rack_events_applied_total",
+                    ) >= events)
                         .then_some(())
                 })
                 .await;
@@ -333,11 +347,22 @@ struct Site0 {
 }
 
 impl Site0 {
-    fn start(state: &std::path::Path, logs: &std::path::Path, broker: std::net::SocketAddr) -> Site0 {
+    fn start(
+        state: &std::path::Path,
+        logs: &std::path::Path,
+        broker: std::net::SocketAddr,
+    ) -> Site0 {
         let server = Netns::create();
         let client = Netns::create();
         let (server_if, client_if) = veth(&server, &client, Some("10.100.0.1/22"));
-        client.ip(&["link", "set", "dev", &client_if, "address", "52:54:01:00:00:0a"]);
+        client.ip(&[
+            "link",
+            "set",
+            "dev",
+            &client_if,
+            "address",
+            "52:54:01:00:00:0a",
+        ]);
         forward_loopback_port(&server, broker.port());
         let url = format!("mqtts://127.0.0.1:{}", broker.port());
         let rack = start_rack_in_with(
