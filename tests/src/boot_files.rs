@@ -50,3 +50,55 @@ pub fn curl(args: &[&str]) -> Vec<u8> {
 pub fn ipxe_script(http: std::net::SocketAddr, mac: &str) -> String {
     String::from_utf8(curl(&[&format!("http://{http}/boot/ipxe/{mac}.ipxe")])).unwrap()
 }
+
+/// An enrolled rack serving HTTP and TFTP boot on loopback, reaching the
+/// broker at `broker_url` (e.g. through a [`crate::Wan`]) and speaking
+/// link protocol `protocol`.
+pub struct BootRack {
+    /// The rack process.
+    pub process: crate::RackProcess,
+    /// Its HTTP boot server.
+    pub http: std::net::SocketAddr,
+    /// Its TFTP server.
+    pub tftp: std::net::SocketAddr,
+}
+
+impl BootRack {
+    /// Enrols `name` with `region` (state under `data`) and starts it.
+    pub async fn start(
+        region: &crate::RegionProcess,
+        name: &str,
+        data: &std::path::Path,
+        logs: &std::path::Path,
+        broker_url: &str,
+        protocol: &str,
+    ) -> BootRack {
+        let state = data.join(name);
+        region.enrol_rack(name, &state).await;
+        let http = crate::ports::free_loopback();
+        let tftp = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let process = crate::RackProcess::start_with(
+            &state,
+            &logs.join(format!("{name}.log")),
+            &[
+                "--broker-url",
+                broker_url,
+                "--http-boot-listen",
+                &http.to_string(),
+                "--tftp-listen",
+                &tftp.to_string(),
+                "--protocol-version",
+                protocol,
+            ],
+        )
+        .await;
+        BootRack {
+            process,
+            http,
+            tftp,
+        }
+    }
+}

@@ -13,11 +13,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use edgemetal_tests::boot_files::{content, curl, upload};
+use edgemetal_tests::boot_files::{content, curl, upload, BootRack};
 use edgemetal_tests::dhcp_site::{start_rack_in_with, NamespacedRack};
 use edgemetal_tests::metrics::counter;
 use edgemetal_tests::netns::{forward_loopback_port, veth, Netns};
-use edgemetal_tests::ports::free_loopback;
 use edgemetal_tests::process::log_dir;
 use edgemetal_tests::site::{wait_in_sync, PATIENCE};
 use edgemetal_tests::{wait_until, ApiClient, RackProcess, RegionOptions, RegionProcess, Wan};
@@ -85,28 +84,11 @@ async fn boot_path_steps_at_0_and_300_ms_rtt() {
     let broker = format!("mqtts://127.0.0.1:{}", wan.address().port());
     let mut racks = Vec::new();
     for (name, protocol) in [("bench-v2", "2"), ("bench-v1", "1")] {
-        let state = data.path().join(name);
-        region.enrol_rack(name, &state).await;
-        let http = free_loopback();
-        let tftp = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let process = RackProcess::start_with(
-            &state,
-            &logs.join(format!("{name}.log")),
-            &[
-                "--broker-url",
-                &broker,
-                "--http-boot-listen",
-                &http.to_string(),
-                "--tftp-listen",
-                &tftp.to_string(),
-                "--protocol-version",
-                protocol,
-            ],
-        )
-        .await;
+        let BootRack {
+            process,
+            http,
+            tftp,
+        } = BootRack::start(&region, name, data.path(), &logs, &broker, protocol).await;
         wait_in_sync(&api, name).await;
         wait_until(
             "the boot resources cached",

@@ -12,16 +12,15 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgemetal_tests::boot_files::{content, ipxe_script, upload};
+use edgemetal_tests::boot_files::{content, ipxe_script, upload, BootRack};
 use edgemetal_tests::dhcp_site::{
     enrolled_rack_keeping_region, rack_metrics_in, start_rack_in_with,
 };
 use edgemetal_tests::metrics::{counter, labelled};
 use edgemetal_tests::netns::{forward_loopback_port, veth, Netns};
-use edgemetal_tests::ports::free_loopback;
 use edgemetal_tests::process::log_dir;
 use edgemetal_tests::site::{rack_record, wait_in_sync, PATIENCE};
-use edgemetal_tests::{wait_until, RackProcess, RegionOptions, RegionProcess, Wan};
+use edgemetal_tests::{wait_until, RegionOptions, RegionProcess, Wan};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -40,50 +39,6 @@ fn tftp_get(server: std::net::SocketAddr, remote: &str) -> String {
     String::from_utf8(std::fs::read(dir.path().join("file")).unwrap()).unwrap()
 }
 
-struct BootRack {
-    process: RackProcess,
-    http: std::net::SocketAddr,
-    tftp: std::net::SocketAddr,
-}
-
-async fn boot_rack(
-    region: &RegionProcess,
-    name: &str,
-    data: &std::path::Path,
-    logs: &std::path::Path,
-    wan: &Wan,
-    protocol: &str,
-) -> BootRack {
-    let state = data.join(name);
-    region.enrol_rack(name, &state).await;
-    let http = free_loopback();
-    let tftp = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let broker = format!("mqtts://127.0.0.1:{}", wan.address().port());
-    let process = RackProcess::start_with(
-        &state,
-        &logs.join(format!("{name}.log")),
-        &[
-            "--broker-url",
-            &broker,
-            "--http-boot-listen",
-            &http.to_string(),
-            "--tftp-listen",
-            &tftp.to_string(),
-            "--protocol-version",
-            protocol,
-        ],
-    )
-    .await;
-    BootRack {
-        process,
-        http,
-        tftp,
-    }
-}
-
 #[tokio::test]
 async fn boot_path_answers_never_wait_on_a_long_or_cut_link_and_a_v1_rack_still_serves() {
     let logs = log_dir("wan_boot_path");
@@ -95,8 +50,9 @@ async fn boot_path_answers_never_wait_on_a_long_or_cut_link_and_a_v1_rack_still_
     upload(&api, "initrd", &content(200_000, 2)).await;
     let wan = Wan::start(options.embedded_broker, Duration::from_millis(150)).await;
 
-    let v2 = boot_rack(&region, "rack-v2", data.path(), &logs, &wan, "2").await;
-    let v1 = boot_rack(&region, "rack-v1", data.path(), &logs, &wan, "1").await;
+    let broker = format!("mqtts://127.0.0.1:{}", wan.address().port());
+    let v2 = BootRack::start(&region, "rack-v2", data.path(), &logs, &broker, "2").await;
+    let v1 = BootRack::start(&region, "rack-v1", data.path(), &logs, &broker, "1").await;
     for rack in ["rack-v2", "rack-v1"] {
         wait_in_sync(&api, rack).await;
     }

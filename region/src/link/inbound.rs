@@ -25,54 +25,25 @@ pub struct Inbound {
 /// Why a payload was dropped; each is a metric label.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
-    /// The topic is not in the scheme, or is a downward topic.
-    #[error("unexpected topic: {0}")]
-    Topic(String),
-    /// The payload's protocol version is not one the region speaks.
-    #[error("unsupported protocol version: {0}")]
-    UnsupportedVersion(String),
-    /// The payload does not decode.
-    #[error("undecodable payload: {0}")]
-    Malformed(String),
-    /// The frame claims another rack than the topic, or the wrong direction.
-    #[error("frame sealed for rack {claimed} arrived on rack {topic}'s topic")]
-    RackMismatch {
-        /// Rack in the topic.
-        topic: RackId,
-        /// Rack the frame claims.
-        claimed: RackId,
-    },
+    /// The shared frame codec refused it (topic, version, encoding, rack,
+    /// seal, channel).
+    #[error(transparent)]
+    Frame(#[from] FrameError),
     /// No enrolled rack has this id.
     #[error("rack {0} is not enrolled")]
     UnknownRack(RackId),
     /// The rack was revoked.
     #[error("rack {0} is revoked")]
     Revoked(RackId),
-    /// The seal did not verify: forged, tampered, or another rack's key.
-    #[error("forged or tampered frame claiming rack {0}")]
-    Forged(RackId),
-    /// The message does not belong on the channel it arrived on.
-    #[error("a {got:?} message on the {topic_channel:?} channel")]
-    ChannelMismatch {
-        /// Channel named by the topic.
-        topic_channel: edgemetal_protocol::Channel,
-        /// Channel the message belongs on.
-        got: edgemetal_protocol::Channel,
-    },
 }
 
 impl Rejection {
     /// A short, stable label for metrics.
     pub fn label(&self) -> &'static str {
         match self {
-            Rejection::Topic(_) => "bad_topic",
-            Rejection::UnsupportedVersion(_) => "unsupported_version",
-            Rejection::Malformed(_) => "malformed",
-            Rejection::RackMismatch { .. } => "rack_mismatch",
+            Rejection::Frame(error) => error.label(),
             Rejection::UnknownRack(_) => "unknown_rack",
             Rejection::Revoked(_) => "revoked",
-            Rejection::Forged(_) => "forged",
-            Rejection::ChannelMismatch { .. } => "channel_mismatch",
         }
     }
 }
@@ -114,14 +85,15 @@ pub fn decode(
         UpMessage::Status(edgemetal_protocol::RackStatus::Offline)
     );
     if stale_epoch && !is_will {
-        return Err(Rejection::Forged(header.rack_id.clone()));
+        return Err(FrameError::Forged(header.rack_id.clone()).into());
     }
     if let UpMessage::Hello(hello) = &opened.envelope.body {
         if hello.rack_id != opened.rack_id {
-            return Err(Rejection::RackMismatch {
+            return Err(FrameError::RackMismatch {
                 topic: opened.rack_id,
                 claimed: hello.rack_id.clone(),
-            });
+            }
+            .into());
         }
     }
     Ok(Inbound {
@@ -131,23 +103,4 @@ pub fn decode(
         envelope: opened.envelope,
         retained,
     })
-}
-
-impl From<FrameError> for Rejection {
-    fn from(error: FrameError) -> Self {
-        match error {
-            FrameError::Topic(detail) => Rejection::Topic(detail),
-            FrameError::UnsupportedVersion(detail) => Rejection::UnsupportedVersion(detail),
-            FrameError::RackMismatch { topic, claimed } => {
-                Rejection::RackMismatch { topic, claimed }
-            }
-            FrameError::Forged(rack) => Rejection::Forged(rack),
-            FrameError::ChannelMismatch { topic_channel, got } => {
-                Rejection::ChannelMismatch { topic_channel, got }
-            }
-            FrameError::Malformed(_) | FrameError::WrongEpoch(_) | FrameError::Seal(_) => {
-                Rejection::Malformed(error.to_string())
-            }
-        }
-    }
 }
