@@ -226,7 +226,16 @@ async fn commissioning_powers_on_over_ipmi_and_times_out_to_failed_and_off() {
         (bmc.power_status() == "Chassis Power is off").then_some(())
     })
     .await;
-    let events = events(&api, id).await;
+    // The BMC is off before the rack's answer reaches the region; the event
+    // follows that answer, so wait for it rather than racing it.
+    let events = wait_until("the power-off to be recorded", PATIENCE, || async {
+        let events = events(&api, id).await;
+        events
+            .iter()
+            .any(|(kind, _)| kind == "power.off")
+            .then_some(events)
+    })
+    .await;
     let kinds: Vec<&str> = events.iter().map(|(kind, _)| kind.as_str()).collect();
     let start = kinds.iter().position(|k| *k == "status").unwrap();
     assert_eq!(
