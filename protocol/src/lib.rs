@@ -18,6 +18,7 @@ extern crate alloc;
 pub mod boot;
 pub mod broker_url;
 pub mod commissioning;
+pub mod delta;
 pub mod dhcp_peers;
 pub mod dns;
 pub mod enrolment;
@@ -34,6 +35,7 @@ pub mod types;
 pub use boot::*;
 pub use broker_url::{BrokerUrl, InvalidBrokerUrl};
 pub use commissioning::*;
+pub use delta::{ConfigDelta, DeltaError, Edits};
 pub use dns::{DnsConfig, DnsRecord, RecordData, Zone};
 pub use envelope::{DecodeError, Envelope};
 pub use gateway::{GatewayConfig, GatewayServices, NtpConfig, ProxyConfig, SyslogConfig};
@@ -53,7 +55,8 @@ pub use types::*;
 ///   `Online` status of the same connection, and the region accepts an
 ///   offline status only as the will of the connection it last saw come
 ///   online (once), so a replayed will from an earlier connection changes
-///   nothing.
+///   nothing. Configuration changes travel as [`ConfigDelta`]s against the
+///   generation the rack holds; a full snapshot only on resync.
 pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The inclusive range of protocol versions this build can decode.

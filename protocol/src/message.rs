@@ -76,6 +76,9 @@ pub enum DownMessage {
     LogsAck(u64),
     /// What machines boot, pushed ahead of their boots (protocol v2).
     Intents(crate::boot::IntentBatch),
+    /// What changed in the rack's configuration since the generation it
+    /// holds (protocol v2); not retained.
+    ConfigDelta(crate::delta::ConfigDelta),
 }
 
 impl DownMessage {
@@ -90,6 +93,7 @@ impl DownMessage {
             DownMessage::BootAnswer(_) => Channel::BootAnswer,
             DownMessage::LogsAck(_) => Channel::LogsAck,
             DownMessage::Intents(_) => Channel::Intents,
+            DownMessage::ConfigDelta(_) => Channel::ConfigDelta,
         }
     }
 }
@@ -332,6 +336,13 @@ pub enum ApplyOutcome {
     /// Refused; the rack keeps serving its previous snapshot.
     Failed {
         /// Why it was refused.
+        reason: String,
+    },
+    /// A delta did not fit what the rack holds (another base, or edits of
+    /// what it lacks): the rack keeps serving its snapshot and wants the
+    /// full one (protocol v2).
+    Resync {
+        /// Why the delta did not fit.
         reason: String,
     },
 }

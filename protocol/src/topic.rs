@@ -60,6 +60,8 @@ pub enum Channel {
     LogsAck,
     /// Machines' boot intents, pushed ahead of their boots. Down.
     Intents,
+    /// Changes to the rack's configuration since the generation it holds. Down.
+    ConfigDelta,
 }
 
 impl Channel {
@@ -73,7 +75,8 @@ impl Channel {
             | Channel::BlobChunk
             | Channel::BootAnswer
             | Channel::LogsAck
-            | Channel::Intents => Direction::Down,
+            | Channel::Intents
+            | Channel::ConfigDelta => Direction::Down,
             _ => Direction::Up,
         }
     }
@@ -99,6 +102,7 @@ impl Channel {
             Channel::Logs => "logs",
             Channel::LogsAck => "logs-ack",
             Channel::Intents => "intents",
+            Channel::ConfigDelta => "config-delta",
         }
     }
 
@@ -122,6 +126,7 @@ impl Channel {
             "logs" => Channel::Logs,
             "logs-ack" => Channel::LogsAck,
             "intents" => Channel::Intents,
+            "config-delta" => Channel::ConfigDelta,
             _ => return None,
         };
         (channel.direction() == direction).then_some(channel)

@@ -17,8 +17,12 @@ pub struct Metrics {
     pub link_messages: Family<Labels, Counter>,
     /// Link payloads dropped, by reason (bad topic, undecodable, unsupported version…).
     pub link_rejected: Family<Labels, Counter>,
-    /// Snapshots published to racks.
+    /// Full snapshots published to racks.
     pub snapshots_published: Counter,
+    /// Configuration deltas published to racks (v2), instead of snapshots.
+    pub config_deltas_published: Counter,
+    /// Sealed bytes of full snapshots published to racks.
+    pub snapshot_bytes_sent: Counter,
     /// HTTP API requests, by status code.
     pub http_requests: Family<Labels, Counter>,
     /// Racks currently online.
@@ -45,6 +49,8 @@ impl Metrics {
             link_messages: Family::default(),
             link_rejected: Family::default(),
             snapshots_published: Counter::default(),
+            config_deltas_published: Counter::default(),
+            snapshot_bytes_sent: Counter::default(),
             http_requests: Family::default(),
             racks_online: Gauge::default(),
             config_generation: Gauge::default(),
@@ -69,6 +75,16 @@ impl Metrics {
             "snapshots_published",
             "Configuration snapshots published to racks",
             metrics.snapshots_published.clone(),
+        );
+        registry.register(
+            "config_deltas_published",
+            "Configuration deltas published to racks instead of full snapshots",
+            metrics.config_deltas_published.clone(),
+        );
+        registry.register(
+            "snapshot_bytes_sent",
+            "Sealed bytes of full configuration snapshots published to racks",
+            metrics.snapshot_bytes_sent.clone(),
         );
         registry.register(
             "http_requests",

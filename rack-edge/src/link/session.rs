@@ -360,6 +360,7 @@ impl Session {
             DownMessage::BlobChunk(chunk) => Inbound::BlobChunk(chunk),
             DownMessage::BootAnswer(answer) => Inbound::BootAnswer(answer),
             DownMessage::Intents(batch) => Inbound::Intents(batch),
+            DownMessage::ConfigDelta(delta) => self.on_delta(now_ms, delta),
             DownMessage::Rekey(rekey) => self.on_rekey(now_ms, rekey),
             DownMessage::Power(command) if now_ms > command.deadline_ms => {
                 // The region stopped waiting: acting now would surprise
@@ -413,6 +414,39 @@ impl Session {
                     Inbound::Answer(self.ack(now_ms, generation, ApplyOutcome::Failed { reason }))
                 }
             },
+        }
+    }
+
+    /// A delta against the snapshot we hold becomes the new snapshot to
+    /// apply; one that does not fit asks the region for the full snapshot.
+    fn on_delta(&mut self, now_ms: u64, delta: edgemetal_protocol::ConfigDelta) -> Inbound {
+        let generation = delta.generation;
+        match self.applied_generation() {
+            // A redelivery of what we serve: confirm again.
+            Some(applied) if applied == generation => {
+                return Inbound::Answer(self.ack(now_ms, generation, ApplyOutcome::Applied))
+            }
+            Some(applied) if applied > generation => {
+                return Inbound::Dropped(
+                    "stale",
+                    format!("delta to {generation}, older than the applied generation {applied}"),
+                )
+            }
+            _ => {}
+        }
+        let applied = match &self.applied {
+            Some(held) => edgemetal_protocol::delta::apply(held, &delta).map_err(|e| e.to_string()),
+            None => Err("no snapshot held to apply a delta to".to_string()),
+        };
+        let resync = |reason| ApplyOutcome::Resync { reason };
+        match applied {
+            Ok(snapshot) => match validate::snapshot(&snapshot) {
+                Ok(()) => Inbound::Apply(snapshot),
+                Err(reason) => {
+                    Inbound::Answer(self.ack(now_ms, generation, ApplyOutcome::Failed { reason }))
+                }
+            },
+            Err(reason) => Inbound::Answer(self.ack(now_ms, generation, resync(reason))),
         }
     }
 

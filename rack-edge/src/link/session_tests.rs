@@ -297,3 +297,87 @@ fn a_v1_session_says_so_in_its_frames_and_hello() {
         other => panic!("expected a hello, got {other:?}"),
     }
 }
+
+/// A message sealed the way the region seals it.
+fn sealed_message(sequence: u64, body: DownMessage) -> Vec<u8> {
+    let plain = Envelope::new(MessageId([1; 16]), 0, body).encode().unwrap();
+    let header = FrameHeader {
+        version: PROTOCOL_VERSION,
+        rack_id: RackId::new("r1").unwrap(),
+        direction: Direction::Down,
+        key_epoch: 1,
+        sequence,
+    };
+    seal::seal(&SECRET, header, [2; 16], &plain).unwrap()
+}
+
+const DELTA_TOPIC: &str = "edgemetal/v1/rack/r1/down/config-delta";
+
+#[test]
+fn a_delta_on_the_held_generation_becomes_the_new_snapshot() {
+    let mut s = session(Some(4));
+    let held = s.applied_snapshot().unwrap().clone();
+    let mut next = held.clone();
+    next.generation = Generation(5);
+    next.dns.forwarders = vec!["192.0.2.1".parse().unwrap()];
+    let delta = edgemetal_protocol::delta::diff(&held, &next);
+    let payload = sealed_message(1, DownMessage::ConfigDelta(delta.clone()));
+    let Inbound::Apply(snapshot) = s.on_publish(0, DELTA_TOPIC, &payload, false) else {
+        panic!("expected apply");
+    };
+    assert_eq!(snapshot, next);
+    let ack = decode_ack(&s.applied(0, snapshot, Ok(())));
+    assert_eq!(
+        (ack.generation, ack.outcome),
+        (Generation(5), ApplyOutcome::Applied)
+    );
+    // Delivered again: confirmed, not applied twice; a replay of the frame is dropped.
+    let again = sealed_message(2, DownMessage::ConfigDelta(delta));
+    let Inbound::Answer(reack) = s.on_publish(0, DELTA_TOPIC, &again, false) else {
+        panic!("expected a re-ack");
+    };
+    assert_eq!(decode_ack(&reack).outcome, ApplyOutcome::Applied);
+    assert!(matches!(
+        s.on_publish(0, DELTA_TOPIC, &payload, false),
+        Inbound::Dropped("replay", _)
+    ));
+}
+
+#[test]
+fn a_delta_on_another_generation_asks_for_the_snapshot() {
+    for held in [None, Some(3)] {
+        let mut s = session(held);
+        let delta = edgemetal_protocol::ConfigDelta {
+            base: Generation(4),
+            generation: Generation(5),
+            ..Default::default()
+        };
+        let payload = sealed_message(1, DownMessage::ConfigDelta(delta));
+        let Inbound::Answer(answer) = s.on_publish(0, DELTA_TOPIC, &payload, false) else {
+            panic!("expected an answer");
+        };
+        let ack = decode_ack(&answer);
+        assert_eq!(ack.generation, Generation(5));
+        assert!(
+            matches!(ack.outcome, ApplyOutcome::Resync { .. }),
+            "{ack:?}"
+        );
+        assert_eq!(s.applied_generation(), held.map(Generation));
+    }
+}
+
+#[test]
+fn a_delta_on_the_snapshot_topic_is_refused() {
+    let mut s = session(Some(4));
+    let delta = edgemetal_protocol::ConfigDelta {
+        base: Generation(4),
+        generation: Generation(5),
+        ..Default::default()
+    };
+    let payload = sealed_message(1, DownMessage::ConfigDelta(delta));
+    assert!(matches!(
+        s.on_publish(0, TOPIC, &payload, false),
+        Inbound::Dropped(..)
+    ));
+    assert_eq!(s.applied_generation(), Some(Generation(4)));
+}

@@ -9,14 +9,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use edgemetal_protocol::frame::ReplayWindow;
-use edgemetal_protocol::{DownMessage, IntentBatch, RackId, RackStatus, UpMessage};
+use edgemetal_protocol::{
+    ConfigSnapshot, DownMessage, Generation, IntentBatch, RackId, RackStatus, UpMessage,
+};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::handler::{self, FollowUp};
 use super::inbound::{self, Inbound};
 use super::intents;
 use super::keyring::Keyring;
-use super::publish::Publisher;
+use super::publish::{Carried, Publisher};
 use super::requests::PendingRequests;
 use crate::lifecycle::Notice;
 use crate::metrics::Metrics;
@@ -185,9 +187,9 @@ impl Link {
     async fn follow_up(&self, inbound: &Inbound, follow_up: FollowUp) {
         let rack_id = &inbound.rack_id;
         match follow_up {
-            FollowUp::SendSnapshot => {
+            FollowUp::SendSnapshot { held } => {
                 let is_hello = matches!(inbound.envelope.body, UpMessage::Hello(_));
-                self.send_snapshot(rack_id, is_hello).await;
+                self.send_snapshot(rack_id, is_hello, held).await;
                 if is_hello && !inbound.retained {
                     // A (re)connected rack resyncs every intent: it may have
                     // missed pushes while away.
@@ -210,7 +212,7 @@ impl Link {
                             tracing::error!(%error, "cannot reload rack identities");
                         }
                         // Re-seal the retained snapshot under the new key.
-                        self.send_snapshot(rack_id, true).await;
+                        self.send_snapshot(rack_id, true, None).await;
                     }
                     Ok(false) => tracing::debug!(rack = %rack_id, epoch, "key already promoted"),
                     Err(error) => tracing::error!(rack = %rack_id, %error, "cannot promote key"),
@@ -255,6 +257,7 @@ impl Link {
                 self.metrics.reject("stale_will");
                 tracing::warn!(rack = %rack_id, sequence = inbound.sequence, "offline status that is not the current connection's will dropped");
             }
+            FollowUp::Resync => self.send_snapshot(rack_id, true, None).await,
             FollowUp::None => {}
         }
     }
@@ -334,8 +337,10 @@ impl Link {
             .await;
     }
 
-    /// Publishes the rack's current snapshot to it, rate-limited unless `force`d.
-    async fn send_snapshot(&self, rack_id: &RackId, force: bool) {
+    /// Brings a rack that holds `held` up to its current configuration,
+    /// rate-limited unless `force`d: nothing if it holds it already, a delta
+    /// if the region knows what it holds, else the full snapshot.
+    async fn send_snapshot(&self, rack_id: &RackId, force: bool, held: Option<Generation>) {
         if !self.publisher.snapshot_due(rack_id, force) {
             return;
         }
@@ -343,10 +348,17 @@ impl Link {
             Ok(site) => self.rack_snapshot(&site, rack_id).await,
             Err(error) => Err(error),
         };
-        match built {
-            Ok((snapshot, _)) => self.publish_snapshot(rack_id, snapshot).await,
-            Err(error) => tracing::error!(%error, "cannot build snapshot"),
+        let snapshot = match built {
+            Ok((snapshot, _)) => snapshot,
+            Err(error) => return tracing::error!(%error, "cannot build snapshot"),
+        };
+        if held == Some(snapshot.generation) {
+            // Generations are unique per content and rack: it holds this one.
+            self.publisher.holds(rack_id, snapshot);
+            return;
         }
+        let base = held.and_then(|held| self.publisher.last_sent(rack_id, Some(held)));
+        self.publish_config(rack_id, snapshot, base).await;
     }
 
     /// The rack's own cut of `site`, numbered anew only when its content
@@ -358,9 +370,9 @@ impl Link {
     /// sweep bumps the region's). Racks apply only newer generations.
     async fn rack_snapshot(
         &self,
-        site: &edgemetal_protocol::ConfigSnapshot,
+        site: &ConfigSnapshot,
         rack_id: &RackId,
-    ) -> Result<(edgemetal_protocol::ConfigSnapshot, bool), crate::store::StoreError> {
+    ) -> Result<(ConfigSnapshot, bool), crate::store::StoreError> {
         let cut = per_rack::for_rack(site, rack_id);
         let digest = per_rack::content_digest(&cut);
         let target = self.store.rack_target(rack_id).await?;
@@ -383,20 +395,24 @@ impl Link {
         }
     }
 
-    async fn publish_snapshot(
+    /// Sends `snapshot` to the rack, as a delta against `base` where one serves.
+    async fn publish_config(
         &self,
         rack_id: &RackId,
-        snapshot: edgemetal_protocol::ConfigSnapshot,
+        snapshot: ConfigSnapshot,
+        base: Option<ConfigSnapshot>,
     ) {
         let generation = snapshot.generation;
-        // Retained, and sealed for this rack alone, so the retained copy is unreadable to others.
-        if self
-            .publisher
-            .send(rack_id, DownMessage::Snapshot(snapshot), true)
-            .await
-        {
-            self.metrics.snapshots_published.inc();
-            tracing::debug!(rack = %rack_id, generation = generation.0, "snapshot published");
+        match self.publisher.send_config(rack_id, snapshot, base).await {
+            Some(Carried::Delta) => {
+                self.metrics.config_deltas_published.inc();
+                tracing::debug!(rack = %rack_id, generation = generation.0, "configuration delta published");
+            }
+            Some(Carried::Snapshot) => {
+                self.metrics.snapshots_published.inc();
+                tracing::debug!(rack = %rack_id, generation = generation.0, "snapshot published");
+            }
+            None => {}
         }
     }
 
@@ -414,7 +430,9 @@ impl Link {
             match self.rack_snapshot(&site, &rack_id).await {
                 Ok((snapshot, true)) => {
                     self.publisher.snapshot_due(&rack_id, true);
-                    self.publish_snapshot(&rack_id, snapshot).await;
+                    // The rack should hold what it was sent last; if not, it asks to resync.
+                    let base = self.publisher.last_sent(&rack_id, None);
+                    self.publish_config(&rack_id, snapshot, base).await;
                 }
                 Ok((_, false)) => {
                     self.metrics.snapshots_unchanged.inc();

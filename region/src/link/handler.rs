@@ -10,8 +10,14 @@ use crate::store::{now_ms, Store, StoreError};
 pub enum FollowUp {
     /// Nothing.
     None,
-    /// The rack serves an older generation than the region's: send it the current snapshot.
-    SendSnapshot,
+    /// The rack serves `held`, not the region's generation: send it the
+    /// current configuration (a delta when the region knows `held`).
+    SendSnapshot {
+        /// The generation the rack said it holds.
+        held: Option<edgemetal_protocol::Generation>,
+    },
+    /// A delta did not fit what the rack holds: send the full snapshot now.
+    Resync,
     /// The rack proved it holds the new key: make it current, re-seal the snapshot.
     PromoteKey(u32),
     /// Tell the rack its queued events up to the applied id are stored;
@@ -37,7 +43,7 @@ pub async fn apply(store: &Store, inbound: &Inbound, version: u16) -> Result<Fol
     let current = store.rack_generation(&inbound.rack_id).await?;
     let behind = |applied: Option<edgemetal_protocol::Generation>| {
         if applied.map(|g| g.0) != Some(current) {
-            FollowUp::SendSnapshot
+            FollowUp::SendSnapshot { held: applied }
         } else {
             FollowUp::None
         }
@@ -55,11 +61,14 @@ pub async fn apply(store: &Store, inbound: &Inbound, version: u16) -> Result<Fol
                 applied = ?hello.applied_generation.map(|g| g.0),
                 "rack said hello"
             );
-            // Always (re)send on a live hello: the rack may have missed a retained message.
+            // A live hello always gets a look: the rack may have missed
+            // messages while away (the link sends nothing if it is in sync).
             Ok(if inbound.retained {
                 behind(hello.applied_generation)
             } else {
-                FollowUp::SendSnapshot
+                FollowUp::SendSnapshot {
+                    held: hello.applied_generation,
+                }
             })
         }
         UpMessage::Heartbeat(heartbeat) => {
@@ -84,6 +93,10 @@ pub async fn apply(store: &Store, inbound: &Inbound, version: u16) -> Result<Fol
                 edgemetal_protocol::ApplyOutcome::Failed { reason } => {
                     tracing::warn!(rack = %inbound.rack_id, generation = ack.generation.0, %reason, "rack refused snapshot");
                     Ok(FollowUp::None)
+                }
+                edgemetal_protocol::ApplyOutcome::Resync { reason } => {
+                    tracing::info!(rack = %inbound.rack_id, generation = ack.generation.0, %reason, "rack wants the full snapshot");
+                    Ok(FollowUp::Resync)
                 }
             }
         }

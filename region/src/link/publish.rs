@@ -8,7 +8,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use edgemetal_protocol::frame::{self, Sealer};
-use edgemetal_protocol::{DownMessage, IntentBatch, MessageId, RackId, Rekey};
+use edgemetal_protocol::{
+    ConfigSnapshot, DownMessage, Generation, IntentBatch, MessageId, RackId, Rekey,
+};
 use rand::RngCore;
 use rumqttc::{AsyncClient, QoS};
 
@@ -37,6 +39,19 @@ pub struct Publisher {
     versions: Mutex<HashMap<RackId, u16>>,
     /// When each rack was last sent its snapshot (resends are rate-limited).
     last_snapshot: Mutex<HashMap<RackId, Instant>>,
+    /// The configuration each rack was last sent (or is known to hold):
+    /// the base of its next delta. Lost on restart, which costs one full
+    /// snapshot per rack.
+    sent: Mutex<HashMap<RackId, ConfigSnapshot>>,
+}
+
+/// How a configuration travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carried {
+    /// As a delta against what the rack holds.
+    Delta,
+    /// In full, retained.
+    Snapshot,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -61,6 +76,7 @@ impl Publisher {
             nonce_prefix,
             versions: Mutex::new(HashMap::new()),
             last_snapshot: Mutex::new(HashMap::new()),
+            sent: Mutex::new(HashMap::new()),
         }
     }
 
@@ -108,6 +124,51 @@ impl Publisher {
         true
     }
 
+    /// What `rack_id` was last sent, if it is at `generation` (or any, when `None`).
+    pub fn last_sent(
+        &self,
+        rack_id: &RackId,
+        generation: Option<Generation>,
+    ) -> Option<ConfigSnapshot> {
+        lock(&self.sent)
+            .get(rack_id)
+            .filter(|sent| generation.is_none_or(|g| sent.generation == g))
+            .cloned()
+    }
+
+    /// Records that `rack_id` holds `snapshot` (it said so).
+    pub fn holds(&self, rack_id: &RackId, snapshot: ConfigSnapshot) {
+        lock(&self.sent).insert(rack_id.clone(), snapshot);
+    }
+
+    /// Sends `snapshot` to `rack_id`: as a delta against `base` when the
+    /// rack speaks v2 and the delta is the smaller, otherwise in full,
+    /// retained (so a rack that connects later finds it). `None` if nothing
+    /// went out.
+    pub async fn send_config(
+        &self,
+        rack_id: &RackId,
+        snapshot: ConfigSnapshot,
+        base: Option<ConfigSnapshot>,
+    ) -> Option<Carried> {
+        let delta = base
+            .filter(|_| self.version_of(rack_id) >= 2)
+            .map(|base| edgemetal_protocol::delta::diff(&base, &snapshot))
+            .filter(|delta| encoded_len(delta) < encoded_len(&snapshot));
+        let (message, carried) = match delta {
+            Some(delta) => (DownMessage::ConfigDelta(delta), Carried::Delta),
+            None => (DownMessage::Snapshot(snapshot.clone()), Carried::Snapshot),
+        };
+        if !self
+            .send(rack_id, message, carried == Carried::Snapshot)
+            .await
+        {
+            return None;
+        }
+        self.holds(rack_id, snapshot);
+        Some(carried)
+    }
+
     /// Seals one message for `rack_id` under its current key and publishes it.
     pub async fn send(&self, rack_id: &RackId, message: DownMessage, retain: bool) -> bool {
         let Some(keys) = self.keyring.get(rack_id).filter(|keys| !keys.revoked) else {
@@ -115,10 +176,15 @@ impl Publisher {
             return false;
         };
         let version = self.version_of(rack_id);
-        if matches!(message, DownMessage::Intents(_)) && version < 2 {
-            // A v1 rack cannot decode intents: it asks per boot instead.
+        if matches!(
+            message,
+            DownMessage::Intents(_) | DownMessage::ConfigDelta(_)
+        ) && version < 2
+        {
+            // A v1 rack decodes neither: it asks per boot, and gets snapshots.
             return false;
         }
+        let is_snapshot = matches!(message, DownMessage::Snapshot(_));
         let sequence = match self.store.next_down_sequence(rack_id.as_str()).await {
             Ok(sequence) => sequence,
             Err(error) => {
@@ -149,6 +215,11 @@ impl Publisher {
         self.metrics
             .link_bytes_sent
             .inc_by(sealed.payload.len() as u64);
+        if is_snapshot {
+            self.metrics
+                .snapshot_bytes_sent
+                .inc_by(sealed.payload.len() as u64);
+        }
         match self
             .client
             .publish(sealed.topic, QoS::AtLeastOnce, retain, sealed.payload)
@@ -195,6 +266,11 @@ impl Publisher {
             tracing::info!(rack = %rack_id, epoch, "sent the rack its next link key");
         }
     }
+}
+
+/// The size of `value` on the wire (before sealing).
+fn encoded_len<T: serde::Serialize>(value: &T) -> usize {
+    postcard::to_allocvec(value).map_or(usize::MAX, |bytes| bytes.len())
 }
 
 /// A fresh random message id.

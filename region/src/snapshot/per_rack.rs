@@ -59,13 +59,14 @@ pub fn for_rack(site: &ConfigSnapshot, rack: &RackId) -> ConfigSnapshot {
     let every_subnet: HashSet<Ipv4Cidr> = site.subnets.iter().map(|s| s.cidr).collect();
     dns.allowed_networks
         .retain(|network| served.contains(network) || !every_subnet.contains(network));
-    ConfigSnapshot {
+    // In the order deltas rebuild it, so a rack's applied copy equals it.
+    edgemetal_protocol::delta::canonical(ConfigSnapshot {
         generation: site.generation,
         subnets,
         boot_resources: site.boot_resources.clone(),
         dns,
         gateway: site.gateway.clone(),
-    }
+    })
 }
 
 /// What identifies a rack's configuration apart from its numbering: the

@@ -169,6 +169,12 @@ impl Store {
             .bind(now_ms)
             .bind(format!("generation {}: {reason}", ack.generation))
             .bind(rack_id.as_str()),
+            // A delta that did not fit: the link resyncs it, nothing is wrong.
+            ApplyOutcome::Resync { .. } => {
+                sqlx::query("UPDATE racks SET online = 1, last_seen_ms = $1 WHERE id = $2")
+                    .bind(now_ms)
+                    .bind(rack_id.as_str())
+            }
         };
         Ok(query.execute(&self.pool).await?.rows_affected() > 0)
     }
