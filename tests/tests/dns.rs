@@ -8,6 +8,7 @@
 use std::process::{Output, Stdio};
 
 use edgemetal_tests::dhcp_site::{start_rack_in, Guard};
+use edgemetal_tests::metrics::counter;
 use edgemetal_tests::netns::{forward_loopback_port, veth, Netns};
 use edgemetal_tests::process::log_dir;
 use edgemetal_tests::site::{wait_in_sync, PATIENCE};
@@ -156,6 +157,55 @@ async fn a_rack_answers_the_regions_zones_and_forwards_the_rest() {
     let outsider = dig(&upstream, &["@10.99.0.1", "upstream.test"]);
     assert!(outsider.contains("status: REFUSED"), "{outsider}");
     assert!(dig(&upstream, &["@10.99.0.1", "+short", "www.lab.example"]).contains("10.88.0.80"));
+
+    // Changes to an in-sync rack travel as deltas, not snapshots: a new
+    // machine name, a new record, a record removed.
+    let metrics = api.metrics().await;
+    let snapshots = counter(&metrics, "edgemetal_region_snapshots_published_total");
+    let deltas = counter(&metrics, "edgemetal_region_config_deltas_published_total");
+    api.create(
+        &format!("/api/v1/subnets/{id}/reservations"),
+        json!({"mac": "52:54:00:88:00:21", "address": "10.88.0.21", "hostname": "late-node"}),
+    )
+    .await;
+    let temporary = api
+        .create(
+            &records,
+            json!({"name": "temp", "type": "A", "data": "10.88.0.90"}),
+        )
+        .await;
+    wait_in_sync(&api, "dns-rack").await;
+    assert_eq!(
+        dig(&client, &[at, "+short", "late-node.site.internal"]).trim(),
+        "10.88.0.21"
+    );
+    assert_eq!(
+        dig(&client, &[at, "+short", "temp.lab.example"]).trim(),
+        "10.88.0.90"
+    );
+    let (status, body) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("{records}/{}", temporary["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    wait_in_sync(&api, "dns-rack").await;
+    let gone = dig(&client, &[at, "temp.lab.example"]);
+    assert!(gone.contains("status: NXDOMAIN"), "{gone}");
+    // The rest of the zone is still served.
+    assert!(dig(&client, &[at, "+short", "www.lab.example"]).contains("10.88.0.80"));
+    let metrics = api.metrics().await;
+    assert!(
+        counter(&metrics, "edgemetal_region_config_deltas_published_total") >= deltas + 3,
+        "three changes, three deltas"
+    );
+    assert_eq!(
+        counter(&metrics, "edgemetal_region_snapshots_published_total"),
+        snapshots,
+        "no full snapshot for an in-sync rack"
+    );
 
     // The WAN goes, the upstream goes, and the rack restarts: it still
     // answers the zone (persisted with the snapshot) and the cached name.
