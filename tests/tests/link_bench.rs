@@ -174,12 +174,19 @@ async fn link_bytes(api: &ApiClient) -> u64 {
     )
 }
 
+async fn snapshot_bytes(api: &ApiClient) -> u64 {
+    counter(
+        &api.metrics().await,
+        "edgemetal_region_snapshot_bytes_sent_total",
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark"]
 async fn link_bytes_per_lease_event_and_snapshot_size_by_rack_count() {
     const MACHINES: usize = 1000;
-    println!("\n| racks | machines | one rack's snapshot | lease, reserved machine | lease, machine's name moves | v1 (≈ every rack gets the region's snapshot) | v1 / v2 |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("\n| racks | machines | one rack's full snapshot | reservation added | lease, reserved machine | lease, machine's name moves | v1 (≈ every rack gets the region's snapshot) | v1 / v2 |");
+    println!("|---|---|---|---|---|---|---|---|");
     for racks in [1usize, 10, 50] {
         let logs = log_dir(&format!("bench_link_bytes_{racks}"));
         let data = tempfile::tempdir().unwrap();
@@ -251,14 +258,31 @@ async fn link_bytes_per_lease_event_and_snapshot_size_by_rack_count() {
             wait_in_sync(&api, name).await;
         }
         let site0 = site0.unwrap();
-        // One rack's whole snapshot: what a change on its site costs it.
+        // One rack's whole snapshot, as a resync sends it: a key rotation
+        // re-seals the retained snapshot in full.
+        let before = snapshot_bytes(&api).await;
+        let (status, body) = api
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/racks/site-0/rotate-key",
+                None,
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+        let snapshot = wait_until("the re-sealed snapshot", PATIENCE, || async {
+            let sent = snapshot_bytes(&api).await - before;
+            (sent > 0).then_some(sent)
+        })
+        .await;
+        // A change on its site: one reservation more, as a delta.
         let before = link_bytes(&api).await;
         api.create(
             &format!("/api/v1/subnets/{}/reservations", subnets[0].1),
             json!({"mac": "52:54:02:00:00:01", "address": "10.100.3.253"}),
         )
         .await;
-        let snapshot = link_bytes(&api).await - before;
+        wait_in_sync(&api, "site-0").await;
+        let reservation = link_bytes(&api).await - before;
 
         // Known machines take leases on site 0 from a real DHCP client on the
         // site's network: one with a reservation (its DNS name stays), then
@@ -307,8 +331,9 @@ async fn link_bytes_per_lease_event_and_snapshot_size_by_rack_count() {
         let whole = snapshot as f64 * racks as f64;
         let v1 = whole * racks as f64;
         println!(
-            "| {racks} | {MACHINES} | {:.1} KiB | {:.2} KiB | {:.1} KiB | {:.1} KiB | {:.0}× |",
+            "| {racks} | {MACHINES} | {:.1} KiB | {:.2} KiB | {:.2} KiB | {:.2} KiB | {:.1} KiB | {:.0}× |",
             snapshot as f64 / 1024.0,
+            reservation as f64 / 1024.0,
             reserved as f64 / 1024.0,
             roaming as f64 / 1024.0,
             v1 / 1024.0,
