@@ -173,3 +173,19 @@ impl RackConfig {
         Duration::from_secs(self.heartbeat_secs.max(1))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn rates_take_decimal_suffixes_and_refuse_nonsense() {
+        assert_eq!(parse_rate("1500"), Ok(1500));
+        assert_eq!(parse_rate("20M"), Ok(20_000_000));
+        assert_eq!(parse_rate("64k"), Ok(64_000));
+        assert_eq!(parse_rate(" 1G "), Ok(1_000_000_000));
+        for bad in ["", "0", "0M", "fast", "10X", "-5M", "99999999999G"] {
+            assert!(parse_rate(bad).is_err(), "{bad:?}");
+        }
+    }
+}

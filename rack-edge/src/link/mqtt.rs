@@ -11,7 +11,7 @@ use rumqttc::{
 use tokio::sync::mpsc;
 
 use super::session::{Inbound, Outgoing, Session};
-use crate::boot::cache::FetchWindow;
+use crate::boot::window::FetchWindow;
 use crate::boot::ChunkOutcome;
 use crate::state::{CountersFile, SnapshotFile};
 use crate::status::LiveStatus;

@@ -297,3 +297,46 @@ fn a_v1_session_says_so_in_its_frames_and_hello() {
         other => panic!("expected a hello, got {other:?}"),
     }
 }
+
+/// A down message sealed the way the region seals it.
+fn sealed_message(sequence: u64, body: DownMessage) -> Vec<u8> {
+    let plain = Envelope::new(MessageId([1; 16]), 0, body).encode().unwrap();
+    let header = FrameHeader {
+        version: PROTOCOL_VERSION,
+        rack_id: RackId::new("r1").unwrap(),
+        direction: Direction::Down,
+        key_epoch: 1,
+        sequence,
+    };
+    seal::seal(&SECRET, header, [2; 16], &plain).unwrap()
+}
+
+#[test]
+fn blob_chunks_skip_persisting_their_mark_but_the_next_frame_covers_them() {
+    let mut s = session(None);
+    for sequence in 1..=3 {
+        let chunk = DownMessage::BlobChunk(edgemetal_protocol::BlobChunk {
+            sha256: [7; 32],
+            offset: 0,
+            data: vec![1; 4],
+            total: 4,
+        });
+        let inbound = s.on_publish(0, TOPIC, &sealed_message(sequence, chunk), false);
+        assert!(matches!(inbound, Inbound::BlobChunk(_)));
+        assert_eq!(s.take_counters(), None, "chunk {sequence}");
+    }
+    let ack = s.on_publish(0, TOPIC, &sealed_message(4, DownMessage::LogsAck(9)), false);
+    assert_eq!(ack, Inbound::LogsAcked(9));
+    assert_eq!(s.take_counters().unwrap().down_high_water, 4);
+    // Seen chunks are still refused while the process lives.
+    let again = DownMessage::BlobChunk(edgemetal_protocol::BlobChunk {
+        sha256: [7; 32],
+        offset: 0,
+        data: vec![1; 4],
+        total: 4,
+    });
+    assert!(matches!(
+        s.on_publish(0, TOPIC, &sealed_message(2, again), false),
+        Inbound::Dropped("replay", _)
+    ));
+}
