@@ -298,17 +298,18 @@ fn a_v1_session_says_so_in_its_frames_and_hello() {
     }
 }
 
-/// A down message sealed the way the region seals it.
-fn sealed_message(sequence: u64, body: DownMessage) -> Vec<u8> {
-    let plain = Envelope::new(MessageId([1; 16]), 0, body).encode().unwrap();
-    let header = FrameHeader {
-        version: PROTOCOL_VERSION,
-        rack_id: RackId::new("r1").unwrap(),
-        direction: Direction::Down,
+/// A down message sealed the way the region seals it: its topic and payload.
+fn sealed_message(sequence: u64, body: DownMessage) -> (String, Vec<u8>) {
+    let rack_id = RackId::new("r1").unwrap();
+    let sealer = frame::Sealer {
+        rack_id: &rack_id,
+        secret: &SECRET,
         key_epoch: 1,
-        sequence,
+        version: PROTOCOL_VERSION,
+        nonce_prefix: [2; 16],
     };
-    seal::seal(&SECRET, header, [2; 16], &plain).unwrap()
+    let sealed = frame::seal(&sealer, sequence, MessageId([1; 16]), 0, body).unwrap();
+    (sealed.topic, sealed.payload)
 }
 
 #[test]
@@ -321,11 +322,13 @@ fn blob_chunks_skip_persisting_their_mark_but_the_next_frame_covers_them() {
             data: vec![1; 4],
             total: 4,
         });
-        let inbound = s.on_publish(0, TOPIC, &sealed_message(sequence, chunk), false);
+        let (topic, payload) = sealed_message(sequence, chunk);
+        let inbound = s.on_publish(0, &topic, &payload, false);
         assert!(matches!(inbound, Inbound::BlobChunk(_)));
         assert_eq!(s.take_counters(), None, "chunk {sequence}");
     }
-    let ack = s.on_publish(0, TOPIC, &sealed_message(4, DownMessage::LogsAck(9)), false);
+    let (topic, payload) = sealed_message(4, DownMessage::LogsAck(9));
+    let ack = s.on_publish(0, &topic, &payload, false);
     assert_eq!(ack, Inbound::LogsAcked(9));
     assert_eq!(s.take_counters().unwrap().down_high_water, 4);
     // Seen chunks are still refused while the process lives.
@@ -335,8 +338,9 @@ fn blob_chunks_skip_persisting_their_mark_but_the_next_frame_covers_them() {
         data: vec![1; 4],
         total: 4,
     });
+    let (topic, payload) = sealed_message(2, again);
     assert!(matches!(
-        s.on_publish(0, TOPIC, &sealed_message(2, again), false),
+        s.on_publish(0, &topic, &payload, false),
         Inbound::Dropped("replay", _)
     ));
 }
