@@ -92,6 +92,35 @@ pub struct RackConfig {
     /// Seconds between heartbeats.
     #[arg(long, env = "EDGEMETAL_RACK_HEARTBEAT_SECS", default_value_t = 5)]
     pub heartbeat_secs: u64,
+    /// Most bytes per second the rack fetches boot resources at (e.g.
+    /// `20M`; suffixes K, M, G are powers of 1000), so a sync does not
+    /// starve a thin WAN; default unlimited.
+    #[arg(long, env = "EDGEMETAL_RACK_BLOB_RATE_LIMIT", value_parser = parse_rate)]
+    pub blob_rate_limit: Option<u64>,
+}
+
+/// A rate in bytes per second: digits with an optional K, M or G suffix.
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last() {
+        Some((at, suffix)) if suffix.is_ascii_alphabetic() => (&text[..at], suffix),
+        _ => (text, 'B'),
+    };
+    let scale: u64 = match unit.to_ascii_uppercase() {
+        'B' => 1,
+        'K' => 1_000,
+        'M' => 1_000_000,
+        'G' => 1_000_000_000,
+        _ => return Err(format!("unknown unit in {text:?}: use K, M or G")),
+    };
+    let value: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a rate in bytes per second"))?;
+    value
+        .checked_mul(scale)
+        .filter(|rate| *rate > 0)
+        .ok_or_else(|| format!("{text:?} is out of range"))
 }
 
 impl RackConfig {
@@ -142,5 +171,21 @@ impl RackConfig {
     /// The heartbeat period.
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_secs(self.heartbeat_secs.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn rates_take_decimal_suffixes_and_refuse_nonsense() {
+        assert_eq!(parse_rate("1500"), Ok(1500));
+        assert_eq!(parse_rate("20M"), Ok(20_000_000));
+        assert_eq!(parse_rate("64k"), Ok(64_000));
+        assert_eq!(parse_rate(" 1G "), Ok(1_000_000_000));
+        for bad in ["", "0", "0M", "fast", "10X", "-5M", "99999999999G"] {
+            assert!(parse_rate(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -24,6 +24,23 @@ use crate::broker_acl::{may_publish, may_subscribe};
 use crate::link::Keyring;
 use crate::pki::Pki;
 
+/// Bytes per segment of the router's in-memory log; one is kept per
+/// subscription filter (each rack's `down/#`, the region's `up/#`).
+///
+/// The log only bridges a publish to the subscribers reading it: every
+/// session here is clean (region and racks), so nothing is queued for an
+/// offline client, and the router moves packets to a connection as soon as
+/// it has QoS 1 slots (`max_inflight_count`, more than a rack's blob fetch
+/// window), so a reader lags the log by a few packets. Retention is
+/// therefore memory, not delivery: 100 MiB × 10 segments kept about 1 GB per
+/// rack that synced a large boot resource. A segment may overflow its size
+/// by one packet, so a 512 KiB chunk (the largest packet) always fits, and
+/// a filter holds at most `(SEGMENTS_KEPT + 1) × (SEGMENT_BYTES + chunk)`,
+/// about 6 MiB.
+const SEGMENT_BYTES: usize = 1024 * 1024;
+/// Full segments kept per filter besides the one being written.
+const SEGMENTS_KEPT: usize = 3;
+
 /// Starts rumqttd on `listen` in its own threads; `pki` None means plaintext.
 /// Clients retry until it accepts.
 pub fn start(listen: SocketAddr, pki: Option<&Pki>, keyring: Keyring) -> anyhow::Result<()> {
@@ -58,8 +75,8 @@ pub fn start(listen: SocketAddr, pki: Option<&Pki>, keyring: Keyring) -> anyhow:
     let router = RouterConfig {
         max_connections: 10_000,
         max_outgoing_packet_count: 256,
-        max_segment_size: 100 * 1024 * 1024,
-        max_segment_count: 10,
+        max_segment_size: SEGMENT_BYTES,
+        max_segment_count: SEGMENTS_KEPT,
         custom_segment: None,
         initialized_filters: None,
         shared_subscriptions_strategy: Default::default(),

@@ -243,14 +243,17 @@ async fn a_cut_sync_resumes_where_it_stopped_and_bad_bytes_are_never_served() {
         .to_string();
 
     // What a rack cut off mid-sync leaves behind: the kernel's first 2 MiB
-    // (four chunks), and an initrd whose first bytes were damaged on disk.
+    // (four whole chunks), and an initrd whose first chunk, whole, was
+    // damaged on disk. Partial files without a chunk bitmap (an in-order
+    // build's) count their whole chunks as there.
     let state = data.path().join("rack");
     region.enrol_rack("resume-rack", &state).await;
     let partial = state.join("boot-cache/partial");
     std::fs::create_dir_all(&partial).unwrap();
     let seeded = 2 * 1024 * 1024;
     std::fs::write(partial.join(&kernel_sha), &kernel[..seeded]).unwrap();
-    let mut damaged = initrd[..4096].to_vec();
+    let chunk = 512 * 1024;
+    let mut damaged = initrd[..chunk].to_vec();
     damaged[100] ^= 0xff;
     std::fs::write(partial.join(&initrd_sha), damaged).unwrap();
 
@@ -273,12 +276,16 @@ async fn a_cut_sync_resumes_where_it_stopped_and_bad_bytes_are_never_served() {
             bytes
         );
     }
-    // The kernel resumed at 2 MiB; the initrd failed verification and was
-    // fetched again from the start.
+    // The kernel resumed after its four chunks. The initrd's damaged chunk
+    // was taken as there, so only its other chunks were fetched; the whole
+    // then failed verification, was discarded, and was fetched again in full.
     let sent = counter(
         &api.metrics().await,
         "edgemetal_region_blob_bytes_sent_total",
     );
-    let expected = (kernel.len() - seeded) + (initrd.len() - 4096) + initrd.len();
+    let expected = (kernel.len() - seeded) + (initrd.len() - chunk) + initrd.len();
     assert_eq!(sent as usize, expected);
+    // Nothing partial is left behind: no damaged bytes, no chunk bitmaps.
+    let left: Vec<_> = std::fs::read_dir(&partial).unwrap().collect();
+    assert!(left.is_empty(), "left in partial/: {left:?}");
 }

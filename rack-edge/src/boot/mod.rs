@@ -1,5 +1,6 @@
 //! Network boot on the rack: the cache of boot resources fetched from the
-//! region over the link ([`cache`]), what each machine boots ([`decisions`],
+//! region over the link ([`cache`], with the requests in flight kept by
+//! [`window`]), what each machine boots ([`decisions`],
 //! pushed ahead by the region and held on disk), the configurations rendered from it
 //! ([`render`]), and the HTTP ([`http`]) and TFTP ([`tftp_files`]) faces
 //! machines load them through.
@@ -11,6 +12,7 @@ pub mod progress;
 pub mod render;
 pub mod serve;
 pub mod tftp_files;
+pub mod window;
 
 pub use cache::{BootCache, ChunkOutcome};
 pub use decisions::{BootPathCounters, Decisions};

@@ -33,7 +33,9 @@ pub async fn start(
     events: Arc<SharedQueue>,
     directory: LeaseDirectory,
 ) -> anyhow::Result<BootParts> {
-    let cache = BootCache::open(&config.state_dir).context("cannot open the boot cache")?;
+    let cache = BootCache::open(&config.state_dir)
+        .context("cannot open the boot cache")?
+        .with_blob_rate_limit(config.blob_rate_limit);
     let (queries_tx, queries) = mpsc::unbounded_channel();
     let decisions = Decisions::open(
         &config.state_dir,

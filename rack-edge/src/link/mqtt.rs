@@ -11,6 +11,7 @@ use rumqttc::{
 use tokio::sync::mpsc;
 
 use super::session::{Inbound, Outgoing, Session};
+use crate::boot::window::FetchWindow;
 use crate::boot::ChunkOutcome;
 use crate::state::{CountersFile, SnapshotFile};
 use crate::status::LiveStatus;
@@ -40,35 +41,52 @@ pub struct LinkSettings {
     pub boot_queries: mpsc::UnboundedReceiver<edgemetal_protocol::BootQuery>,
 }
 
-/// The piece of a boot resource asked for and not yet answered.
-struct BlobInFlight {
-    sha256: [u8; 32],
-    asked: Instant,
-}
-
-/// Asks for the next missing piece of the snapshot's boot resources, unless
-/// a request is still fresh (answers come in order; a lost one is asked
-/// again after [`BLOB_RETRY`]).
-async fn fetch_next_blob(
+/// Fills the window of blob requests: asks for as many missing pieces of
+/// the snapshot's boot resources as [`FetchWindow`] allows now (a lost one
+/// is asked again after [`BLOB_RETRY`]); a `chunk` that came is written
+/// first, in the same trip off the executor. Returns what the chunk did and
+/// when to look again if nothing arrives.
+async fn fetch_blobs(
     session: &mut Session,
     files: &StateFiles,
     settings: &LinkSettings,
     status: &LiveStatus,
-    in_flight: &mut Option<BlobInFlight>,
+    window: &mut FetchWindow,
+    chunk: Option<edgemetal_protocol::BlobChunk>,
     send: &impl Fn(Outgoing),
-) {
-    if in_flight
-        .as_ref()
-        .is_some_and(|asked| asked.asked.elapsed() < BLOB_RETRY)
-    {
-        return;
-    }
+) -> (Option<std::io::Result<ChunkOutcome>>, Option<Instant>) {
     let wanted = wanted_resources(status);
     let cache = settings.boot_cache.clone();
+    let now = Instant::now();
+    let answered = chunk
+        .as_ref()
+        .map(|c| (c.sha256, c.offset, c.data.len() as u64));
+    let outcome_wanted = wanted.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let outcome = chunk.map(|chunk| cache.apply(&chunk, &outcome_wanted));
+        (outcome, cache, outcome_wanted)
+    })
+    .await;
+    let Ok((outcome, cache, wanted)) = work else {
+        tracing::error!("boot cache task failed");
+        return (None, Some(now + BLOB_RETRY));
+    };
+    let now = Instant::now();
+    if let Some((sha256, offset, bytes)) = answered {
+        match outcome {
+            Some(Ok(ChunkOutcome::Missing)) => window.missing(&sha256, now),
+            _ => window.answered(&sha256, offset, bytes, now),
+        }
+    }
+    let room = window.room(now);
+    let (in_flight, paused) = window.skip_list(now);
     let progress_wanted = wanted.clone();
-    let (next, progress) = tokio::task::spawn_blocking(move || {
+    let (requests, progress) = tokio::task::spawn_blocking(move || {
+        let skip = |sha: &[u8; 32], offset: u64| {
+            paused.contains(sha) || in_flight.contains(&(*sha, offset))
+        };
         (
-            cache.next_request(&wanted),
+            cache.missing(&wanted, room.max(1), skip),
             cache.progress(&progress_wanted),
         )
     })
@@ -77,17 +95,16 @@ async fn fetch_next_blob(
     if let Ok(mut shown) = status.boot_resources.write() {
         *shown = progress;
     }
-    *in_flight = None;
-    if let Some(request) = next {
-        *in_flight = Some(BlobInFlight {
-            sha256: request.sha256,
-            asked: Instant::now(),
-        });
+    let more = !requests.is_empty();
+    for request in requests.into_iter().take(room) {
+        window.asked(&request, now);
         let message = session.blob_request(now_ms(), request);
-        if persist_counters(session, &files.counters).await {
-            send(message);
+        if !persist_counters(session, &files.counters).await {
+            break;
         }
+        send(message);
     }
+    (outcome, window.wake_at(more, now))
 }
 
 fn wanted_resources(status: &LiveStatus) -> Vec<edgemetal_protocol::BootResource> {
@@ -99,7 +116,15 @@ fn wanted_resources(status: &LiveStatus) -> Vec<edgemetal_protocol::BootResource
         .unwrap_or_default()
 }
 
-/// A blob request unanswered for this long is sent again.
+/// Sleeps until `wake` (forever when `None`).
+async fn sleep_until_blob_wake(wake: Option<Instant>) {
+    match wake {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A blob request unanswered for this long (with nothing else arriving) is sent again.
 const BLOB_RETRY: Duration = Duration::from_secs(10);
 
 /// The files the link keeps current.
@@ -295,7 +320,13 @@ pub async fn run(
     let (power_done, mut power_results) =
         mpsc::channel::<(u64, edgemetal_protocol::PowerOutcome)>(64);
 
-    let mut blob_in_flight: Option<BlobInFlight> = None;
+    let mut blobs = FetchWindow::new(
+        BLOB_RETRY,
+        settings.boot_cache.blob_rate_limit(),
+        Instant::now(),
+    );
+    // When to fill the window again if no chunk arrives (pacing, retries).
+    let mut blob_wake: Option<Instant> = None;
     let mut boot_queries =
         std::mem::replace(&mut settings.boot_queries, mpsc::unbounded_channel().1);
 
@@ -326,8 +357,8 @@ pub async fn run(
                     deliver_events(&mut session, &files, &mut events_sent, &send).await;
                     logs_in_flight = None;
                     deliver_logs(&mut session, &files, &mut logs_in_flight, &send).await;
-                    blob_in_flight = None;
-                    fetch_next_blob(&mut session, &files, &settings, &status, &mut blob_in_flight, &send).await;
+                    blobs.reset();
+                    blob_wake = fetch_blobs(&mut session, &files, &settings, &status, &mut blobs, None, &send).await.1;
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     let inbound = session.on_publish(now_ms(), &publish.topic, &publish.payload, publish.retain);
@@ -360,7 +391,7 @@ pub async fn run(
                             let cache = settings.boot_cache.clone();
                             let wanted = wanted_resources(&status);
                             let _ = tokio::task::spawn_blocking(move || cache.prune(&wanted)).await;
-                            fetch_next_blob(&mut session, &files, &settings, &status, &mut blob_in_flight, &send).await;
+                            blob_wake = fetch_blobs(&mut session, &files, &settings, &status, &mut blobs, None, &send).await.1;
                         }
                         Inbound::Rekey(keys) => {
                             // Persist first: a crash after the ack but before the write
@@ -399,25 +430,16 @@ pub async fn run(
                             deliver_logs(&mut session, &files, &mut logs_in_flight, &send).await;
                         }
                         Inbound::BlobChunk(chunk) => {
-                            let cache = settings.boot_cache.clone();
-                            let wanted = wanted_resources(&status);
                             let sha256 = chunk.sha256;
-                            let outcome = tokio::task::spawn_blocking(move || cache.apply(&chunk, &wanted)).await;
+                            let (outcome, wake) = fetch_blobs(&mut session, &files, &settings, &status, &mut blobs, Some(chunk), &send).await;
+                            blob_wake = wake;
                             match outcome {
-                                Ok(Ok(ChunkOutcome::Missing)) => {
-                                    tracing::warn!(sha256 = %hex::encode(sha256), "the region does not have a boot resource; retrying later");
-                                    continue;
-                                }
-                                Ok(Ok(ChunkOutcome::Corrupt)) => tracing::error!(sha256 = %hex::encode(sha256), "boot resource failed verification; fetching it again"),
-                                Ok(Ok(ChunkOutcome::Complete)) => tracing::info!(sha256 = %hex::encode(sha256), "boot resource cached and verified"),
-                                Ok(Ok(_)) => {}
-                                Ok(Err(error)) => tracing::error!(%error, "cannot write the boot cache"),
-                                Err(error) => tracing::error!(%error, "boot cache task failed"),
+                                Some(Ok(ChunkOutcome::Missing)) => tracing::warn!(sha256 = %hex::encode(sha256), "the region does not have a boot resource; retrying later"),
+                                Some(Ok(ChunkOutcome::Corrupt)) => tracing::error!(sha256 = %hex::encode(sha256), "boot resource failed verification; fetching it again"),
+                                Some(Ok(ChunkOutcome::Complete)) => tracing::info!(sha256 = %hex::encode(sha256), "boot resource cached and verified"),
+                                Some(Ok(_)) | None => {}
+                                Some(Err(error)) => tracing::error!(%error, "cannot write the boot cache"),
                             }
-                            if blob_in_flight.as_ref().is_some_and(|f| f.sha256 == sha256) {
-                                blob_in_flight = None;
-                            }
-                            fetch_next_blob(&mut session, &files, &settings, &status, &mut blob_in_flight, &send).await;
                         }
                         Inbound::BootAnswer(answer) => settings.decisions.answered(answer),
                         Inbound::Intents(batch) => {
@@ -480,6 +502,9 @@ pub async fn run(
                     send(result);
                 }
             }
+            _ = sleep_until_blob_wake(blob_wake), if connected && blob_wake.is_some() => {
+                blob_wake = fetch_blobs(&mut session, &files, &settings, &status, &mut blobs, None, &send).await.1;
+            }
             _ = files.events.added.notified(), if connected => {
                 deliver_events(&mut session, &files, &mut events_sent, &send).await;
             }
@@ -493,7 +518,7 @@ pub async fn run(
                 deliver_events(&mut session, &files, &mut events_sent, &send).await;
                 logs_in_flight = None;
                 deliver_logs(&mut session, &files, &mut logs_in_flight, &send).await;
-                fetch_next_blob(&mut session, &files, &settings, &status, &mut blob_in_flight, &send).await;
+                blob_wake = fetch_blobs(&mut session, &files, &settings, &status, &mut blobs, None, &send).await.1;
                 let mut health = vec![ServiceHealth {
                     service: ServiceKind::Link,
                     state: HealthState::Healthy,

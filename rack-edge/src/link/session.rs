@@ -134,11 +134,20 @@ impl Session {
         }
     }
 
-    /// Records the downward frame `sequence` as seen (the mark is persisted).
-    fn mark_down(&mut self, sequence: u64) {
+    /// Records the downward frame `sequence` as seen; the mark must be
+    /// persisted before the frame is acted on when it is `durable`.
+    ///
+    /// Only frames whose replay is harmless skip persisting: blob chunks
+    /// (content-addressed, written only where the cache lacks them, and
+    /// verified as a whole before use). The mark still moves, so the next
+    /// durable frame persists a mark that covers them too; a restart merely
+    /// forgets that some chunks were seen, and a replayed one is ignored or
+    /// rewrites the same bytes. Persisting per chunk would cost two fsyncs
+    /// per 512 KiB on the sync's hot path.
+    fn mark_down(&mut self, sequence: u64, durable: bool) {
         self.down_window.accept(sequence);
         self.counters.down_high_water = self.down_window.high_water();
-        self.counters_dirty = true;
+        self.counters_dirty |= durable;
     }
 
     /// Also accept frames sealed under `previous` (the key before the last
@@ -352,7 +361,7 @@ impl Session {
         if replayed {
             return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
         }
-        self.mark_down(sequence);
+        self.mark_down(sequence, !matches!(body, DownMessage::BlobChunk(_)));
         match body {
             DownMessage::Snapshot(_) => unreachable!("handled above"),
             DownMessage::EventsAck(up_to) => Inbound::EventsAcked(up_to),
@@ -395,7 +404,7 @@ impl Session {
             }
             return Inbound::Dropped("replay", format!("sequence {sequence} already seen"));
         }
-        self.mark_down(sequence);
+        self.mark_down(sequence, true);
         match self.applied_generation() {
             Some(applied) if applied == generation => {
                 // A redelivery of what we serve: confirm again, the region may have missed it.

@@ -298,21 +298,6 @@ fn a_v1_session_says_so_in_its_frames_and_hello() {
     }
 }
 
-/// A message sealed the way the region seals it.
-fn sealed_message(sequence: u64, body: DownMessage) -> Vec<u8> {
-    let plain = Envelope::new(MessageId([1; 16]), 0, body).encode().unwrap();
-    let header = FrameHeader {
-        version: PROTOCOL_VERSION,
-        rack_id: RackId::new("r1").unwrap(),
-        direction: Direction::Down,
-        key_epoch: 1,
-        sequence,
-    };
-    seal::seal(&SECRET, header, [2; 16], &plain).unwrap()
-}
-
-const DELTA_TOPIC: &str = "edgemetal/v1/rack/r1/down/config-delta";
-
 #[test]
 fn a_delta_on_the_held_generation_becomes_the_new_snapshot() {
     let mut s = session(Some(4));
@@ -321,8 +306,8 @@ fn a_delta_on_the_held_generation_becomes_the_new_snapshot() {
     next.generation = Generation(5);
     next.dns.forwarders = vec!["192.0.2.1".parse().unwrap()];
     let delta = edgemetal_protocol::delta::diff(&held, &next);
-    let payload = sealed_message(1, DownMessage::ConfigDelta(delta.clone()));
-    let Inbound::Apply(snapshot) = s.on_publish(0, DELTA_TOPIC, &payload, false) else {
+    let (delta_topic, payload) = sealed_message(1, DownMessage::ConfigDelta(delta.clone()));
+    let Inbound::Apply(snapshot) = s.on_publish(0, &delta_topic, &payload, false) else {
         panic!("expected apply");
     };
     assert_eq!(snapshot, next);
@@ -332,13 +317,13 @@ fn a_delta_on_the_held_generation_becomes_the_new_snapshot() {
         (Generation(5), ApplyOutcome::Applied)
     );
     // Delivered again: confirmed, not applied twice; a replay of the frame is dropped.
-    let again = sealed_message(2, DownMessage::ConfigDelta(delta));
-    let Inbound::Answer(reack) = s.on_publish(0, DELTA_TOPIC, &again, false) else {
+    let (_, again) = sealed_message(2, DownMessage::ConfigDelta(delta));
+    let Inbound::Answer(reack) = s.on_publish(0, &delta_topic, &again, false) else {
         panic!("expected a re-ack");
     };
     assert_eq!(decode_ack(&reack).outcome, ApplyOutcome::Applied);
     assert!(matches!(
-        s.on_publish(0, DELTA_TOPIC, &payload, false),
+        s.on_publish(0, &delta_topic, &payload, false),
         Inbound::Dropped("replay", _)
     ));
 }
@@ -352,8 +337,8 @@ fn a_delta_on_another_generation_asks_for_the_snapshot() {
             generation: Generation(5),
             ..Default::default()
         };
-        let payload = sealed_message(1, DownMessage::ConfigDelta(delta));
-        let Inbound::Answer(answer) = s.on_publish(0, DELTA_TOPIC, &payload, false) else {
+        let (delta_topic, payload) = sealed_message(1, DownMessage::ConfigDelta(delta));
+        let Inbound::Answer(answer) = s.on_publish(0, &delta_topic, &payload, false) else {
             panic!("expected an answer");
         };
         let ack = decode_ack(&answer);
@@ -374,10 +359,57 @@ fn a_delta_on_the_snapshot_topic_is_refused() {
         generation: Generation(5),
         ..Default::default()
     };
-    let payload = sealed_message(1, DownMessage::ConfigDelta(delta));
+    let (_, payload) = sealed_message(1, DownMessage::ConfigDelta(delta));
     assert!(matches!(
         s.on_publish(0, TOPIC, &payload, false),
         Inbound::Dropped(..)
     ));
     assert_eq!(s.applied_generation(), Some(Generation(4)));
+}
+
+/// A down message sealed the way the region seals it: its topic and payload.
+fn sealed_message(sequence: u64, body: DownMessage) -> (String, Vec<u8>) {
+    let rack_id = RackId::new("r1").unwrap();
+    let sealer = frame::Sealer {
+        rack_id: &rack_id,
+        secret: &SECRET,
+        key_epoch: 1,
+        version: PROTOCOL_VERSION,
+        nonce_prefix: [2; 16],
+    };
+    let sealed = frame::seal(&sealer, sequence, MessageId([1; 16]), 0, body).unwrap();
+    (sealed.topic, sealed.payload)
+}
+
+#[test]
+fn blob_chunks_skip_persisting_their_mark_but_the_next_frame_covers_them() {
+    let mut s = session(None);
+    for sequence in 1..=3 {
+        let chunk = DownMessage::BlobChunk(edgemetal_protocol::BlobChunk {
+            sha256: [7; 32],
+            offset: 0,
+            data: vec![1; 4],
+            total: 4,
+        });
+        let (topic, payload) = sealed_message(sequence, chunk);
+        let inbound = s.on_publish(0, &topic, &payload, false);
+        assert!(matches!(inbound, Inbound::BlobChunk(_)));
+        assert_eq!(s.take_counters(), None, "chunk {sequence}");
+    }
+    let (topic, payload) = sealed_message(4, DownMessage::LogsAck(9));
+    let ack = s.on_publish(0, &topic, &payload, false);
+    assert_eq!(ack, Inbound::LogsAcked(9));
+    assert_eq!(s.take_counters().unwrap().down_high_water, 4);
+    // Seen chunks are still refused while the process lives.
+    let again = DownMessage::BlobChunk(edgemetal_protocol::BlobChunk {
+        sha256: [7; 32],
+        offset: 0,
+        data: vec![1; 4],
+        total: 4,
+    });
+    let (topic, payload) = sealed_message(2, again);
+    assert!(matches!(
+        s.on_publish(0, &topic, &payload, false),
+        Inbound::Dropped("replay", _)
+    ));
 }

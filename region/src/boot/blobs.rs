@@ -3,11 +3,10 @@
 //! hashed, so a multi-GB squashfs never sits in memory, and only complete,
 //! hashed content is renamed into place.
 
-use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Why a blob operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -96,27 +95,18 @@ impl BlobStore {
         result
     }
 
-    /// Up to `len` bytes of a blob from `offset`, and its size; `None` when absent.
+    /// Up to `len` bytes of a blob from `offset`, and its size; `None` when
+    /// absent. Reads only that range (one positioned read off the executor),
+    /// so serving a blob takes memory for one piece, whatever its size.
     pub async fn read(
         &self,
         sha256: &[u8; 32],
         offset: u64,
         len: usize,
     ) -> Result<Option<(Vec<u8>, u64)>, BlobError> {
-        let mut file = match tokio::fs::File::open(self.path(sha256)).await {
-            Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(error.into()),
-        };
-        let total = file.metadata().await?.len();
-        let mut data = Vec::new();
-        if offset < total {
-            file.seek(SeekFrom::Start(offset)).await?;
-            let wanted = len.min((total - offset) as usize);
-            data.resize(wanted, 0);
-            file.read_exact(&mut data).await?;
-        }
-        Ok(Some((data, total)))
+        let path = self.path(sha256);
+        let read = tokio::task::spawn_blocking(move || read_range(&path, offset, len)).await;
+        read.map_err(|e| BlobError::Io(std::io::Error::other(e)))?
     }
 
     /// Removes a blob (nothing references it any more).
@@ -126,4 +116,19 @@ impl BlobStore {
             _ => Ok(()),
         }
     }
+}
+
+/// Up to `len` bytes of the file at `path` from `offset`, and its size.
+fn read_range(path: &Path, offset: u64, len: usize) -> Result<Option<(Vec<u8>, u64)>, BlobError> {
+    use std::os::unix::fs::FileExt;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let total = file.metadata()?.len();
+    let wanted = len.min(total.saturating_sub(offset) as usize);
+    let mut data = vec![0; wanted];
+    file.read_exact_at(&mut data, offset)?;
+    Ok(Some((data, total)))
 }

@@ -167,8 +167,16 @@ impl Link {
             };
         }
         // Events raise the mark inside the transaction that applies them.
-        let applies_its_own_mark = matches!(inbound.envelope.body, UpMessage::Events(_));
-        if applies_its_own_mark {
+        // A blob request's replay is harmless (it only has a chunk of
+        // content-addressed data sent again), so its mark is not written:
+        // a row update per 512 KiB chunk would pace a sync to the store.
+        // The window still refuses it while the process lives, and the next
+        // frame's persisted mark covers it.
+        let mark_not_written = matches!(
+            inbound.envelope.body,
+            UpMessage::Events(_) | UpMessage::BlobRequest(_)
+        );
+        if mark_not_written {
             lock(&self.windows).insert(rack.clone(), window);
             return Freshness::New;
         }

@@ -40,13 +40,15 @@ pub enum FollowUp {
 /// the link should do next.
 pub async fn apply(store: &Store, inbound: &Inbound, version: u16) -> Result<FollowUp, StoreError> {
     let now = now_ms();
-    let current = store.rack_generation(&inbound.rack_id).await?;
-    let behind = |applied: Option<edgemetal_protocol::Generation>| {
-        if applied.map(|g| g.0) != Some(current) {
+    // Read only for the messages that say which generation a rack serves,
+    // not for each blob request of a sync.
+    let behind = |applied: Option<edgemetal_protocol::Generation>| async move {
+        let current = store.rack_generation(&inbound.rack_id).await?;
+        Ok::<_, StoreError>(if applied.map(|g| g.0) != Some(current) {
             FollowUp::SendSnapshot { held: applied }
         } else {
             FollowUp::None
-        }
+        })
     };
     match &inbound.envelope.body {
         UpMessage::Hello(hello) => {
@@ -63,13 +65,13 @@ pub async fn apply(store: &Store, inbound: &Inbound, version: u16) -> Result<Fol
             );
             // A live hello always gets a look: the rack may have missed
             // messages while away (the link sends nothing if it is in sync).
-            Ok(if inbound.retained {
-                behind(hello.applied_generation)
+            if inbound.retained {
+                behind(hello.applied_generation).await
             } else {
-                FollowUp::SendSnapshot {
+                Ok(FollowUp::SendSnapshot {
                     held: hello.applied_generation,
-                }
-            })
+                })
+            }
         }
         UpMessage::Heartbeat(heartbeat) => {
             if !store
@@ -79,7 +81,7 @@ pub async fn apply(store: &Store, inbound: &Inbound, version: u16) -> Result<Fol
                 tracing::debug!(rack = %inbound.rack_id, "heartbeat from a rack that has not said hello");
                 return Ok(FollowUp::None);
             }
-            Ok(behind(heartbeat.applied_generation))
+            behind(heartbeat.applied_generation).await
         }
         UpMessage::SnapshotAck(ack) => {
             store
@@ -88,7 +90,7 @@ pub async fn apply(store: &Store, inbound: &Inbound, version: u16) -> Result<Fol
             match &ack.outcome {
                 edgemetal_protocol::ApplyOutcome::Applied => {
                     tracing::info!(rack = %inbound.rack_id, generation = ack.generation.0, "rack applied snapshot");
-                    Ok(behind(Some(ack.generation)))
+                    behind(Some(ack.generation)).await
                 }
                 edgemetal_protocol::ApplyOutcome::Failed { reason } => {
                     tracing::warn!(rack = %inbound.rack_id, generation = ack.generation.0, %reason, "rack refused snapshot");

@@ -391,21 +391,19 @@ impl Store {
     }
 
     /// The next sequence number for a message to a rack (shared by region replicas).
+    ///
+    /// One statement, so one commit: every message to a rack (each 512 KiB
+    /// chunk of a boot resource sync included) takes a number here.
+    /// `UPDATE … RETURNING` is atomic on SQLite (3.35+) and PostgreSQL alike.
     pub async fn next_down_sequence(&self, rack_id: &str) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE rack_identities SET down_sequence = down_sequence + 1 WHERE rack_id = $1",
+        let sequence: i64 = sqlx::query_scalar(
+            "UPDATE rack_identities SET down_sequence = down_sequence + 1 WHERE rack_id = $1 \
+             RETURNING down_sequence",
         )
         .bind(rack_id)
-        .execute(&mut *tx)
-        .await?;
-        let sequence: i64 =
-            sqlx::query_scalar("SELECT down_sequence FROM rack_identities WHERE rack_id = $1")
-                .bind(rack_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| StoreError::not_found("rack", rack_id))?;
-        tx.commit().await?;
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::not_found("rack", rack_id))?;
         Ok(sequence as u64)
     }
 
