@@ -322,7 +322,20 @@ async fn link_bytes_per_lease_event_and_snapshot_size_by_rack_count() {
                 })
                 .await;
                 wait_in_sync(api, "site-0").await;
-                link_bytes(api).await - before
+                // The event's changes are published after it is applied: wait
+                // until the link is quiet (a benchmark may wait; a test may not).
+                let mut last = link_bytes(api).await;
+                let mut quiet = 0;
+                for _ in 0..40 {
+                    if quiet == 4 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    let now = link_bytes(api).await;
+                    quiet = if now == last { quiet + 1 } else { 0 };
+                    last = now;
+                }
+                last - before
             }
         };
         let reserved = per_event("52:54:01:00:00:0a", 1).await;
