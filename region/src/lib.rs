@@ -17,5 +17,9 @@ pub mod power;
 pub mod secrets;
 pub mod serve;
 pub mod snapshot;
-pub mod store;
 pub mod zones;
+
+/// The rules (pure) and the store, as their own crates; named here as the
+/// region's own modules so its services read `crate::store::…`.
+pub use edgemetal_region_model as model;
+pub use edgemetal_region_store as store;

@@ -2,9 +2,9 @@
 //! does beyond changing the status ([`service`]: power, tokens, timeouts),
 //! and the hardware inventory commissioning reports ([`inventory`]).
 
-pub mod inventory;
 pub mod service;
-pub mod status;
+
+pub use edgemetal_region_model::lifecycle::{inventory, status};
 
 pub use service::{LifecycleError, LifecycleService, LifecycleSettings, Notice};
 pub use status::{next, Action, Context, IllegalTransition, MachineStatus, ALL_STATUSES};

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use edgemetal_protocol::seal::{LinkSecret, LINK_SECRET_LEN};
 use edgemetal_protocol::RackId;
+use subtle::ConstantTimeEq;
 
 use crate::secrets::MasterKeys;
 use crate::store::{Store, StoreError};
@@ -158,7 +159,11 @@ impl Keyring {
     pub fn broker_login_allowed(&self, client_id: &str, user: &str, password: &str) -> bool {
         if user == REGION_BROKER_USER {
             return client_id.starts_with("edgemetal-region-")
-                && constant_time_eq(password.as_bytes(), self.region_broker_password.as_bytes());
+                && bool::from(
+                    password
+                        .as_bytes()
+                        .ct_eq(self.region_broker_password.as_bytes()),
+                );
         }
         let Ok(rack_id) = RackId::new(user) else {
             return false;
@@ -168,11 +173,6 @@ impl Keyring {
         };
         !keys.revoked
             && client_id == format!("edgemetal-rack-{rack_id}")
-            && constant_time_eq(password.as_bytes(), keys.broker_password.as_bytes())
+            && bool::from(password.as_bytes().ct_eq(keys.broker_password.as_bytes()))
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use subtle::ConstantTimeEq;
-    a.ct_eq(b).into()
 }

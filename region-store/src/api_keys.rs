@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
 use super::{now_ms, Store, StoreError};
@@ -159,10 +160,6 @@ fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn validate_name(name: &str) -> Result<(), StoreError> {
     let length = name.chars().count();
     if length == 0 || length > 64 || name.chars().any(char::is_control) {
@@ -283,7 +280,7 @@ impl Store {
             return Ok(KeyCheck::Unknown);
         };
         let stored: String = row.try_get("secret_sha256")?;
-        if !constant_time_eq(stored.as_bytes(), hash_secret(secret).as_bytes()) {
+        if !bool::from(stored.as_bytes().ct_eq(hash_secret(secret).as_bytes())) {
             return Ok(KeyCheck::Unknown);
         }
         let key = key_from_row(&row)?;

@@ -12,9 +12,9 @@ use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
 use super::{new_id, now_ms, Store, StoreError};
-use crate::lifecycle::inventory::{self, Inventory};
-use crate::lifecycle::{next, Action, Context, MachineStatus};
-use crate::store::Machine;
+use crate::Machine;
+use edgemetal_region_model::lifecycle::inventory::{self, Inventory};
+use edgemetal_region_model::lifecycle::{next, Action, Context, MachineStatus};
 
 /// What happens to the machine's commissioning token with a status change.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
 use super::{now_ms, Store, StoreError};
@@ -208,7 +209,7 @@ impl Store {
         .await?
         .ok_or(EnrolError::Unknown)?;
         let stored: String = row.try_get("secret_sha256")?;
-        if !super::api_keys::constant_time_eq(stored.as_bytes(), sha256_hex(secret).as_bytes()) {
+        if !bool::from(stored.as_bytes().ct_eq(sha256_hex(secret).as_bytes())) {
             return Err(EnrolError::Unknown);
         }
         let used: Option<i64> = row.try_get("used_ms")?;

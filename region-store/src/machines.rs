@@ -7,7 +7,7 @@ use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::{new_id, now_ms, Store, StoreError};
-use crate::lifecycle::MachineStatus;
+use edgemetal_region_model::lifecycle::MachineStatus;
 
 /// CPU architectures a machine can have, MAAS-style names.
 pub const ARCHITECTURES: &[&str] = &[
@@ -191,7 +191,7 @@ impl Store {
             if MachineStatus::parse(status).is_none() {
                 return Err(StoreError::Invalid(format!(
                     "unknown status {status:?}: use one of {}",
-                    crate::lifecycle::ALL_STATUSES
+                    edgemetal_region_model::lifecycle::ALL_STATUSES
                         .map(MachineStatus::as_str)
                         .join(", ")
                 )));

@@ -1,0 +1,5 @@
+//! The region's rules, apart from the store that applies them and the
+//! services that act on them: everything here is a pure function over plain
+//! data (no database, no sockets, no clock reads), tested without a database.
+
+pub mod lifecycle;
