@@ -1,5 +1,5 @@
 //! The broker's topic rules, as Mosquitto's ACL file gives them to an
-//! external broker (see [`crate::mosquitto::acl_text`]): the region reads and
+//! external broker (see [`crate::link::mosquitto::acl_text`]): the region reads and
 //! writes every rack's topics; a rack (user = its id) publishes only under
 //! its own `up/` and subscribes only inside its own `down/`. Pure, so the
 //! embedded broker and the tests check the same rules.

@@ -27,7 +27,7 @@ impl Enroller {
     pub async fn identities_changed(&self, store: &Store) -> Result<(), crate::store::StoreError> {
         self.keyring.reload(store).await?;
         if let Some(files) = &self.mosquitto {
-            if let Err(error) = crate::mosquitto::write_files(files, &self.keyring) {
+            if let Err(error) = crate::link::mosquitto::write_files(files, &self.keyring) {
                 tracing::error!(%error, "cannot update the Mosquitto password/ACL files");
             }
         }

@@ -11,7 +11,6 @@ pub mod enrolment;
 pub mod lifecycle;
 pub mod link;
 pub mod metrics;
-pub mod mosquitto;
 pub mod pki;
 pub mod power;
 pub mod secrets;

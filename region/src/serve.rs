@@ -46,7 +46,7 @@ pub async fn run(mut config: RegionConfig) -> anyhow::Result<()> {
         .context("cannot load rack identities")?;
     let (broker, ca_pem) = start_or_find_broker(&config, &pki, &keyring)?;
     if let Some(files) = &config.broker.mosquitto {
-        crate::mosquitto::write_files(files, &keyring)?;
+        crate::link::mosquitto::write_files(files, &keyring)?;
     }
     let metrics = Arc::new(Metrics::new());
     let (notices_tx, notices) = tokio::sync::mpsc::unbounded_channel();

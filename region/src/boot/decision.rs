@@ -8,7 +8,7 @@ use edgemetal_protocol::{
     BootDecision, BootResourceKind, EphemeralBoot, MacAddress, MachineMetadata,
 };
 
-use crate::lifecycle::MachineStatus;
+use crate::model::lifecycle::MachineStatus;
 use crate::secrets::MasterKeys;
 use crate::store::{
     architecture_of_option93, kind_name, token_digest, BootResourceRecord, Machine, Store,

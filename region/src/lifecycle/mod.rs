@@ -6,5 +6,5 @@ pub mod service;
 
 pub use edgemetal_region_model::lifecycle::{inventory, status};
 
-pub use service::{LifecycleError, LifecycleService, LifecycleSettings, Notice};
+pub use service::{LifecycleError, LifecycleService, LifecycleSettings};
 pub use status::{next, Action, Context, IllegalTransition, MachineStatus, ALL_STATUSES};

@@ -10,6 +10,7 @@ use edgemetal_protocol::{BootDevice, PowerAction, PowerState};
 use tokio::sync::mpsc;
 
 use super::{Action, MachineStatus};
+use crate::link::Notice;
 use crate::power::{PowerError, PowerService};
 use crate::secrets::MasterKeys;
 use crate::store::{
@@ -23,15 +24,6 @@ pub struct LifecycleSettings {
     pub commissioning_timeout: Duration,
     /// Whether an enlisted machine is commissioned right away.
     pub auto_commission: bool,
-}
-
-/// Things the link learned that the lifecycle acts on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
-    /// A network-booting machine was enlisted.
-    Enlisted(String),
-    /// A machine's results were stored (or refused).
-    Results(ResultsOutcome),
 }
 
 /// Why a lifecycle action failed.

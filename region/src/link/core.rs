@@ -20,7 +20,7 @@ use super::intents;
 use super::keyring::Keyring;
 use super::publish::{Carried, Publisher};
 use super::requests::PendingRequests;
-use crate::lifecycle::Notice;
+use super::Notice;
 use crate::metrics::Metrics;
 use crate::snapshot::{self, per_rack};
 use crate::store::{now_ms, Change, Store};

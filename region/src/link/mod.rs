@@ -11,6 +11,7 @@ pub mod handler;
 pub mod inbound;
 pub mod intents;
 pub mod keyring;
+pub mod mosquitto;
 pub mod mqtt;
 pub mod publish;
 pub mod requests;
@@ -19,3 +20,14 @@ pub use edgemetal_protocol::BrokerUrl;
 pub use keyring::Keyring;
 pub use mqtt::{spawn, LinkHandle};
 pub use requests::RequestError;
+
+/// Things the link learned that the lifecycle acts on. It lives with the
+/// link, which sends it, so the link needs nothing from the lifecycle (the
+/// lifecycle drives power, which drives the link: dependencies point one way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A network-booting machine was enlisted.
+    Enlisted(String),
+    /// A machine's results were stored (or refused).
+    Results(crate::store::ResultsOutcome),
+}

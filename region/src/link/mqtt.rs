@@ -15,7 +15,7 @@ use super::keyring::{Keyring, REGION_BROKER_USER};
 use super::publish::Publisher;
 use super::requests::{OutgoingCommand, PendingRequests, RequestError};
 use super::BrokerUrl;
-use crate::lifecycle::Notice;
+use super::Notice;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -260,7 +260,9 @@ pub fn spawn(
                 if now_active != active {
                     active = now_active;
                     if let Some(files) = &mosquitto {
-                        if let Err(error) = crate::mosquitto::write_files(files, &sweeper.keyring) {
+                        if let Err(error) =
+                            crate::link::mosquitto::write_files(files, &sweeper.keyring)
+                        {
                             tracing::error!(%error, "cannot update the Mosquitto files");
                         }
                     }

@@ -10,8 +10,8 @@ use std::process::Command;
 
 use anyhow::Context;
 
+use super::keyring::{Keyring, REGION_BROKER_USER};
 use crate::config::MosquittoFiles;
-use crate::link::keyring::{Keyring, REGION_BROKER_USER};
 
 /// The ACL text: the region sees every rack; each rack only its own topics.
 pub fn acl_text() -> String {
