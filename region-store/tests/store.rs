@@ -1,7 +1,7 @@
 //! The store's behaviour, run identically on SQLite and on a real PostgreSQL.
 
 use edgemetal_protocol::{ApplyOutcome, Generation, Hello, RackId, SnapshotAck, PROTOCOL_VERSION};
-use edgemetal_region::store::{
+use edgemetal_region_store::{
     ApiKeyRole, IpRangeSpec, KeyCheck, NewApiKey, NewAuditEntry, NewMachine, Store, StoreError,
     SubnetSpec,
 };
