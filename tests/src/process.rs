@@ -44,7 +44,13 @@ fn newest_source(dir: &Path) -> SystemTime {
 /// workspace once, then runs the tests.
 pub fn binary(name: &str) -> PathBuf {
     // EDGEMETAL_BIN_DIR picks another build (e.g. target/release) than the test's own profile.
-    let dir = std::env::var_os("EDGEMETAL_BIN_DIR").map_or_else(profile_dir, PathBuf::from);
+    // A relative one is taken from the workspace root, as a reader of the
+    // README types it (the test itself runs in tests/).
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let dir =
+        std::env::var_os("EDGEMETAL_BIN_DIR").map_or_else(profile_dir, |dir| workspace.join(dir));
     let path = dir.join(name);
     let built = std::fs::metadata(&path)
         .and_then(|m| m.modified())
@@ -54,12 +60,15 @@ pub fn binary(name: &str) -> PathBuf {
                 path.display()
             )
         });
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
     let sources: &[&str] = match name {
         "edgemetal-rack" => &["protocol/src", "rack-edge/src"],
-        _ => &["protocol/src", "region/src", "region/migrations"],
+        _ => &[
+            "protocol/src",
+            "region-model/src",
+            "region-store/src",
+            "region-store/migrations",
+            "region/src",
+        ],
     };
     for crate_dir in sources {
         let newest = newest_source(&workspace.join(crate_dir));
