@@ -2,4 +2,5 @@
 //! services that act on them: everything here is a pure function over plain
 //! data (no database, no sockets, no clock reads), tested without a database.
 
+pub mod ipam;
 pub mod lifecycle;

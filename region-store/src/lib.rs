@@ -44,6 +44,10 @@ pub use dns::{
     parse_record_data, valid_domain_name, DnsRecordRow, DomainRecord, NewDnsRecord, NewDomain,
 };
 pub use edgemetal_protocol::architecture_of_option93;
+pub use edgemetal_region_model::ipam::{
+    IpRangeRecord, IpRangeSpec, RangePurpose, ReservationRecord, ReservationSpec, SubnetRecord,
+    SubnetServices, SubnetSpec,
+};
 pub use identities::{
     CreatedEnrolmentToken, EnrolError, EnrolmentToken, NewIdentity, RackIdentity,
 };
@@ -52,8 +56,6 @@ pub use lifecycle::{token_digest, CommissioningRecord, ResultsOutcome, TokenChan
 pub use machines::{HardwareSummary, Machine, MachineFilter, NewMachine, ARCHITECTURES};
 pub use power::{MachineEvent, PowerSettings, PowerStatus, StoredPower};
 pub use racks::{RackHello, RackRecord};
-pub use reservations::{ReservationRecord, ReservationSpec};
-pub use subnets::{IpRangeRecord, IpRangeSpec, SubnetRecord, SubnetServices, SubnetSpec};
 pub use syslog::{parse_severity, LogQuery, LogRecord, LogRetention, MAX_LOG_PAGE};
 
 /// What went wrong in a store operation.
@@ -82,6 +84,16 @@ pub enum StoreError {
     /// A database URL that is neither SQLite nor PostgreSQL.
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
+}
+
+impl From<edgemetal_region_model::ipam::RuleError> for StoreError {
+    fn from(error: edgemetal_region_model::ipam::RuleError) -> Self {
+        use edgemetal_region_model::ipam::RuleError;
+        match error {
+            RuleError::Invalid(message) => StoreError::Invalid(message),
+            RuleError::Conflict(message) => StoreError::Conflict(message),
+        }
+    }
 }
 
 impl StoreError {

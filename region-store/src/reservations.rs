@@ -1,66 +1,15 @@
-//! DHCP reservations: a fixed address (and host name) for one MAC on one
-//! subnet. They travel to racks in the snapshot.
-//!
-//! A reservation may not sit inside a dynamic range: a rack could already
-//! have leased that address to another client, and the reservation would
-//! then hand one address to two machines until that lease ran out.
+//! DHCP reservations as stored; [`edgemetal_region_model::ipam::reservation`]
+//! decides which are acceptable.
 
-use std::net::Ipv4Addr;
-
-use edgemetal_protocol::MacAddress;
-use serde::{Deserialize, Serialize};
+use edgemetal_region_model::ipam::{
+    check_range_spares_reservations, check_reservation, IpRangeSpec, ReservationRecord,
+    ReservationSpec,
+};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
-use utoipa::ToSchema;
 
-use super::subnets::{is_host_address, load_subnet, parse_column, IpRangeSpec, RangePurpose};
+use super::subnets::{load_subnet, parse_column};
 use super::{new_id, now_ms, Store, StoreError};
-
-/// What an operator sets on a reservation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReservationSpec {
-    /// The machine's hardware address, e.g. `52:54:00:12:34:56`.
-    #[schema(value_type = String, example = "52:54:00:12:34:56")]
-    pub mac: MacAddress,
-    /// Its fixed address: a host address of the subnet outside its dynamic ranges.
-    #[schema(value_type = String, example = "10.20.0.20")]
-    pub address: Ipv4Addr,
-    /// Host name handed to the machine (DHCP option 12): one DNS label.
-    #[serde(default)]
-    pub hostname: Option<String>,
-}
-
-/// A reservation as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct ReservationRecord {
-    /// Region-assigned id.
-    pub id: String,
-    /// The subnet it belongs to.
-    pub subnet_id: String,
-    /// The operator's settings.
-    #[serde(flatten)]
-    pub spec: ReservationSpec,
-    /// Creation time, ms since the epoch.
-    pub created_ms: i64,
-}
-
-fn validate_hostname(hostname: &str) -> Result<(), StoreError> {
-    let valid = !hostname.is_empty()
-        && hostname.len() <= 63
-        && !hostname.starts_with('-')
-        && !hostname.ends_with('-')
-        && hostname
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-');
-    if valid {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(format!(
-            "invalid hostname {hostname:?}: use one DNS label of 1 to 63 letters, digits and '-'"
-        )))
-    }
-}
 
 fn reservation_from_row(row: &AnyRow) -> Result<ReservationRecord, StoreError> {
     Ok(ReservationRecord {
@@ -77,32 +26,23 @@ fn reservation_from_row(row: &AnyRow) -> Result<ReservationRecord, StoreError> {
 
 const COLUMNS: &str = "id, subnet_id, mac, address, hostname, created_ms";
 
-/// Refuses a dynamic range that would cover a reservation of its subnet.
-pub(super) async fn check_range_spares_reservations(
+/// Refuses a dynamic range that would cover a stored reservation of its subnet.
+pub(super) async fn check_spares_reservations(
     tx: &mut Transaction<'static, Any>,
     subnet_id: &str,
     range: &IpRangeSpec,
 ) -> Result<(), StoreError> {
-    if range.purpose != RangePurpose::Dynamic {
-        return Ok(());
-    }
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM reservations WHERE subnet_id = $1"
     ))
     .bind(subnet_id)
     .fetch_all(&mut **tx)
     .await?;
-    let (start, end) = (u32::from(range.start), u32::from(range.end));
-    for row in &rows {
-        let reservation = reservation_from_row(row)?;
-        if (start..=end).contains(&u32::from(reservation.spec.address)) {
-            return Err(StoreError::Conflict(format!(
-                "dynamic range {}-{} would cover the reservation of {} for {}",
-                range.start, range.end, reservation.spec.address, reservation.spec.mac
-            )));
-        }
-    }
-    Ok(())
+    let reservations = rows
+        .iter()
+        .map(reservation_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(check_range_spares_reservations(range, &reservations)?)
 }
 
 impl Store {
@@ -112,34 +52,9 @@ impl Store {
         subnet_id: &str,
         spec: ReservationSpec,
     ) -> Result<ReservationRecord, StoreError> {
-        if let Some(hostname) = &spec.hostname {
-            validate_hostname(hostname)?;
-        }
         let mut tx = self.begin_config_change().await?;
         let subnet = load_subnet(&mut tx, subnet_id).await?;
-        let cidr = subnet.spec.cidr;
-        if !is_host_address(&cidr, spec.address) {
-            return Err(StoreError::Invalid(format!(
-                "{} is not a host address of {cidr}",
-                spec.address
-            )));
-        }
-        if subnet.spec.gateway == Some(spec.address) {
-            return Err(StoreError::Conflict(format!(
-                "{} is the subnet's gateway",
-                spec.address
-            )));
-        }
-        let address = u32::from(spec.address);
-        if let Some(range) = subnet.ranges.iter().find(|r| {
-            r.spec.purpose == RangePurpose::Dynamic
-                && (u32::from(r.spec.start)..=u32::from(r.spec.end)).contains(&address)
-        }) {
-            return Err(StoreError::Conflict(format!(
-                "{} is inside the dynamic range {}-{}; reserve an address outside it",
-                spec.address, range.spec.start, range.spec.end
-            )));
-        }
+        check_reservation(&subnet, &spec)?;
         let id = new_id();
         sqlx::query(
             "INSERT INTO reservations (id, subnet_id, mac, address, hostname, created_ms) \
