@@ -4,3 +4,4 @@
 
 pub mod ipam;
 pub mod lifecycle;
+pub mod rack_events;

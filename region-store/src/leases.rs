@@ -2,7 +2,10 @@
 //! consecutive ids; applying them and recording the highest id happen in one
 //! transaction, so a redelivered batch changes nothing.
 
-use edgemetal_protocol::{BootStage, LeaseChange, RackEvent, RackEventKind};
+use edgemetal_protocol::{RackEvent, RackEventKind};
+use edgemetal_region_model::rack_events::{
+    boot_stage_event, event_step, lease_moves_machine, lease_state, Enlistment, EventStep,
+};
 use serde::Serialize;
 use sqlx::Row;
 use utoipa::ToSchema;
@@ -27,19 +30,6 @@ pub struct LeaseRecord {
     pub rack_id: String,
     /// Last report, ms since the epoch.
     pub updated_ms: i64,
-}
-
-/// The event kind and text for a boot step a rack saw.
-fn boot_stage_event(stage: BootStage) -> (&'static str, &'static str) {
-    match stage {
-        BootStage::ConfigServed => ("boot.config", "fetched its boot configuration"),
-        BootStage::KernelServed => ("boot.kernel", "started loading the kernel"),
-        BootStage::InitrdServed => ("boot.initrd", "started loading the initrd"),
-        BootStage::MetadataServed => (
-            "boot.metadata",
-            "the ephemeral system is up and read its metadata",
-        ),
-    }
 }
 
 /// What applying a batch of rack events did.
@@ -94,20 +84,15 @@ impl Store {
         let already = applied as u64;
         let mut applied = already;
         let now = now_ms();
-        for event in events.iter().filter(|e| e.id > already) {
-            if event.id != applied + 1 {
-                // A gap: an earlier batch was lost on the way. Stop here; the
-                // rack resends from our ack, so order is kept.
-                break;
+        for event in events {
+            match event_step(applied, event.id) {
+                EventStep::Seen => continue,
+                EventStep::Gap => break,
+                EventStep::Apply => {}
             }
             match &event.kind {
                 RackEventKind::Lease(lease) => {
-                    let state = match lease.change {
-                        LeaseChange::New | LeaseChange::Renewed => "bound",
-                        LeaseChange::Released => "released",
-                        LeaseChange::Expired => "expired",
-                        LeaseChange::Declined => "declined",
-                    };
+                    let state = lease_state(lease.change);
                     sqlx::query(
                         "INSERT INTO leases (subnet_id, address, mac, state, expires_ms, rack_id, updated_ms) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (subnet_id, address) DO UPDATE \
@@ -122,7 +107,7 @@ impl Store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                    if lease.change != LeaseChange::Renewed {
+                    if lease_moves_machine(lease.change) {
                         let machine: Option<String> =
                             sqlx::query_scalar("SELECT id FROM machines WHERE mac = $1")
                                 .bind(lease.mac.to_string())
@@ -144,6 +129,7 @@ impl Store {
                             .fetch_optional(&mut *tx)
                             .await?;
                     if known.is_none() {
+                        let enlistment = Enlistment::of(discovery.mac, discovery.arch);
                         let id = new_id();
                         sqlx::query(
                             "INSERT INTO machines (id, mac, hostname, architecture, created_ms) \
@@ -151,16 +137,12 @@ impl Store {
                         )
                         .bind(&id)
                         .bind(&mac)
-                        .bind(format!("machine-{}", mac.replace(':', "")))
-                        .bind(edgemetal_protocol::architecture_of_option93(discovery.arch))
+                        .bind(&enlistment.hostname)
+                        .bind(enlistment.architecture)
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
-                        let detail = format!(
-                            "enlisted: {mac} network-booted ({}), status New",
-                            edgemetal_protocol::architecture_of_option93(discovery.arch)
-                        );
-                        add_event_in(&mut tx, &id, "enlisted", &actor, &detail).await?;
+                        add_event_in(&mut tx, &id, "enlisted", &actor, &enlistment.detail).await?;
                         tracing::info!(%mac, rack = rack_id, "enlisted a network-booting machine");
                         enlisted.push(id);
                     }
