@@ -6,31 +6,10 @@ use edgemetal_protocol::{RackEvent, RackEventKind};
 use edgemetal_region_model::rack_events::{
     boot_stage_event, event_step, lease_moves_machine, lease_state, Enlistment, EventStep,
 };
-use serde::Serialize;
 use sqlx::Row;
-use utoipa::ToSchema;
 
 use super::lifecycle::{add_event_in, store_results_in, ResultsOutcome};
-use super::{new_id, now_ms, Store, StoreError};
-
-/// A lease as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct LeaseRecord {
-    /// The subnet's id.
-    pub subnet_id: String,
-    /// The address.
-    pub address: String,
-    /// The client's hardware address.
-    pub mac: String,
-    /// `bound`, `released`, `expired` or `declined`.
-    pub state: String,
-    /// When it ends, ms since the epoch.
-    pub expires_ms: i64,
-    /// The rack that reported it.
-    pub rack_id: String,
-    /// Last report, ms since the epoch.
-    pub updated_ms: i64,
-}
+use super::{new_id, now_ms, LeaseRecord, Store, StoreError};
 
 /// What applying a batch of rack events did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -40,22 +40,23 @@ pub use api_keys::{
 pub use audit::{AuditEntry, NewAuditEntry, MAX_AUDIT_PAGE};
 pub use boot_resources::{kind_name, parse_kind, BootResourceRecord};
 pub use changes::{Change, ChangeFeed};
-pub use dns::{
+pub use edgemetal_protocol::architecture_of_option93;
+pub use edgemetal_region_model::dns::{
     parse_record_data, valid_domain_name, DnsRecordRow, DomainRecord, NewDnsRecord, NewDomain,
 };
-pub use edgemetal_protocol::architecture_of_option93;
 pub use edgemetal_region_model::ipam::{
     IpRangeRecord, IpRangeSpec, RangePurpose, ReservationRecord, ReservationSpec, SubnetRecord,
     SubnetServices, SubnetSpec,
 };
+pub use edgemetal_region_model::site::{LeaseRecord, RackRecord};
 pub use identities::{
     CreatedEnrolmentToken, EnrolError, EnrolmentToken, NewIdentity, RackIdentity,
 };
-pub use leases::{AppliedEvents, LeaseRecord};
+pub use leases::AppliedEvents;
 pub use lifecycle::{token_digest, CommissioningRecord, ResultsOutcome, TokenChange, Transition};
 pub use machines::{HardwareSummary, Machine, MachineFilter, NewMachine, ARCHITECTURES};
 pub use power::{MachineEvent, PowerSettings, PowerStatus, StoredPower};
-pub use racks::{RackHello, RackRecord};
+pub use racks::RackHello;
 pub use syslog::{parse_severity, LogQuery, LogRecord, LogRetention, MAX_LOG_PAGE};
 
 /// What went wrong in a store operation.

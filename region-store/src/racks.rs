@@ -5,52 +5,11 @@ use edgemetal_protocol::{ApplyOutcome, Heartbeat, Hello, RackId, SnapshotAck};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
-use utoipa::ToSchema;
 
-use super::{Store, StoreError};
+use super::{RackRecord, Store, StoreError};
 
 /// What the region stores from a rack's hello.
 pub type RackHello = Hello;
-
-/// A rack as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct RackRecord {
-    /// The rack's id.
-    pub id: String,
-    /// Host name of the appliance.
-    pub hostname: String,
-    /// Rack software version.
-    pub software_version: String,
-    /// Protocol version the rack speaks.
-    pub protocol_version: u16,
-    /// `online` or `offline`.
-    pub status: String,
-    /// First hello, ms since the epoch.
-    pub first_seen_ms: i64,
-    /// Last message, ms since the epoch.
-    pub last_seen_ms: i64,
-    /// Generation of the snapshot the rack serves from.
-    pub applied_generation: Option<u64>,
-    /// The generation of this rack's own current configuration (the
-    /// region's, when it has not been sent one yet).
-    pub config_generation: u64,
-    /// Whether the rack serves its current configuration.
-    pub in_sync: bool,
-    /// Why the last snapshot was refused, if it was.
-    pub last_apply_error: Option<String>,
-    /// Interfaces and addresses the rack reported.
-    #[schema(value_type = Object)]
-    pub interfaces: serde_json::Value,
-    /// Services the rack runs.
-    #[schema(value_type = Object)]
-    pub services: serde_json::Value,
-    /// Service health from the last heartbeat.
-    #[schema(value_type = Object)]
-    pub health: serde_json::Value,
-    /// Routed networks through which the rack reaches BMCs, besides its interfaces'.
-    #[schema(value_type = Vec<String>)]
-    pub bmc_networks: serde_json::Value,
-}
 
 const RACK_COLUMNS: &str = "id, hostname, software_version, protocol_version, online, \
     first_seen_ms, last_seen_ms, applied_generation, last_apply_error, interfaces_json, \

@@ -26,7 +26,7 @@ pub struct RegionConfig {
     /// The HTTP API's transport security.
     pub api: ApiConfig,
     /// What racks' DNS servers forward to and whom they serve.
-    pub dns: crate::zones::DnsSettings,
+    pub dns: crate::model::dns::DnsSettings,
     /// How machines are commissioned.
     pub commissioning: CommissioningConfig,
     /// The racks' syslog relay.

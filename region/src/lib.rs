@@ -16,7 +16,6 @@ pub mod power;
 pub mod secrets;
 pub mod serve;
 pub mod snapshot;
-pub mod zones;
 
 /// The rules (pure) and the store, as their own crates; named here as the
 /// region's own modules so its services read `crate::store::…`.

@@ -34,7 +34,7 @@ pub struct Link {
     /// Boot resources' content.
     pub(super) blobs: crate::boot::blobs::BlobStore,
     /// DNS forwarding settings.
-    pub(super) dns: crate::zones::DnsSettings,
+    pub(super) dns: crate::model::dns::DnsSettings,
     /// Gateway services' settings.
     pub(super) gateway: edgemetal_protocol::GatewayConfig,
     /// Power commands waiting for their rack's answer.
@@ -74,7 +74,7 @@ impl Link {
         keyring: Keyring,
         publisher: Publisher,
         blobs: crate::boot::blobs::BlobStore,
-        dns: crate::zones::DnsSettings,
+        dns: crate::model::dns::DnsSettings,
         gateway: edgemetal_protocol::GatewayConfig,
         lifecycle: Option<mpsc::UnboundedSender<Notice>>,
     ) -> Self {

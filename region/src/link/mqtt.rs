@@ -34,7 +34,7 @@ pub struct LinkSettings {
     /// Where boot resources' content is, for racks that fetch it.
     pub blobs: crate::boot::blobs::BlobStore,
     /// DNS forwarding settings racks get in their snapshot.
-    pub dns: crate::zones::DnsSettings,
+    pub dns: crate::model::dns::DnsSettings,
     /// An external Mosquitto's files, rewritten when the set of active racks
     /// changes behind this process's back (CLI revocation, another replica).
     pub mosquitto: Option<crate::config::MosquittoFiles>,

@@ -1,74 +1,36 @@
-//! Builds the configuration snapshot racks serve from: the region-wide one
-//! ([`build`]), from which each rack's own is cut ([`per_rack`]).
+//! The configuration snapshot racks serve from: the region-wide one
+//! ([`build`], from the site's data), from which each rack's own is cut
+//! ([`per_rack`]).
 
 pub mod per_rack;
 
 use std::collections::HashSet;
 
 use edgemetal_protocol::{
-    dhcp_peers, BootResource, ConfigSnapshot, DhcpPeer, GatewayConfig, GatewayServices, Generation,
-    HeldAddress, IpRange, RackId, Reservation, SubnetConfig,
+    dhcp_peers, ConfigSnapshot, DhcpPeer, GatewayConfig, GatewayServices, Generation, HeldAddress,
+    IpRange, RackId, Reservation, SubnetConfig,
 };
 
-use crate::store::{now_ms, parse_kind, Store, StoreError};
+use crate::dns::DnsSettings;
+use crate::site::SiteData;
 
 /// The region-wide snapshot: every subnet, with the racks that serve DHCP
 /// on it (see [`edgemetal_protocol::dhcp_peers`]); [`per_rack::for_rack`]
 /// cuts each rack's part out of it.
-///
-/// The generation is read *before* the data: if a change lands in between,
-/// the snapshot carries newer data under an older generation (and the newer
-/// generation follows), never stale data labelled as current.
-pub async fn build(
-    store: &Store,
-    dns: &crate::zones::DnsSettings,
-    gateway: &GatewayConfig,
-) -> Result<ConfigSnapshot, StoreError> {
-    let generation = store.generation().await?;
-    // Read once: DHCP and DNS both derive from these.
-    let site = crate::zones::SiteData {
-        subnets: store.list_subnets().await?,
-        reservations: store.list_reservations(None).await?,
-        leases: store.list_leases(None, None).await?,
-        racks: store.list_racks().await?,
-    };
-    let dns = crate::zones::build(store, generation, dns, &site).await?;
+pub fn build(site: &SiteData, dns: &DnsSettings, gateway: &GatewayConfig) -> ConfigSnapshot {
+    let dns = crate::dns::zones::build(dns, site);
     let online: HashSet<&str> = site
         .racks
         .iter()
         .filter(|rack| rack.status == "online")
         .map(|rack| rack.id.as_str())
         .collect();
-    let mut enrolled: Vec<RackId> = store
-        .list_identities()
-        .await?
-        .into_iter()
-        .filter(|identity| identity.revoked_ms.is_none())
-        .filter_map(|identity| RackId::new(&identity.rack_id).ok())
-        .collect();
-    enrolled.sort();
-    let now = now_ms();
-    let boot_resources = store
-        .list_boot_resources()
-        .await?
-        .into_iter()
-        .filter_map(|record| {
-            let mut sha256 = [0u8; 32];
-            hex::decode_to_slice(&record.sha256, &mut sha256).ok()?;
-            Some(BootResource {
-                kind: parse_kind(&record.kind)?,
-                name: record.name,
-                architecture: record.architecture,
-                sha256,
-                size: record.size,
-            })
-        })
-        .collect();
+    let now = site.now_ms;
 
     let mut configs = Vec::with_capacity(site.subnets.len());
     for subnet in site.subnets.iter().cloned() {
         let mut racks = if subnet.spec.dhcp_racks.is_empty() {
-            enrolled.clone()
+            site.enrolled.clone()
         } else {
             subnet.spec.dhcp_racks.clone()
         };
@@ -134,11 +96,11 @@ pub async fn build(
             .collect();
         configs.push(config);
     }
-    Ok(ConfigSnapshot {
-        boot_resources,
+    ConfigSnapshot {
+        boot_resources: site.boot_resources.clone(),
         dns,
-        generation: Generation(generation),
+        generation: Generation(site.generation),
         subnets: configs,
         gateway: gateway.clone(),
-    })
+    }
 }

@@ -12,16 +12,14 @@
 //! Zone serials are the configuration generation (truncated), so they grow
 //! with every change that reaches racks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use edgemetal_protocol::{DnsConfig, DnsRecord, InterfaceInfo, Ipv4Cidr, RecordData, Zone};
 use serde::Deserialize;
 
-use crate::store::{
-    now_ms, parse_record_data, LeaseRecord, RackRecord, ReservationRecord, Store, StoreError,
-    SubnetRecord,
-};
+use super::records::DomainRecord;
+use crate::site::SiteData;
 
 /// The zone of rack service names.
 pub const INTERNAL_DOMAIN: &str = edgemetal_protocol::gateway::INTERNAL_DOMAIN;
@@ -44,7 +42,7 @@ fn label(name: &str) -> String {
 }
 
 /// The /24 reverse zones covering `cidr` (at most 256 of them).
-pub(crate) fn reverse_zones(cidr: &Ipv4Cidr) -> Vec<String> {
+pub fn reverse_zones(cidr: &Ipv4Cidr) -> Vec<String> {
     let network = u32::from(cidr.network());
     let count = 1u32 << 24u8.saturating_sub(cidr.prefix_len()).min(8);
     (0..count)
@@ -82,41 +80,20 @@ impl Zones {
     }
 }
 
-/// What the snapshot builder has already read, shared with the zones.
-pub struct SiteData {
-    /// All subnets.
-    pub subnets: Vec<SubnetRecord>,
-    /// All reservations.
-    pub reservations: Vec<ReservationRecord>,
-    /// All leases racks reported.
-    pub leases: Vec<LeaseRecord>,
-    /// All racks, with presence and interfaces.
-    pub racks: Vec<RackRecord>,
-}
-
 /// The DNS part of the snapshot.
-pub async fn build(
-    store: &Store,
-    generation: u64,
-    settings: &DnsSettings,
-    site: &SiteData,
-) -> Result<DnsConfig, StoreError> {
-    let serial = generation as u32;
+pub fn build(settings: &DnsSettings, site: &SiteData) -> DnsConfig {
+    let serial = site.generation as u32;
     let mut zones = Zones::default();
 
-    let domains = store.list_domains().await?;
-    let records = store.list_dns_records(None).await?;
-    for domain in &domains {
+    let domains: &[DomainRecord] = &site.domains;
+    for domain in domains {
         zones.zone(&domain.name, serial, domain.ttl.min(3600));
     }
-    for record in &records {
+    for record in &site.dns_records {
         let Some(domain) = domains.iter().find(|d| d.id == record.domain_id) else {
             continue;
         };
-        let Ok(data) = parse_record_data(&record.rtype, &record.data) else {
-            tracing::warn!(record = %record.id, "stored DNS record does not parse; skipped");
-            continue;
-        };
+        let data = record.data.clone();
         let name = if record.name == "@" {
             domain.name.clone()
         } else {
@@ -134,13 +111,8 @@ pub async fn build(
     }
 
     let subnets = &site.subnets;
-    let machines: HashMap<String, String> = store
-        .list_machines()
-        .await?
-        .into_iter()
-        .map(|m| (m.mac.to_string(), m.hostname))
-        .collect();
-    let now = now_ms();
+    let machines = &site.machine_hostnames;
+    let now = site.now_ms;
     let mut addresses: Vec<(String, String, Ipv4Addr)> = Vec::new(); // (subnet id, hostname, address)
     for reservation in &site.reservations {
         let hostname = reservation
@@ -237,11 +209,11 @@ pub async fn build(
 
     let mut allowed_networks: Vec<Ipv4Cidr> = subnets.iter().map(|s| s.spec.cidr).collect();
     allowed_networks.extend(settings.allowed_networks.iter().copied());
-    Ok(DnsConfig {
+    DnsConfig {
         zones: zones.0.into_values().collect(),
         forwarders: settings.forwarders.clone(),
         allowed_networks,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -267,5 +239,85 @@ mod tests {
             "7.4.20.10.in-addr.arpa"
         );
         assert_eq!(label("Site_A.lab"), "site-a-lab");
+    }
+
+    fn site() -> SiteData {
+        let subnet: crate::ipam::SubnetSpec = serde_json::from_value(serde_json::json!({
+            "name": "lab", "cidr": "10.20.0.0/24", "domain": "Lab.Example"
+        }))
+        .unwrap();
+        let lease = |mac: &str, address: &str, state: &str, expires_ms| crate::site::LeaseRecord {
+            subnet_id: "s1".into(),
+            address: address.into(),
+            mac: mac.into(),
+            state: state.into(),
+            expires_ms,
+            rack_id: "rack-a".into(),
+            updated_ms: 0,
+        };
+        SiteData {
+            generation: 7,
+            now_ms: 1_000,
+            subnets: vec![crate::ipam::SubnetRecord {
+                id: "s1".into(),
+                spec: subnet,
+                ranges: Vec::new(),
+                created_ms: 0,
+                updated_ms: 0,
+            }],
+            leases: vec![
+                lease("52:54:00:00:00:01", "10.20.0.50", "bound", 2_000),
+                // Over, or not bound: no name.
+                lease("52:54:00:00:00:02", "10.20.0.51", "bound", 500),
+                lease("52:54:00:00:00:03", "10.20.0.52", "released", 2_000),
+            ],
+            machine_hostnames: [
+                ("52:54:00:00:00:01", "node-1"),
+                ("52:54:00:00:00:02", "node-2"),
+                ("52:54:00:00:00:03", "node-3"),
+            ]
+            .into_iter()
+            .map(|(mac, name)| (mac.to_string(), name.to_string()))
+            .collect(),
+            domains: vec![DomainRecord {
+                id: "d1".into(),
+                name: "ops.example".into(),
+                ttl: 300,
+                created_ms: 0,
+            }],
+            dns_records: vec![crate::site::OperatorRecord {
+                domain_id: "d1".into(),
+                name: "www".into(),
+                ttl: 60,
+                data: RecordData::A(Ipv4Addr::new(192, 0, 2, 1)),
+            }],
+            ..SiteData::default()
+        }
+    }
+
+    #[test]
+    fn zones_hold_operator_records_and_current_machine_names_with_ptrs() {
+        let dns = build(&DnsSettings::default(), &site());
+        let zone = |apex: &str| dns.zones.iter().find(|z| z.name == apex).unwrap();
+        assert!(dns.zones.iter().all(|z| z.serial == 7));
+        let www = &zone("ops.example").records;
+        assert_eq!(www.len(), 1);
+        assert_eq!(www[0].name, "www.ops.example");
+        let lab = &zone("lab.example").records;
+        assert_eq!(
+            lab.len(),
+            1,
+            "only the current bound lease has a name: {lab:?}"
+        );
+        assert_eq!(lab[0].name, "node-1.lab.example");
+        assert_eq!(lab[0].data, RecordData::A(Ipv4Addr::new(10, 20, 0, 50)));
+        let reverse = &zone("0.20.10.in-addr.arpa").records;
+        assert_eq!(reverse[0].name, "50.0.20.10.in-addr.arpa");
+        assert_eq!(
+            reverse[0].data,
+            RecordData::Ptr("node-1.lab.example".into())
+        );
+        assert!(zone(INTERNAL_DOMAIN).records.is_empty(), "no rack online");
+        assert_eq!(dns.allowed_networks, ["10.20.0.0/24".parse().unwrap()]);
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use edgemetal_protocol::{ConfigSnapshot, Generation, Ipv4Cidr, RackId, RecordData};
 use sha2::{Digest, Sha256};
 
-use crate::zones::{reverse_zones, INTERNAL_DOMAIN};
+use crate::dns::{reverse_zones, INTERNAL_DOMAIN};
 
 /// The part of `site` that concerns `rack`.
 pub fn for_rack(site: &ConfigSnapshot, rack: &RackId) -> ConfigSnapshot {
