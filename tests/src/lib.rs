@@ -8,6 +8,7 @@ pub mod boot_files;
 pub mod configured;
 pub mod dhcp_site;
 pub mod ephemeral;
+pub mod lan;
 pub mod metrics;
 pub mod mosquitto;
 pub mod netns;

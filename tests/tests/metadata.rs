@@ -7,9 +7,10 @@
 use std::path::Path;
 
 use edgemetal_tests::dhcp_site::{field, start_rack_in, udhcpc, udhcpc_script};
-use edgemetal_tests::netns::{bridge, forward_loopback_port, plug, Netns};
+use edgemetal_tests::lan::Lan;
+use edgemetal_tests::netns::Netns;
 use edgemetal_tests::process::log_dir;
-use edgemetal_tests::site::{wait_in_sync, PATIENCE};
+use edgemetal_tests::site::PATIENCE;
 use edgemetal_tests::{wait_until, RegionOptions, RegionProcess};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -109,30 +110,17 @@ async fn machines_read_their_own_metadata_and_results_survive_a_cut_link() {
 
     // The rack, the machine (leased by the rack) and a stranger with a static address.
     let state = data.path().join("rack");
-    region.enrol_rack("meta-rack", &state).await;
-    let lan = Netns::create();
-    let switch = bridge(&lan);
-    let rack_ns = Netns::create();
-    let rack_nic = plug(
-        &lan,
-        &switch,
-        &rack_ns,
-        "02:00:00:00:89:0a",
-        Some("10.89.0.1/24"),
-    );
-    forward_loopback_port(&rack_ns, options.embedded_broker.port());
-    let rack = start_rack_in(&rack_ns, &state, &rack_nic, &logs.join("rack.log"));
-    wait_in_sync(&api, "meta-rack").await;
-    let machine_ns = Netns::create();
-    let machine_nic = plug(&lan, &switch, &machine_ns, MACHINE_MAC, None);
-    let stranger = Netns::create();
-    plug(
-        &lan,
-        &switch,
-        &stranger,
-        "02:00:00:00:89:0b",
-        Some("10.89.0.50/24"),
-    );
+    let lan = Lan::enrol(
+        &region,
+        &options,
+        "meta-rack",
+        &state,
+        ("02:00:00:00:89:0a", "10.89.0.1/24"),
+    )
+    .await;
+    let rack = lan.start_rack(&region, &logs.join("rack.log")).await;
+    let (machine_ns, machine_nic) = lan.plug_machine(MACHINE_MAC, None);
+    let (stranger, _) = lan.plug_machine("02:00:00:00:89:0b", Some("10.89.0.50/24"));
     let hooks = tempfile::tempdir().unwrap();
     let (script, events) = udhcpc_script(hooks.path());
     let output = udhcpc(&machine_ns, &machine_nic, &script, &[]);
@@ -192,9 +180,9 @@ async fn machines_read_their_own_metadata_and_results_survive_a_cut_link() {
     // The rack restarts before the region is back: the results are on disk.
     drop(rack);
     let _rack = start_rack_in(
-        &rack_ns,
+        &lan.rack_ns,
         &state,
-        &rack_nic,
+        &lan.rack_nic,
         &logs.join("rack-restarted.log"),
     );
     let region = RegionProcess::start(&options).await;

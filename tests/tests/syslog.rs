@@ -7,6 +7,7 @@
 //! down, lines wait on the rack's disk (across a rack restart) until it is back.
 
 use edgemetal_tests::dhcp_site::{field, start_rack_in, udhcpc, udhcpc_script};
+use edgemetal_tests::lan::Lan;
 use edgemetal_tests::netns::{bridge, forward_loopback_port, plug, run_in, veth, Netns};
 use edgemetal_tests::process::log_dir;
 use edgemetal_tests::site::{wait_in_sync, PATIENCE};
@@ -126,26 +127,20 @@ async fn machine_logs_reach_the_region_from_logger_and_busybox_syslogd() {
     let id = machine["id"].as_str().unwrap().to_string();
 
     let state = data.path().join("rack");
-    region.enrol_rack("log-rack", &state).await;
-    let lan = Netns::create();
-    let switch = bridge(&lan);
-    let rack_ns = Netns::create();
-    let rack_nic = plug(
-        &lan,
-        &switch,
-        &rack_ns,
-        "02:00:00:00:8a:0a",
-        Some("10.91.0.1/24"),
-    );
-    forward_loopback_port(&rack_ns, options.embedded_broker.port());
+    let lan = Lan::enrol(
+        &region,
+        &options,
+        "log-rack",
+        &state,
+        ("02:00:00:00:8a:0a", "10.91.0.1/24"),
+    )
+    .await;
     // A stranger on its own link to the rack, in the subnet without syslog.
     let stranger = Netns::create();
-    let (_, stranger_nic) = veth(&rack_ns, &stranger, Some("10.92.0.1/24"));
+    let (_, stranger_nic) = veth(&lan.rack_ns, &stranger, Some("10.92.0.1/24"));
     stranger.ip(&["addr", "add", "10.92.0.50/24", "dev", &stranger_nic]);
-    let rack = start_rack_in(&rack_ns, &state, &rack_nic, &logs.join("rack.log"));
-    wait_in_sync(&api, "log-rack").await;
-    let machine_ns = Netns::create();
-    let machine_nic = plug(&lan, &switch, &machine_ns, MACHINE_MAC, None);
+    let rack = lan.start_rack(&region, &logs.join("rack.log")).await;
+    let (machine_ns, machine_nic) = lan.plug_machine(MACHINE_MAC, None);
     let hooks = tempfile::tempdir().unwrap();
     let (script, events) = udhcpc_script(hooks.path());
     let output = udhcpc(&machine_ns, &machine_nic, &script, &[]);
@@ -287,7 +282,8 @@ async fn machine_logs_reach_the_region_from_logger_and_busybox_syslogd() {
     // A sender in a subnet without the relay is refused and counted.
     raw_udp(&stranger, "10.92.0.1", "<11>stranger danger");
     let metrics = || {
-        let output = rack_ns
+        let output = lan
+            .rack_ns
             .command("curl")
             .args(["-s", "http://127.0.0.1:5250/metrics"])
             .output()
@@ -312,7 +308,7 @@ async fn machine_logs_reach_the_region_from_logger_and_busybox_syslogd() {
         assert!(text.contains(name), "{name} missing from\n{text}");
     }
     let status: Value = serde_json::from_str(&String::from_utf8_lossy(
-        &rack_ns
+        &lan.rack_ns
             .command("curl")
             .args(["-s", "http://127.0.0.1:5250/status"])
             .output()
@@ -349,9 +345,9 @@ async fn machine_logs_reach_the_region_from_logger_and_busybox_syslogd() {
     .await;
     drop(rack);
     let _rack = start_rack_in(
-        &rack_ns,
+        &lan.rack_ns,
         &state,
-        &rack_nic,
+        &lan.rack_nic,
         &logs.join("rack-restarted.log"),
     );
     let region = RegionProcess::start(&options).await;
