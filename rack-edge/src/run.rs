@@ -10,11 +10,12 @@ use rand::RngCore;
 use edgemetal_protocol::{HealthState, ServiceKind};
 
 use crate::config::RackConfig;
+use crate::hub::Hub;
 use crate::link::session::LinkKeys;
 use crate::link::{mqtt, Session};
 use crate::metrics::Metrics;
 use crate::state::{identity, CountersFile, SnapshotFile};
-use crate::status::{self, LiveStatus};
+use crate::status;
 
 /// Runs the rack until SIGINT or SIGTERM.
 pub async fn run(config: RackConfig) -> anyhow::Result<()> {
@@ -72,7 +73,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         }
     }
 
-    let status = Arc::new(LiveStatus {
+    let hub = Arc::new(Hub {
         rack_id: rack_id.clone(),
         applied: RwLock::new(None),
         link_connected: std::sync::Arc::new(AtomicBool::new(false)),
@@ -82,14 +83,14 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         boot_resources: RwLock::new(Vec::new()),
     });
     if let Some(snapshot) = &applied {
-        status.set_applied(snapshot.clone());
+        hub.set_applied(snapshot.clone());
     }
 
     let listener = tokio::net::TcpListener::bind(config.status_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.status_listen))?;
     tracing::info!(address = %listener.local_addr()?, "status endpoint listening");
-    let app = status::router(status.clone());
+    let app = status::router(hub.clone());
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "status endpoint failed");
@@ -101,22 +102,22 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
     );
     let directory = crate::dhcp::LeaseDirectory::default();
     if !config.dhcp_interfaces.is_empty() {
-        let (interfaces, port, dir, status, events, directory) = (
+        let (interfaces, port, dir, hub, events, directory) = (
             config.dhcp_interfaces.clone(),
             config.http_boot_port,
             config.state_dir.clone(),
-            status.clone(),
+            hub.clone(),
             events.clone(),
             directory.clone(),
         );
         tokio::spawn(async move {
             let result =
-                crate::dhcp::server::run(interfaces, port, &dir, status.clone(), events, directory)
+                crate::dhcp::server::run(interfaces, port, &dir, hub.clone(), events, directory)
                     .await;
             if let Err(error) = result {
                 let detail = format!("{error:#}");
                 tracing::error!(error = %detail, "DHCP server stopped");
-                status.set_health(ServiceKind::Dhcp, HealthState::Down, detail);
+                hub.set_health(ServiceKind::Dhcp, HealthState::Down, detail);
             }
         });
     }
@@ -131,22 +132,21 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
             }
         });
     }
-    let boot =
-        crate::boot::serve::start(&config, &status, events.clone(), directory.clone()).await?;
+    let boot = crate::boot::serve::start(&config, &hub, events.clone(), directory.clone()).await?;
     if let Some(address) = config.dns_address() {
         let server = crate::dns::DnsServer::bind_with(
             address,
             address,
-            status.snapshots.subscribe(),
+            hub.snapshots.subscribe(),
             config.state_dir.join(crate::dns::CACHE_FILE),
             crate::dns::ServerConfig::default(),
-            status.metrics.dns.clone(),
+            hub.metrics.dns.clone(),
         )
         .await
         .with_context(|| format!("cannot listen for DNS on {address}"))?;
         tracing::info!(%address, "DNS server listening");
-        status.set_health(ServiceKind::Dns, HealthState::Healthy, "");
-        let watcher = status.clone();
+        hub.set_health(ServiceKind::Dns, HealthState::Healthy, "");
+        let watcher = hub.clone();
         tokio::spawn(async move {
             if let Err(error) = server.run().await {
                 tracing::error!(%error, "DNS server stopped");
@@ -159,26 +159,26 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
     // snapshot (`gateway` and the subnets' `services`).
     // gateway: syslog relay
     let syslog_queue =
-        crate::syslog::server::open_queue(&config.state_dir, status.snapshots.borrow().as_ref())?;
+        crate::syslog::server::open_queue(&config.state_dir, hub.snapshots.borrow().as_ref())?;
     if let Some(address) = config.syslog_address() {
         crate::syslog::start(
             address,
-            status.snapshots.subscribe(),
+            hub.snapshots.subscribe(),
             directory.clone(),
             syslog_queue.clone(),
-            status.metrics.syslog.clone(),
+            hub.metrics.syslog.clone(),
         )
         .await?;
         tracing::info!(%address, "syslog relay listening (UDP and TCP)");
-        status.set_health(ServiceKind::Syslog, HealthState::Healthy, "");
+        hub.set_health(ServiceKind::Syslog, HealthState::Healthy, "");
     }
     // gateway: caching proxy
     if let Some(address) = config.proxy_address() {
         let bound = crate::proxy::Proxy::bind(
             address,
             &config.state_dir.join(crate::proxy::CACHE_DIR),
-            status.snapshots.subscribe(),
-            status.metrics.proxy.clone(),
+            hub.snapshots.subscribe(),
+            hub.metrics.proxy.clone(),
         )
         .await;
         match bound {
@@ -186,8 +186,8 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
                 // Not fatal when it cannot start: DHCP and boot matter more.
                 let cache = server.proxy().describe();
                 tracing::info!(%address, %cache, "caching proxy listening");
-                status.set_health(ServiceKind::Proxy, HealthState::Healthy, "");
-                let watcher = status.clone();
+                hub.set_health(ServiceKind::Proxy, HealthState::Healthy, "");
+                let watcher = hub.clone();
                 tokio::spawn(async move {
                     if let Err(error) = server.run().await {
                         tracing::error!(%error, "caching proxy stopped");
@@ -201,7 +201,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
             }
             Err(error) => {
                 tracing::error!(%error, "caching proxy not started");
-                status.set_health(ServiceKind::Proxy, HealthState::Down, error.to_string());
+                hub.set_health(ServiceKind::Proxy, HealthState::Down, error.to_string());
             }
         }
     }
@@ -210,10 +210,10 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         // Not fatal: a host that already runs an NTP daemon on port 123
         // still gets DHCP, boot and DNS from the rack; the status says why
         // NTP is down.
-        match crate::ntp::NtpServer::bind(address, status.clone()).await {
+        match crate::ntp::NtpServer::bind(address, hub.clone()).await {
             Ok(server) => {
                 tracing::info!(%address, "NTP server listening");
-                let watcher = status.clone();
+                let watcher = hub.clone();
                 tokio::spawn(async move {
                     if let Err(error) = server.run().await {
                         tracing::error!(%error, "NTP server stopped");
@@ -224,7 +224,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
             Err(error) => {
                 let detail = format!("cannot listen for NTP on {address}: {error}");
                 tracing::error!(%detail, "NTP server not started");
-                status.set_health(ServiceKind::Ntp, HealthState::Down, detail);
+                hub.set_health(ServiceKind::Ntp, HealthState::Down, detail);
             }
         }
     }
@@ -280,7 +280,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         logs: syslog_queue,
     };
     tokio::select! {
-        _ = mqtt::run(settings, session, files, status) => {}
+        _ = mqtt::run(settings, session, files, hub) => {}
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())

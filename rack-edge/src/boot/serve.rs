@@ -12,8 +12,8 @@ use super::tftp_files::TftpFiles;
 use super::{http, BootCache, Decisions};
 use crate::config::RackConfig;
 use crate::dhcp::LeaseDirectory;
+use crate::hub::Hub;
 use crate::state::SharedQueue;
-use crate::status::LiveStatus;
 
 /// What the link needs from the boot side.
 pub struct BootParts {
@@ -29,7 +29,7 @@ pub struct BootParts {
 /// configuration enables.
 pub async fn start(
     config: &RackConfig,
-    status: &Arc<LiveStatus>,
+    hub: &Arc<Hub>,
     events: Arc<SharedQueue>,
     directory: LeaseDirectory,
 ) -> anyhow::Result<BootParts> {
@@ -40,11 +40,11 @@ pub async fn start(
     let decisions = Decisions::open(
         &config.state_dir,
         queries_tx,
-        status.snapshots.subscribe(),
-        status.metrics.boot.clone(),
+        hub.snapshots.subscribe(),
+        hub.metrics.boot.clone(),
     );
     let decisions = Arc::new(if config.protocol_version < 2 {
-        decisions.asking_the_region_first(status.link_up())
+        decisions.asking_the_region_first(hub.link_up())
     } else {
         decisions
     });
@@ -63,7 +63,7 @@ pub async fn start(
             decisions: decisions.clone(),
             directory,
             events,
-            snapshots: status.snapshots.subscribe(),
+            snapshots: hub.snapshots.subscribe(),
             gateway: crate::metadata::GatewayPorts {
                 syslog: config.syslog_address().map(|a| a.port()),
                 proxy: config.proxy_address().map(|a| a.port()),
@@ -71,7 +71,7 @@ pub async fn start(
                 dns: config.dns_address().map(|a| a.port()),
             },
         }));
-        let watcher = status.clone();
+        let watcher = hub.clone();
         tokio::spawn(async move {
             // The metadata service and the boot reports need the caller's address.
             let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -80,7 +80,7 @@ pub async fn start(
                 watcher.set_health(ServiceKind::Http, HealthState::Down, error.to_string());
             }
         });
-        status.set_health(ServiceKind::Http, HealthState::Healthy, "");
+        hub.set_health(ServiceKind::Http, HealthState::Healthy, "");
     }
     if let Some(address) = config.tftp_address() {
         let binaries = match crate::tftp::DirSource::new(&config.ipxe_dir) {
@@ -103,15 +103,15 @@ pub async fn start(
             .await
             .with_context(|| format!("cannot listen for TFTP on {address}"))?;
         tracing::info!(%address, "TFTP server listening");
-        status.metrics.set_tftp(server.counters());
-        let watcher = status.clone();
+        hub.metrics.set_tftp(server.counters());
+        let watcher = hub.clone();
         tokio::spawn(async move {
             if let Err(error) = server.run().await {
                 tracing::error!(%error, "TFTP server stopped");
                 watcher.set_health(ServiceKind::Tftp, HealthState::Down, error.to_string());
             }
         });
-        status.set_health(ServiceKind::Tftp, HealthState::Healthy, "");
+        hub.set_health(ServiceKind::Tftp, HealthState::Healthy, "");
     }
     Ok(BootParts {
         cache,

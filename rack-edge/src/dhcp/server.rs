@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 use super::{
     Action, Destination, Engine, EngineConfig, Journal, LeaseDirectory, LeaseEvent, RecvMeta,
 };
+use crate::hub::Hub;
 use crate::state::SharedQueue;
-use crate::status::LiveStatus;
 
 /// Compact the journal once it holds this many records.
 const COMPACT_AFTER: usize = 10_000;
@@ -74,7 +74,7 @@ pub async fn run(
     interfaces: Vec<String>,
     http_port: u16,
     state_dir: &Path,
-    status: Arc<LiveStatus>,
+    hub: Arc<Hub>,
     events: Arc<SharedQueue>,
     directory: LeaseDirectory,
 ) -> anyhow::Result<()> {
@@ -90,7 +90,7 @@ pub async fn run(
         });
     }
     anyhow::ensure!(!served.is_empty(), "no DHCP interface");
-    status.set_health(
+    hub.set_health(
         edgemetal_protocol::ServiceKind::Dhcp,
         edgemetal_protocol::HealthState::Healthy,
         "",
@@ -110,7 +110,7 @@ pub async fn run(
     }
     tracing::info!(records = replayed.records, "lease journal replayed");
 
-    let mut snapshots = status.snapshots.subscribe();
+    let mut snapshots = hub.snapshots.subscribe();
     let config = |snapshot: &Option<ConfigSnapshot>| {
         let empty = ConfigSnapshot {
             boot_resources: Vec::new(),
@@ -121,7 +121,7 @@ pub async fn run(
         };
         EngineConfig::from_snapshot(
             snapshot.as_ref().unwrap_or(&empty),
-            &status.rack_id,
+            &hub.rack_id,
             &addresses,
             server_id,
             http_port,
@@ -185,12 +185,11 @@ pub async fn run(
             }
             _ = tick.tick() => batch.push((0, engine.poll_expired(now_secs()))),
         };
-        carry_out(batch, &served, &mut journal, &status, &events, &directory);
+        carry_out(batch, &served, &mut journal, &hub, &events, &directory);
         for (reason, count) in engine.counters().dropped_by_reason() {
             let seen = dropped_seen.entry(reason.as_str()).or_default();
             if count > *seen {
-                status
-                    .metrics
+                hub.metrics
                     .dhcp_dropped
                     .get_or_create(&vec![("reason", reason.as_str().to_string())])
                     .inc_by(count - *seen);
@@ -213,7 +212,7 @@ fn carry_out(
     batch: Vec<(usize, Vec<Action>)>,
     served: &[Served],
     journal: &mut Journal,
-    status: &LiveStatus,
+    hub: &Hub,
     events: &SharedQueue,
     directory: &LeaseDirectory,
 ) {
@@ -249,7 +248,7 @@ fn carry_out(
                 Action::Event(event) => {
                     directory.apply(&event);
                     reports.extend(to_rack_event(&event));
-                    report(event, status);
+                    report(event, hub);
                 }
             }
         }
@@ -282,9 +281,8 @@ fn send(interface: &Served, bytes: &[u8], to: Destination) {
     }
 }
 
-fn report(event: LeaseEvent, status: &LiveStatus) {
-    status
-        .metrics
+fn report(event: LeaseEvent, hub: &Hub) {
+    hub.metrics
         .dhcp_events
         .get_or_create(&vec![("event", event_name(&event).to_string())])
         .inc();
