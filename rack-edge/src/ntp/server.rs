@@ -288,7 +288,12 @@ async fn discipline_loop(
                 reread = true;
             }
             Some(arrival) = arrivals.recv() => {
-                let effects = discipline.incoming(arrival.source, &arrival.bytes, arrival.at);
+                let effects = discipline.incoming(
+                    arrival.source,
+                    &arrival.bytes,
+                    arrival.at,
+                    ntp_proto::NtpInstant::now(),
+                );
                 apply(effects, &mut discipline, &mut links, &mut timers, &mut system_timer, &mut pending).await;
             }
             _ = tokio::time::sleep_until(next) => {}
