@@ -100,7 +100,7 @@ fn lock_file(path: &Path) -> File {
 
 /// The ephemeral image in `target/ephemeral/`, built first when it is
 /// missing or its stamp no longer matches the inputs (`build.sh`,
-/// `agent.sh`, `udhcpc.script`, the kernel, busybox).
+/// `agent.sh`, `udhcpc.script`, `images/lib.sh`, the kernel, busybox).
 ///
 /// Safe to call from many tests and processes at once: one builds, into a
 /// temporary directory renamed into place, while the others wait. The build
@@ -158,23 +158,28 @@ pub fn image() -> EphemeralImage {
 mod tests {
     use super::*;
 
-    /// A copy of the image sources in a temporary directory.
+    /// A copy of the image sources (and the `lib.sh` beside them) in a
+    /// temporary directory.
     fn copy_sources() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("ephemeral");
+        fs::create_dir(&copy).unwrap();
         for entry in fs::read_dir(source_dir()).unwrap() {
             let entry = entry.unwrap();
             if !entry.file_type().unwrap().is_file() {
                 continue;
             }
-            fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+            fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
         }
+        let lib = source_dir().join("../lib.sh");
+        fs::copy(lib, dir.path().join("lib.sh")).unwrap();
         dir
     }
 
     #[test]
     fn the_stamp_changes_with_every_image_input() {
         let sources = copy_sources();
-        let script = sources.path().join("build.sh");
+        let script = sources.path().join("ephemeral/build.sh");
         let original = wanted_stamp(&script);
         assert_eq!(original.len(), 64, "{original}");
         assert_eq!(wanted_stamp(&script), original, "the stamp is stable");
@@ -183,8 +188,8 @@ mod tests {
             original,
             "the stamp depends on contents, not on the directory"
         );
-        for input in ["agent.sh", "udhcpc.script", "build.sh"] {
-            let path = sources.path().join(input);
+        for input in ["agent.sh", "udhcpc.script", "build.sh", "../lib.sh"] {
+            let path = sources.path().join("ephemeral").join(input);
             let text = fs::read_to_string(&path).unwrap();
             fs::write(&path, format!("{text}\n# changed\n")).unwrap();
             assert_ne!(wanted_stamp(&script), original, "{input} changed");
