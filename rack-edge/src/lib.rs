@@ -22,6 +22,7 @@ pub mod ntp;
 pub mod power;
 pub mod proxy;
 pub mod run;
+pub mod services;
 pub mod state;
 pub mod status;
 pub mod syslog;

@@ -1,4 +1,5 @@
-//! Starts the rack: identity, persisted snapshot, status endpoint, link.
+//! Starts the rack: identity, persisted snapshot, then every service and
+//! the link into one task set ([`Services`]) until a signal or the link ends.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
@@ -14,6 +15,7 @@ use crate::hub::Hub;
 use crate::link::session::LinkKeys;
 use crate::link::{mqtt, Session};
 use crate::metrics::Metrics;
+use crate::services::Services;
 use crate::state::{identity, CountersFile, SnapshotFile};
 use crate::status;
 
@@ -86,15 +88,16 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         hub.set_applied(snapshot.clone());
     }
 
+    // Every service starts the same way: bind (fatal unless said otherwise),
+    // then its serving future goes into `services` (see crate::services).
+    let mut services = Services::new(hub.clone());
     let listener = tokio::net::TcpListener::bind(config.status_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.status_listen))?;
     tracing::info!(address = %listener.local_addr()?, "status endpoint listening");
     let app = status::router(hub.clone());
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "status endpoint failed");
-        }
+    services.spawn("status endpoint", None, async move {
+        Ok(axum::serve(listener, app).await?)
     });
 
     let events = crate::state::SharedQueue::new(
@@ -110,29 +113,25 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
             events.clone(),
             directory.clone(),
         );
-        tokio::spawn(async move {
-            let result =
-                crate::dhcp::server::run(interfaces, port, &dir, hub.clone(), events, directory)
-                    .await;
-            if let Err(error) = result {
-                let detail = format!("{error:#}");
-                tracing::error!(error = %detail, "DHCP server stopped");
-                hub.set_health(ServiceKind::Dhcp, HealthState::Down, detail);
-            }
+        services.spawn("DHCP server", Some(ServiceKind::Dhcp), async move {
+            crate::dhcp::server::run(interfaces, port, &dir, hub, events, directory).await
         });
-    }
-
-    if !config.dhcp_interfaces.is_empty() {
         // Router advertisements that let network-booting firmware (iPXE)
         // finish IPv6 autoconfiguration at once instead of waiting ≈ 13 s.
-        let interfaces = config.dhcp_interfaces.clone();
-        tokio::spawn(async move {
-            if let Err(error) = crate::ndp::server::run(interfaces).await {
-                tracing::warn!(error = %format!("{error:#}"), "IPv6 router advertisements stopped");
-            }
-        });
+        services.spawn(
+            "IPv6 router advertisements",
+            None,
+            crate::ndp::server::run(config.dhcp_interfaces.clone()),
+        );
     }
-    let boot = crate::boot::serve::start(&config, &hub, events.clone(), directory.clone()).await?;
+    let boot = crate::boot::serve::start(
+        &config,
+        &hub,
+        &mut services,
+        events.clone(),
+        directory.clone(),
+    )
+    .await?;
     if let Some(address) = config.dns_address() {
         let server = crate::dns::DnsServer::bind_with(
             address,
@@ -146,12 +145,8 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for DNS on {address}"))?;
         tracing::info!(%address, "DNS server listening");
         hub.set_health(ServiceKind::Dns, HealthState::Healthy, "");
-        let watcher = hub.clone();
-        tokio::spawn(async move {
-            if let Err(error) = server.run().await {
-                tracing::error!(%error, "DNS server stopped");
-                watcher.set_health(ServiceKind::Dns, HealthState::Down, error.to_string());
-            }
+        services.spawn("DNS server", Some(ServiceKind::Dns), async move {
+            Ok(server.run().await?)
         });
     }
 
@@ -161,7 +156,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
     let syslog_queue =
         crate::syslog::server::open_queue(&config.state_dir, hub.snapshots.borrow().as_ref())?;
     if let Some(address) = config.syslog_address() {
-        crate::syslog::start(
+        let relay = crate::syslog::bind(
             address,
             hub.snapshots.subscribe(),
             directory.clone(),
@@ -171,6 +166,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         .await?;
         tracing::info!(%address, "syslog relay listening (UDP and TCP)");
         hub.set_health(ServiceKind::Syslog, HealthState::Healthy, "");
+        services.spawn("syslog relay", Some(ServiceKind::Syslog), relay.run());
     }
     // gateway: caching proxy
     if let Some(address) = config.proxy_address() {
@@ -187,16 +183,8 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
                 let cache = server.proxy().describe();
                 tracing::info!(%address, %cache, "caching proxy listening");
                 hub.set_health(ServiceKind::Proxy, HealthState::Healthy, "");
-                let watcher = hub.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = server.run().await {
-                        tracing::error!(%error, "caching proxy stopped");
-                        watcher.set_health(
-                            ServiceKind::Proxy,
-                            HealthState::Down,
-                            error.to_string(),
-                        );
-                    }
+                services.spawn("caching proxy", Some(ServiceKind::Proxy), async move {
+                    Ok(server.run().await?)
                 });
             }
             Err(error) => {
@@ -213,12 +201,8 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         match crate::ntp::NtpServer::bind(address, hub.clone()).await {
             Ok(server) => {
                 tracing::info!(%address, "NTP server listening");
-                let watcher = hub.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = server.run().await {
-                        tracing::error!(%error, "NTP server stopped");
-                        watcher.set_health(ServiceKind::Ntp, HealthState::Down, error.to_string());
-                    }
+                services.spawn("NTP server", Some(ServiceKind::Ntp), async move {
+                    Ok(server.run().await?)
                 });
             }
             Err(error) => {
@@ -279,11 +263,12 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         events: events.clone(),
         logs: syslog_queue,
     };
-    tokio::select! {
-        _ = mqtt::run(settings, session, files, hub) => {}
-        _ = shutdown_signal() => tracing::info!("shutting down"),
-    }
-    Ok(())
+    // The link is the one task the rack cannot run without.
+    services.spawn_essential("the region link", async move {
+        mqtt::run(settings, session, files, hub).await;
+        Ok(())
+    });
+    services.run(shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

@@ -13,6 +13,7 @@ use super::{http, BootCache, Decisions};
 use crate::config::RackConfig;
 use crate::dhcp::LeaseDirectory;
 use crate::hub::Hub;
+use crate::services::Services;
 use crate::state::SharedQueue;
 
 /// What the link needs from the boot side.
@@ -25,11 +26,12 @@ pub struct BootParts {
     pub queries: mpsc::UnboundedReceiver<BootQuery>,
 }
 
-/// Opens the cache and decisions; starts the HTTP and TFTP servers that the
-/// configuration enables.
+/// Opens the cache and decisions; binds the HTTP and TFTP servers that the
+/// configuration enables and starts them into `services`.
 pub async fn start(
     config: &RackConfig,
     hub: &Arc<Hub>,
+    services: &mut Services,
     events: Arc<SharedQueue>,
     directory: LeaseDirectory,
 ) -> anyhow::Result<BootParts> {
@@ -71,14 +73,10 @@ pub async fn start(
                 dns: config.dns_address().map(|a| a.port()),
             },
         }));
-        let watcher = hub.clone();
-        tokio::spawn(async move {
-            // The metadata service and the boot reports need the caller's address.
-            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            if let Err(error) = axum::serve(listener, app).await {
-                tracing::error!(%error, "HTTP boot server stopped");
-                watcher.set_health(ServiceKind::Http, HealthState::Down, error.to_string());
-            }
+        // The metadata service and the boot reports need the caller's address.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        services.spawn("HTTP boot server", Some(ServiceKind::Http), async move {
+            Ok(axum::serve(listener, app).await?)
         });
         hub.set_health(ServiceKind::Http, HealthState::Healthy, "");
     }
@@ -104,12 +102,8 @@ pub async fn start(
             .with_context(|| format!("cannot listen for TFTP on {address}"))?;
         tracing::info!(%address, "TFTP server listening");
         hub.metrics.set_tftp(server.counters());
-        let watcher = hub.clone();
-        tokio::spawn(async move {
-            if let Err(error) = server.run().await {
-                tracing::error!(%error, "TFTP server stopped");
-                watcher.set_health(ServiceKind::Tftp, HealthState::Down, error.to_string());
-            }
+        services.spawn("TFTP server", Some(ServiceKind::Tftp), async move {
+            Ok(server.run().await?)
         });
         hub.set_health(ServiceKind::Tftp, HealthState::Healthy, "");
     }
