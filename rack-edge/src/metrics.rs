@@ -19,8 +19,8 @@ pub struct Metrics {
     pub proxy: crate::proxy::Counters,
     /// The NTP server's counters and sync state.
     pub ntp: crate::ntp::NtpMetrics,
-    /// The TFTP server's live counters, once it runs.
-    tftp: std::sync::RwLock<Option<std::sync::Arc<crate::tftp::Counters>>>,
+    /// The TFTP server's counters.
+    pub tftp: std::sync::Arc<crate::tftp::Counters>,
     /// Payloads from the broker that were dropped, by reason.
     pub link_rejected: Family<Labels, Counter>,
     /// Snapshots applied.
@@ -96,6 +96,8 @@ impl Metrics {
         syslog.register(&mut registry);
         let boot = crate::boot::BootPathCounters::default();
         boot.register(&mut registry);
+        let tftp = std::sync::Arc::new(crate::tftp::Counters::default());
+        tftp.register(&mut registry);
         Metrics {
             boot,
             syslog,
@@ -110,7 +112,7 @@ impl Metrics {
             applied_generation,
             dhcp_events,
             dhcp_dropped,
-            tftp: std::sync::RwLock::new(None),
+            tftp,
         }
     }
 
@@ -144,84 +146,8 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);
-        if let Some(tftp) = self.tftp.read().ok().and_then(|t| t.clone()) {
-            // The TFTP server keeps its own live counters; they are written
-            // here, before the OpenMetrics terminator.
-            let body = out.strip_suffix("# EOF\n").unwrap_or(&out).to_string();
-            out = body + &render_tftp(&tftp) + "# EOF\n";
-        }
         out
     }
-
-    /// Exposes the TFTP server's counters on `/metrics`.
-    pub fn set_tftp(&self, counters: std::sync::Arc<crate::tftp::Counters>) {
-        if let Ok(mut tftp) = self.tftp.write() {
-            *tftp = Some(counters);
-        }
-    }
-}
-
-fn render_tftp(counters: &crate::tftp::Counters) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let mut counter = |name: &str, help: &str, samples: Vec<(String, u64)>| {
-        let _ = writeln!(out, "# HELP edgemetal_rack_tftp_{name} {help}.");
-        let _ = writeln!(out, "# TYPE edgemetal_rack_tftp_{name} counter");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "edgemetal_rack_tftp_{name}_total{labels} {value}");
-        }
-    };
-    counter(
-        "requests",
-        "Read and write requests received",
-        vec![(String::new(), counters.requests())],
-    );
-    counter(
-        "served",
-        "Files served to the end",
-        vec![(String::new(), counters.served())],
-    );
-    counter(
-        "bytes_sent",
-        "File bytes sent",
-        vec![(String::new(), counters.bytes_sent())],
-    );
-    counter(
-        "retransmits",
-        "Blocks sent again after a timeout",
-        vec![(String::new(), counters.retransmits())],
-    );
-    counter(
-        "errors",
-        "Requests refused, by kind",
-        counters
-            .errors_by_kind()
-            .map(|(kind, n)| (format!("{{kind=\"{}\"}}", kind.as_str()), n))
-            .collect(),
-    );
-    counter(
-        "failed",
-        "Transfers that ended early, by cause",
-        counters
-            .failed_by_kind()
-            .map(|(kind, n)| (format!("{{cause=\"{}\"}}", kind.as_str()), n))
-            .collect(),
-    );
-    counter(
-        "dropped",
-        "Datagrams dropped, by reason",
-        counters
-            .dropped_by_reason()
-            .map(|(reason, n)| (format!("{{reason=\"{}\"}}", reason.as_str()), n))
-            .collect(),
-    );
-    let _ = writeln!(
-        out,
-        "# HELP edgemetal_rack_tftp_active Transfers in progress."
-    );
-    let _ = writeln!(out, "# TYPE edgemetal_rack_tftp_active gauge");
-    let _ = writeln!(out, "edgemetal_rack_tftp_active {}", counters.active());
-    out
 }
 
 impl Default for Metrics {

@@ -99,9 +99,9 @@ pub async fn start(
         };
         let server = crate::tftp::TftpServer::bind(address, Arc::new(files), Default::default())
             .await
-            .with_context(|| format!("cannot listen for TFTP on {address}"))?;
+            .with_context(|| format!("cannot listen for TFTP on {address}"))?
+            .with_counters(hub.metrics.tftp.clone());
         tracing::info!(%address, "TFTP server listening");
-        hub.metrics.set_tftp(server.counters());
         services.spawn("TFTP server", Some(ServiceKind::Tftp), async move {
             Ok(server.run().await?)
         });
