@@ -51,7 +51,10 @@ impl Hub {
 impl Hub {
     /// Records a newly applied snapshot.
     pub fn set_applied(&self, snapshot: ConfigSnapshot) {
-        self.metrics.applied_generation.set(snapshot.generation.0);
+        self.metrics
+            .link
+            .applied_generation
+            .set(snapshot.generation.0);
         if let Ok(mut applied) = self.applied.write() {
             *applied = Some(snapshot.clone());
         }
@@ -66,6 +69,6 @@ impl Hub {
     /// Records whether the link is up.
     pub fn set_connected(&self, connected: bool) {
         self.link_connected.store(connected, Ordering::Relaxed);
-        self.metrics.link_connected.set(i64::from(connected));
+        self.metrics.link.connected.set(i64::from(connected));
     }
 }

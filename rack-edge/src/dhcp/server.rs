@@ -9,6 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use edgemetal_protocol::{ConfigSnapshot, Discovery, LeaseChange, LeaseReport, RackEventKind};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -190,7 +193,8 @@ pub async fn run(
             let seen = dropped_seen.entry(reason.as_str()).or_default();
             if count > *seen {
                 hub.metrics
-                    .dhcp_dropped
+                    .dhcp
+                    .dropped
                     .get_or_create(&vec![("reason", reason.as_str().to_string())])
                     .inc_by(count - *seen);
                 *seen = count;
@@ -283,7 +287,8 @@ fn send(interface: &Served, bytes: &[u8], to: Destination) {
 
 fn report(event: LeaseEvent, hub: &Hub) {
     hub.metrics
-        .dhcp_events
+        .dhcp
+        .events
         .get_or_create(&vec![("event", event_name(&event).to_string())])
         .inc();
     match &event {
@@ -339,5 +344,31 @@ fn event_name(event: &LeaseEvent) -> &'static str {
         LeaseEvent::Expired(_) => "expired",
         LeaseEvent::Declined(_) => "declined",
         LeaseEvent::UnknownPxeClient { .. } => "unknown_pxe_client",
+    }
+}
+
+/// The DHCP server's metrics, registered once on the rack's registry (like
+/// every service's counters): `dhcp_events{event}`, `dhcp_dropped{reason}`.
+#[derive(Debug, Default)]
+pub struct DhcpMetrics {
+    /// Lease events, by kind.
+    pub events: Family<Vec<(&'static str, String)>, Counter>,
+    /// Datagrams dropped, by reason (the engine's counts, as they grow).
+    pub dropped: Family<Vec<(&'static str, String)>, Counter>,
+}
+
+impl DhcpMetrics {
+    /// Registers the metrics under the rack's registry.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "dhcp_events",
+            "DHCP lease events, by kind",
+            self.events.clone(),
+        );
+        registry.register(
+            "dhcp_dropped",
+            "DHCP datagrams dropped, by reason",
+            self.dropped.clone(),
+        );
     }
 }

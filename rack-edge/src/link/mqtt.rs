@@ -374,12 +374,12 @@ pub async fn run(
                                 .and_then(|r| r.map_err(|e| e.to_string()));
                             match &persisted {
                                 Ok(()) => {
-                                    hub.metrics.snapshots_applied.inc();
+                                    hub.metrics.link.snapshots_applied.inc();
                                     tracing::info!(generation = snapshot.generation.0, subnets = snapshot.subnets.len(), "applied snapshot");
                                     hub.set_applied(snapshot.clone());
                                 }
                                 Err(error) => {
-                                    hub.metrics.snapshots_refused.inc();
+                                    hub.metrics.link.snapshots_refused.inc();
                                     tracing::error!(%error, "cannot persist snapshot; keeping the previous one");
                                 }
                             }
@@ -461,7 +461,7 @@ pub async fn run(
                             }
                         }
                         Inbound::Dropped(reason, detail) => {
-                            hub.metrics.reject(reason);
+                            hub.metrics.link.reject(reason);
                             tracing::warn!(topic = %publish.topic, bytes = publish.payload.len(), %reason, %detail, "dropped link payload");
                         }
                     }
@@ -528,7 +528,7 @@ pub async fn run(
                 }
                 let counters = vec![edgemetal_protocol::Counter {
                     name: "link_rejected_total".into(),
-                    value: hub.metrics.rejected_total(),
+                    value: hub.metrics.link.rejected_total(),
                 }];
                 let heartbeat = session.heartbeat(now_ms(), started.elapsed().as_secs(), health, counters);
                 if persist_counters(&mut session, &files.counters).await {
