@@ -5,7 +5,9 @@
 //! rack must keep across restarts (identity, applied snapshot), so that it
 //! keeps serving when the region is unreachable. [`hub`] is the state every
 //! service shares while the rack runs; [`status`] is the local operator
-//! endpoint that shows it (health, status, metrics).
+//! endpoint that shows it (health, status, metrics). Every service starts
+//! the same way, into one task set ([`services`]), and its counters reach
+//! Prometheus the same way ([`metrics`]).
 
 pub mod boot;
 pub mod config;
