@@ -31,6 +31,8 @@ workspace=$(cd "$here/../.." && pwd)
 busybox=/bin/busybox
 epoch=${SOURCE_DATE_EPOCH:-0}
 default_binary=$workspace/target/x86_64-unknown-linux-gnu/release/edgemetal-rack
+# shellcheck source=../lib.sh
+source "$here/../lib.sh"
 
 # Disk layout in MiB. Four primary MBR partitions: the two system slots
 # let a later update write the idle slot and flip the active flag, without
@@ -62,15 +64,7 @@ always=(crc32c_generic crc32c_intel ext4 vfat nls_cp437 nls_ascii sd_mod evdev)
 ipxe_files=(undionly.kpxe snponly.efi ipxe-arm64.efi)
 
 # Every file of the image that comes from this directory.
-inputs=(build.sh rack-init.sh udhcpc.script inittab)
-
-newest_kernel() {
-    local k
-    k=$(find /boot -maxdepth 1 -name 'vmlinuz-*' -type f -printf '%f\n' 2>/dev/null |
-        LC_ALL=C sort -V | tail -n 1)
-    [[ -n $k ]] && echo "/boot/$k"
-    return 0
-}
+inputs=(build.sh rack-init.sh udhcpc.script inittab ../lib.sh)
 
 package_version() {
     dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo none
@@ -78,17 +72,10 @@ package_version() {
 
 # Hash of everything the output depends on.
 stamp() {
-    local binary=$1 kernel f
-    kernel=$(newest_kernel)
+    local binary=$1 f
     {
-        for f in "${inputs[@]}"; do
-            printf '%s %s\n' "$f" "$(sha256sum <"$here/$f" | cut -d' ' -f1)"
-        done
-        if [[ -n $kernel ]]; then
-            printf 'kernel %s %s\n' "${kernel##*/}" "$(stat -c %s "$kernel")"
-        else
-            echo 'kernel none'
-        fi
+        stamp_files "${inputs[@]}"
+        stamp_kernel
         if [[ -f $binary ]]; then
             printf 'rack %s\n' "$(sha256sum <"$binary" | cut -d' ' -f1)"
         else
@@ -101,10 +88,6 @@ stamp() {
     } | sha256sum | cut -d' ' -f1
 }
 
-installed() {
-    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
-}
-
 # Installs the Debian packages the build needs when they are missing.
 ensure_packages() {
     local missing=() p
@@ -113,13 +96,7 @@ ensure_packages() {
         installed "$p" || missing+=("$p")
     done
     [[ -n $(newest_kernel) ]] || missing+=(linux-image-amd64)
-    ((${#missing[@]})) || return 0
-    echo "build.sh: installing ${missing[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
-        apt-get update -qq >/dev/null
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    fi
+    install_packages "${missing[@]}"
 }
 
 if [[ ${1-} == --stamp ]]; then
@@ -149,47 +126,7 @@ kver=${kernel#/boot/vmlinuz-}
 moddir=/lib/modules/$kver
 [[ -f $moddir/modules.dep ]] || { echo "build.sh: no $moddir/modules.dep" >&2; exit 1; }
 
-# modules.dep: "path: dep dep ...", names normalised to underscores.
-declare -A mod_path mod_deps builtin
-modname() {
-    local base=${1##*/}
-    base=${base%%.ko*}
-    REPLY=${base//-/_}
-}
-while IFS= read -r line; do
-    path=${line%%:*}
-    modname "$path"
-    mod_path[$REPLY]=$path
-    mod_deps[$REPLY]=${line#*:}
-done <"$moddir/modules.dep"
-if [[ -f $moddir/modules.builtin ]]; then
-    while IFS= read -r path; do
-        modname "$path"
-        builtin[$REPLY]=1
-    done <"$moddir/modules.builtin"
-fi
-
-# Dependencies first, each module once.
-order=()
-declare -A visited
-visit() {
-    local name=$1 dep
-    [[ -n ${visited[$name]-} ]] && return 0
-    visited[$name]=1
-    if [[ -z ${mod_path[$name]-} ]]; then
-        [[ -n ${builtin[$name]-} ]] && return 0
-        echo "build.sh: module $name is neither in modules.dep nor built in ($kver)" >&2
-        exit 1
-    fi
-    for dep in ${mod_deps[$name]}; do
-        modname "$dep"
-        visit "$REPLY"
-    done
-    order+=("$name")
-}
-for m in "${modules[@]}"; do
-    visit "${m//-/_}"
-done
+resolve_modules "$moddir" "$kver" "${modules[@]}"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -243,17 +180,7 @@ done
 # Uncompressed .ko files next to each other, indexed by busybox depmod
 # (modules.dep, modules.alias) for busybox modprobe.
 for name in "${order[@]}"; do
-    src=$moddir/${mod_path[$name]}
-    file=${src##*/}
-    dst=$root/lib/modules/$kver/${file%%.ko*}.ko
-    case $src in
-    *.ko) cp "$src" "$dst" ;;
-    *.ko.xz) xz -dc "$src" >"$dst" ;;
-    *.ko.zst) zstd -qdc "$src" >"$dst" ;;
-    *.ko.gz) gzip -dc "$src" >"$dst" ;;
-    *) echo "build.sh: unknown module format $src" >&2; exit 1 ;;
-    esac
-    chmod 0644 "$dst"
+    install_module "$moddir" "$name" "$root/lib/modules/$kver"
 done
 "$busybox" depmod -b "$root" "$kver"
 # depmod lists modules in directory order: sorted, the files are reproducible.
@@ -264,15 +191,9 @@ printf '%s\n' "${always[@]}" >"$root/lib/modules/$kver/always"
 chmod 0644 "$root/lib/modules/$kver"/{modules.*,always} "$root"/etc/{passwd,group,hosts,nsswitch.conf,edgemetal-release}
 
 # Reproducible archive: fixed modes and mtimes, sorted names, owner 0:0.
-find "$root" -type d -exec chmod 0755 {} +
-chmod 1777 "$root/tmp"
+fix_directory_modes "$root"
 chmod 0700 "$root/root"
-find "$root" -exec touch -h -d "@$epoch" {} +
-(
-    cd "$root"
-    find . -print0 | LC_ALL=C sort -z |
-        cpio --null -o -H newc --reproducible -R 0:0 --quiet
-) | gzip -n -9 >"$work/initrd.gz"
+make_initrd "$root" "$work/initrd.gz"
 cp "$kernel" "$work/vmlinuz"
 
 # The kernel command line: serial and screen consoles (the last one is

@@ -152,16 +152,10 @@ pub struct IntentBatch {
 }
 
 /// The architecture name (MAAS-style) for a DHCP option 93 client
-/// architecture (RFC 4578, IANA "Processor Architecture Types"): the one
-/// table both region and racks use. Unknown or absent codes are `amd64`,
-/// the architecture of nearly every network-booting machine.
+/// architecture: [`Architecture::from_option93`] by name. Unknown or absent
+/// codes are `amd64`.
+///
+/// [`Architecture::from_option93`]: crate::Architecture::from_option93
 pub fn architecture_of_option93(arch: Option<u16>) -> &'static str {
-    match arch {
-        // ARM 32-bit UEFI, ARM 64-bit UEFI, ARM 64-bit UEFI HTTP boot.
-        Some(10) => "armhf",
-        Some(11 | 19) => "arm64",
-        // x86 UEFI (32-bit).
-        Some(6) => "i386",
-        _ => "amd64",
-    }
+    crate::Architecture::from_option93(arch).as_str()
 }

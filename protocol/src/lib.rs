@@ -15,6 +15,7 @@
 
 extern crate alloc;
 
+pub mod architecture;
 pub mod boot;
 pub mod broker_url;
 pub mod commissioning;
@@ -32,6 +33,7 @@ pub mod syslog;
 pub mod topic;
 pub mod types;
 
+pub use architecture::{Architecture, ClientArch, Firmware, UnknownArchitecture};
 pub use boot::*;
 pub use broker_url::{BrokerUrl, InvalidBrokerUrl};
 pub use commissioning::*;

@@ -1,40 +1,29 @@
 //! The rack's Prometheus metrics, served on the status endpoint's `/metrics`.
-
-use std::sync::atomic::{AtomicI64, AtomicU64};
+//!
+//! One pattern: each service (and the link) owns its counters type, created
+//! and registered here once at start with its `register(&mut Registry)`;
+//! every scrape reads them live. How a type stores its values
+//! (prometheus-client metrics, or atomics behind a collector) is its own
+//! business.
 
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-
-type Labels = Vec<(&'static str, String)>;
 
 /// Every metric the rack exports.
 pub struct Metrics {
     registry: Registry,
+    /// The region link's metrics.
+    pub link: crate::link::LinkMetrics,
+    /// The DHCP server's lease events and drops.
+    pub dhcp: crate::dhcp::server::DhcpMetrics,
     /// The DNS server's counters (registered at start, live on every scrape).
     pub dns: std::sync::Arc<crate::dns::counters::Counters>,
     /// The caching proxy's counters.
     pub proxy: crate::proxy::Counters,
     /// The NTP server's counters and sync state.
     pub ntp: crate::ntp::NtpMetrics,
-    /// The TFTP server's live counters, once it runs.
-    tftp: std::sync::RwLock<Option<std::sync::Arc<crate::tftp::Counters>>>,
-    /// Payloads from the broker that were dropped, by reason.
-    pub link_rejected: Family<Labels, Counter>,
-    /// Snapshots applied.
-    pub snapshots_applied: Counter,
-    /// Snapshots refused or that could not be persisted.
-    pub snapshots_refused: Counter,
-    /// 1 while connected to the broker.
-    pub link_connected: Gauge<i64, AtomicI64>,
-    /// Generation of the applied snapshot (0 when none).
-    pub applied_generation: Gauge<u64, AtomicU64>,
-    /// DHCP lease events, by kind.
-    pub dhcp_events: Family<Labels, Counter>,
-    /// DHCP datagrams dropped, by reason.
-    pub dhcp_dropped: Family<Labels, Counter>,
+    /// The TFTP server's counters.
+    pub tftp: std::sync::Arc<crate::tftp::Counters>,
     /// The syslog relay's counters.
     pub syslog: std::sync::Arc<crate::syslog::Counters>,
     /// Where boot-path answers came from (intents, enlistment, the region).
@@ -45,48 +34,10 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("edgemetal_rack");
-        let link_rejected = Family::<Labels, Counter>::default();
-        let snapshots_applied = Counter::default();
-        let snapshots_refused = Counter::default();
-        let link_connected = Gauge::<i64, AtomicI64>::default();
-        let applied_generation = Gauge::<u64, AtomicU64>::default();
-        let dhcp_events = Family::<Labels, Counter>::default();
-        let dhcp_dropped = Family::<Labels, Counter>::default();
-        registry.register(
-            "dhcp_events",
-            "DHCP lease events, by kind",
-            dhcp_events.clone(),
-        );
-        registry.register(
-            "dhcp_dropped",
-            "DHCP datagrams dropped, by reason",
-            dhcp_dropped.clone(),
-        );
-        registry.register(
-            "link_rejected",
-            "Payloads from the broker that were dropped, by reason",
-            link_rejected.clone(),
-        );
-        registry.register(
-            "snapshots_applied",
-            "Snapshots applied",
-            snapshots_applied.clone(),
-        );
-        registry.register(
-            "snapshots_refused",
-            "Snapshots refused or not persisted",
-            snapshots_refused.clone(),
-        );
-        registry.register(
-            "link_connected",
-            "1 while connected to the broker",
-            link_connected.clone(),
-        );
-        registry.register(
-            "applied_generation",
-            "Generation of the applied snapshot",
-            applied_generation.clone(),
-        );
+        let dhcp = crate::dhcp::server::DhcpMetrics::default();
+        dhcp.register(&mut registry);
+        let link = crate::link::LinkMetrics::default();
+        link.register(&mut registry);
         let dns = std::sync::Arc::new(crate::dns::counters::Counters::default());
         dns.register(&mut registry);
         let ntp = crate::ntp::NtpMetrics::register(&mut registry);
@@ -96,132 +47,27 @@ impl Metrics {
         syslog.register(&mut registry);
         let boot = crate::boot::BootPathCounters::default();
         boot.register(&mut registry);
+        let tftp = std::sync::Arc::new(crate::tftp::Counters::default());
+        tftp.register(&mut registry);
         Metrics {
-            boot,
-            syslog,
             registry,
+            link,
+            dhcp,
             dns,
-            ntp,
             proxy,
-            link_rejected,
-            snapshots_applied,
-            snapshots_refused,
-            link_connected,
-            applied_generation,
-            dhcp_events,
-            dhcp_dropped,
-            tftp: std::sync::RwLock::new(None),
+            ntp,
+            tftp,
+            syslog,
+            boot,
         }
-    }
-
-    /// Counts a dropped payload.
-    pub fn reject(&self, reason: &'static str) {
-        self.link_rejected
-            .get_or_create(&vec![("reason", reason.to_string())])
-            .inc();
-    }
-
-    /// Total dropped payloads, for the heartbeat.
-    pub fn rejected_total(&self) -> u64 {
-        [
-            "bad_topic",
-            "malformed",
-            "unsupported_version",
-            "forged",
-            "replay",
-            "wrong_epoch",
-        ]
-        .iter()
-        .map(|reason| {
-            self.link_rejected
-                .get_or_create(&vec![("reason", reason.to_string())])
-                .get()
-        })
-        .sum()
     }
 
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);
-        if let Some(tftp) = self.tftp.read().ok().and_then(|t| t.clone()) {
-            // The TFTP server keeps its own live counters; they are written
-            // here, before the OpenMetrics terminator.
-            let body = out.strip_suffix("# EOF\n").unwrap_or(&out).to_string();
-            out = body + &render_tftp(&tftp) + "# EOF\n";
-        }
         out
     }
-
-    /// Exposes the TFTP server's counters on `/metrics`.
-    pub fn set_tftp(&self, counters: std::sync::Arc<crate::tftp::Counters>) {
-        if let Ok(mut tftp) = self.tftp.write() {
-            *tftp = Some(counters);
-        }
-    }
-}
-
-fn render_tftp(counters: &crate::tftp::Counters) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let mut counter = |name: &str, help: &str, samples: Vec<(String, u64)>| {
-        let _ = writeln!(out, "# HELP edgemetal_rack_tftp_{name} {help}.");
-        let _ = writeln!(out, "# TYPE edgemetal_rack_tftp_{name} counter");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "edgemetal_rack_tftp_{name}_total{labels} {value}");
-        }
-    };
-    counter(
-        "requests",
-        "Read and write requests received",
-        vec![(String::new(), counters.requests())],
-    );
-    counter(
-        "served",
-        "Files served to the end",
-        vec![(String::new(), counters.served())],
-    );
-    counter(
-        "bytes_sent",
-        "File bytes sent",
-        vec![(String::new(), counters.bytes_sent())],
-    );
-    counter(
-        "retransmits",
-        "Blocks sent again after a timeout",
-        vec![(String::new(), counters.retransmits())],
-    );
-    counter(
-        "errors",
-        "Requests refused, by kind",
-        counters
-            .errors_by_kind()
-            .map(|(kind, n)| (format!("{{kind=\"{}\"}}", kind.as_str()), n))
-            .collect(),
-    );
-    counter(
-        "failed",
-        "Transfers that ended early, by cause",
-        counters
-            .failed_by_kind()
-            .map(|(kind, n)| (format!("{{cause=\"{}\"}}", kind.as_str()), n))
-            .collect(),
-    );
-    counter(
-        "dropped",
-        "Datagrams dropped, by reason",
-        counters
-            .dropped_by_reason()
-            .map(|(reason, n)| (format!("{{reason=\"{}\"}}", reason.as_str()), n))
-            .collect(),
-    );
-    let _ = writeln!(
-        out,
-        "# HELP edgemetal_rack_tftp_active Transfers in progress."
-    );
-    let _ = writeln!(out, "# TYPE edgemetal_rack_tftp_active gauge");
-    let _ = writeln!(out, "edgemetal_rack_tftp_active {}", counters.active());
-    out
 }
 
 impl Default for Metrics {

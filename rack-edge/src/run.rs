@@ -1,4 +1,5 @@
-//! Starts the rack: identity, persisted snapshot, status endpoint, link.
+//! Starts the rack: identity, persisted snapshot, then every service and
+//! the link into one task set ([`Services`]) until a signal or the link ends.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
@@ -10,11 +11,13 @@ use rand::RngCore;
 use edgemetal_protocol::{HealthState, ServiceKind};
 
 use crate::config::RackConfig;
+use crate::hub::Hub;
 use crate::link::session::LinkKeys;
 use crate::link::{mqtt, Session};
 use crate::metrics::Metrics;
+use crate::services::Services;
 use crate::state::{identity, CountersFile, SnapshotFile};
-use crate::status::{self, LiveStatus};
+use crate::status;
 
 /// Runs the rack until SIGINT or SIGTERM.
 pub async fn run(config: RackConfig) -> anyhow::Result<()> {
@@ -72,7 +75,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         }
     }
 
-    let status = Arc::new(LiveStatus {
+    let hub = Arc::new(Hub {
         rack_id: rack_id.clone(),
         applied: RwLock::new(None),
         link_connected: std::sync::Arc::new(AtomicBool::new(false)),
@@ -82,18 +85,19 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         boot_resources: RwLock::new(Vec::new()),
     });
     if let Some(snapshot) = &applied {
-        status.set_applied(snapshot.clone());
+        hub.set_applied(snapshot.clone());
     }
 
+    // Every service starts the same way: bind (fatal unless said otherwise),
+    // then its serving future goes into `services` (see crate::services).
+    let mut services = Services::new(hub.clone());
     let listener = tokio::net::TcpListener::bind(config.status_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.status_listen))?;
     tracing::info!(address = %listener.local_addr()?, "status endpoint listening");
-    let app = status::router(status.clone());
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "status endpoint failed");
-        }
+    let app = status::router(hub.clone());
+    services.spawn("status endpoint", None, async move {
+        Ok(axum::serve(listener, app).await?)
     });
 
     let events = crate::state::SharedQueue::new(
@@ -101,57 +105,48 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
     );
     let directory = crate::dhcp::LeaseDirectory::default();
     if !config.dhcp_interfaces.is_empty() {
-        let (interfaces, port, dir, status, events, directory) = (
+        let (interfaces, port, dir, hub, events, directory) = (
             config.dhcp_interfaces.clone(),
             config.http_boot_port,
             config.state_dir.clone(),
-            status.clone(),
+            hub.clone(),
             events.clone(),
             directory.clone(),
         );
-        tokio::spawn(async move {
-            let result =
-                crate::dhcp::server::run(interfaces, port, &dir, status.clone(), events, directory)
-                    .await;
-            if let Err(error) = result {
-                let detail = format!("{error:#}");
-                tracing::error!(error = %detail, "DHCP server stopped");
-                status.set_health(ServiceKind::Dhcp, HealthState::Down, detail);
-            }
+        services.spawn("DHCP server", Some(ServiceKind::Dhcp), async move {
+            crate::dhcp::server::run(interfaces, port, &dir, hub, events, directory).await
         });
-    }
-
-    if !config.dhcp_interfaces.is_empty() {
         // Router advertisements that let network-booting firmware (iPXE)
         // finish IPv6 autoconfiguration at once instead of waiting ≈ 13 s.
-        let interfaces = config.dhcp_interfaces.clone();
-        tokio::spawn(async move {
-            if let Err(error) = crate::ndp::server::run(interfaces).await {
-                tracing::warn!(error = %format!("{error:#}"), "IPv6 router advertisements stopped");
-            }
-        });
+        services.spawn(
+            "IPv6 router advertisements",
+            None,
+            crate::ndp::server::run(config.dhcp_interfaces.clone()),
+        );
     }
-    let boot =
-        crate::boot::serve::start(&config, &status, events.clone(), directory.clone()).await?;
+    let boot = crate::boot::serve::start(
+        &config,
+        &hub,
+        &mut services,
+        events.clone(),
+        directory.clone(),
+    )
+    .await?;
     if let Some(address) = config.dns_address() {
         let server = crate::dns::DnsServer::bind_with(
             address,
             address,
-            status.snapshots.subscribe(),
+            hub.snapshots.subscribe(),
             config.state_dir.join(crate::dns::CACHE_FILE),
             crate::dns::ServerConfig::default(),
-            status.metrics.dns.clone(),
+            hub.metrics.dns.clone(),
         )
         .await
         .with_context(|| format!("cannot listen for DNS on {address}"))?;
         tracing::info!(%address, "DNS server listening");
-        status.set_health(ServiceKind::Dns, HealthState::Healthy, "");
-        let watcher = status.clone();
-        tokio::spawn(async move {
-            if let Err(error) = server.run().await {
-                tracing::error!(%error, "DNS server stopped");
-                watcher.set_health(ServiceKind::Dns, HealthState::Down, error.to_string());
-            }
+        hub.set_health(ServiceKind::Dns, HealthState::Healthy, "");
+        services.spawn("DNS server", Some(ServiceKind::Dns), async move {
+            Ok(server.run().await?)
         });
     }
 
@@ -159,26 +154,27 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
     // snapshot (`gateway` and the subnets' `services`).
     // gateway: syslog relay
     let syslog_queue =
-        crate::syslog::server::open_queue(&config.state_dir, status.snapshots.borrow().as_ref())?;
+        crate::syslog::server::open_queue(&config.state_dir, hub.snapshots.borrow().as_ref())?;
     if let Some(address) = config.syslog_address() {
-        crate::syslog::start(
+        let relay = crate::syslog::bind(
             address,
-            status.snapshots.subscribe(),
+            hub.snapshots.subscribe(),
             directory.clone(),
             syslog_queue.clone(),
-            status.metrics.syslog.clone(),
+            hub.metrics.syslog.clone(),
         )
         .await?;
         tracing::info!(%address, "syslog relay listening (UDP and TCP)");
-        status.set_health(ServiceKind::Syslog, HealthState::Healthy, "");
+        hub.set_health(ServiceKind::Syslog, HealthState::Healthy, "");
+        services.spawn("syslog relay", Some(ServiceKind::Syslog), relay.run());
     }
     // gateway: caching proxy
     if let Some(address) = config.proxy_address() {
         let bound = crate::proxy::Proxy::bind(
             address,
             &config.state_dir.join(crate::proxy::CACHE_DIR),
-            status.snapshots.subscribe(),
-            status.metrics.proxy.clone(),
+            hub.snapshots.subscribe(),
+            hub.metrics.proxy.clone(),
         )
         .await;
         match bound {
@@ -186,22 +182,14 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
                 // Not fatal when it cannot start: DHCP and boot matter more.
                 let cache = server.proxy().describe();
                 tracing::info!(%address, %cache, "caching proxy listening");
-                status.set_health(ServiceKind::Proxy, HealthState::Healthy, "");
-                let watcher = status.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = server.run().await {
-                        tracing::error!(%error, "caching proxy stopped");
-                        watcher.set_health(
-                            ServiceKind::Proxy,
-                            HealthState::Down,
-                            error.to_string(),
-                        );
-                    }
+                hub.set_health(ServiceKind::Proxy, HealthState::Healthy, "");
+                services.spawn("caching proxy", Some(ServiceKind::Proxy), async move {
+                    Ok(server.run().await?)
                 });
             }
             Err(error) => {
                 tracing::error!(%error, "caching proxy not started");
-                status.set_health(ServiceKind::Proxy, HealthState::Down, error.to_string());
+                hub.set_health(ServiceKind::Proxy, HealthState::Down, error.to_string());
             }
         }
     }
@@ -210,21 +198,17 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         // Not fatal: a host that already runs an NTP daemon on port 123
         // still gets DHCP, boot and DNS from the rack; the status says why
         // NTP is down.
-        match crate::ntp::NtpServer::bind(address, status.clone()).await {
+        match crate::ntp::NtpServer::bind(address, hub.clone()).await {
             Ok(server) => {
                 tracing::info!(%address, "NTP server listening");
-                let watcher = status.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = server.run().await {
-                        tracing::error!(%error, "NTP server stopped");
-                        watcher.set_health(ServiceKind::Ntp, HealthState::Down, error.to_string());
-                    }
+                services.spawn("NTP server", Some(ServiceKind::Ntp), async move {
+                    Ok(server.run().await?)
                 });
             }
             Err(error) => {
                 let detail = format!("cannot listen for NTP on {address}: {error}");
                 tracing::error!(%detail, "NTP server not started");
-                status.set_health(ServiceKind::Ntp, HealthState::Down, detail);
+                hub.set_health(ServiceKind::Ntp, HealthState::Down, detail);
             }
         }
     }
@@ -279,11 +263,12 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         events: events.clone(),
         logs: syslog_queue,
     };
-    tokio::select! {
-        _ = mqtt::run(settings, session, files, status) => {}
-        _ = shutdown_signal() => tracing::info!("shutting down"),
-    }
-    Ok(())
+    // The link is the one task the rack cannot run without.
+    services.spawn_essential("the region link", async move {
+        mqtt::run(settings, session, files, hub).await;
+        Ok(())
+    });
+    services.run(shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

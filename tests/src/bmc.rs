@@ -78,36 +78,10 @@ impl Bmc {
         std::fs::write(path.join("power"), "0\n").unwrap();
         std::fs::write(path.join("boot"), "none\n").unwrap();
         std::fs::write(path.join("log"), "").unwrap();
-        std::fs::create_dir(path.join("state")).unwrap();
-        std::fs::write(
-            path.join("lan.conf"),
-            format!(
-                r#"name "bmc{port}"
-set_working_mc 0x20
-  startlan 1
-    addr 127.0.0.1 {port}
-    priv_limit admin
-    allowed_auths_admin none md2 md5 straight
-    guid a123456789abcdefa123456789abcdef
-  endlan
-  chassis_control "{script} 0x20"
-  user 2 true "{USER}" "{PASSWORD}" admin 10 none md2 md5 straight
-"#,
-                script = script.display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            path.join("bmc.emu"),
-            "mc_setbmc 0x20\n\
-             mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\n\
-             sel_enable 0x20 1000 0x0a\n\
-             mc_enable 0x20\n",
-        )
-        .unwrap();
+        write_sim_config(path, &format!("bmc{port}"), port, &script);
         let log = std::fs::File::create(path.join("ipmi_sim.log")).unwrap();
         let child = Command::new("ipmi_sim")
-            .args(["-n", "-c", "lan.conf", "-f", "bmc.emu", "-s", "state"])
+            .args(SIM_ARGS)
             .current_dir(path)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -169,6 +143,46 @@ impl Drop for Bmc {
     }
 }
 
+/// The `ipmi_sim` arguments for the configuration [`write_sim_config`]
+/// writes; run it with the directory as its working directory.
+pub const SIM_ARGS: [&str; 7] = ["-n", "-c", "lan.conf", "-f", "bmc.emu", "-s", "state"];
+
+/// Writes an `ipmi_sim` configuration into `dir`: `lan.conf` (BMC `name`
+/// on 127.0.0.1:`port`, [`USER`] with [`PASSWORD`] as its administrator,
+/// chassis control by the program `chassis_control`), `bmc.emu` (one
+/// management controller at 0x20 with a SEL) and the `state` directory.
+/// The one writer both simulators (this module's [`Bmc`] and
+/// [`crate::vm_bmc::VmBmc`]) use.
+pub fn write_sim_config(dir: &Path, name: &str, port: u16, chassis_control: &Path) {
+    std::fs::create_dir(dir.join("state")).unwrap();
+    std::fs::write(
+        dir.join("lan.conf"),
+        format!(
+            r#"name "{name}"
+set_working_mc 0x20
+  startlan 1
+    addr 127.0.0.1 {port}
+    priv_limit admin
+    allowed_auths_admin none md2 md5 straight
+    guid a123456789abcdefa123456789abcdef
+  endlan
+  chassis_control "{script} 0x20"
+  user 2 true "{USER}" "{PASSWORD}" admin 10 none md2 md5 straight
+"#,
+            script = chassis_control.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("bmc.emu"),
+        "mc_setbmc 0x20\n\
+         mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\n\
+         sel_enable 0x20 1000 0x0a\n\
+         mc_enable 0x20\n",
+    )
+    .unwrap();
+}
+
 /// Runs `ipmitool` (the program `command` starts, maybe inside a namespace)
 /// against the BMC on 127.0.0.1:`port` as [`USER`]; its output, if it succeeded.
 /// Cipher suite 3 given up front: discovering it stalls each call ≈ 10 s.
@@ -200,7 +214,8 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-fn make_executable(path: &Path) {
+/// Makes `path` executable (mode 0755).
+pub fn make_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }

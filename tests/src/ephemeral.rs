@@ -11,11 +11,9 @@
 //! `results_url`, then powers the machine off. Its console lines start with
 //! `edgemetal-agent: `; a fatal error prints `edgemetal-agent: FAILED <why>`.
 
-use std::fs::{self, File};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
+use std::path::PathBuf;
+
+use crate::build_once::{self, ImageBuild};
 
 /// The built ephemeral image, ready to boot (QEMU `-kernel`/`-initrd`, or
 /// uploaded as boot resources).
@@ -28,153 +26,67 @@ pub struct EphemeralImage {
     pub initrd: PathBuf,
 }
 
-/// Serialises builds within this process; the file lock covers the others.
-static BUILD: Mutex<()> = Mutex::new(());
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
 /// The directory holding `build.sh`, `agent.sh` and the other image inputs.
 pub fn source_dir() -> PathBuf {
-    workspace().join("images/ephemeral")
-}
-
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace().join(dir),
-        None => workspace().join("target"),
-    }
-}
-
-/// The stamp `build.sh` writes for the current inputs, computed without
-/// building (`build.sh --stamp`).
-fn wanted_stamp(script: &Path) -> String {
-    let output = Command::new("bash")
-        .arg(script)
-        .arg("--stamp")
-        .output()
-        .unwrap_or_else(|e| panic!("run {} --stamp: {e}", script.display()));
-    assert!(
-        output.status.success(),
-        "{} --stamp failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("stamp is text")
-        .trim()
-        .to_string()
-}
-
-fn is_current(out: &Path, stamp: &str) -> bool {
-    out.join("vmlinuz").is_file()
-        && out.join("initrd.gz").is_file()
-        && fs::read_to_string(out.join("stamp")).is_ok_and(|s| s.trim() == stamp)
-}
-
-/// An exclusive `flock` on `path`, released when the file is dropped.
-fn lock_file(path: &Path) -> File {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    loop {
-        // SAFETY: flock on a file descriptor we own, for as long as we hold it.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return file;
-        }
-        let err = std::io::Error::last_os_error();
-        assert!(
-            err.kind() == std::io::ErrorKind::Interrupted,
-            "flock {}: {err}",
-            path.display()
-        );
-    }
+    build_once::workspace().join("images/ephemeral")
 }
 
 /// The ephemeral image in `target/ephemeral/`, built first when it is
 /// missing or its stamp no longer matches the inputs (`build.sh`,
-/// `agent.sh`, `udhcpc.script`, the kernel, busybox).
+/// `agent.sh`, `udhcpc.script`, `images/lib.sh`, the kernel, busybox).
 ///
-/// Safe to call from many tests and processes at once: one builds, into a
-/// temporary directory renamed into place, while the others wait. The build
+/// Safe to call from many tests and processes at once (see
+/// [`build_once`]): one builds while the others wait. The build
 /// installs `cpio`, `busybox-static` and `linux-image-amd64` when missing,
 /// which needs root.
 pub fn image() -> EphemeralImage {
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let script = source_dir().join("build.sh");
-    let target = target_dir();
-    let out = target.join("ephemeral");
-    let image = EphemeralImage {
+    let out = ImageBuild {
+        name: "ephemeral",
+        script: &script,
+        args: &[],
+        files: &["vmlinuz", "initrd.gz"],
+    }
+    .output();
+    EphemeralImage {
         kernel: out.join("vmlinuz"),
         initrd: out.join("initrd.gz"),
-    };
-    let stamp = wanted_stamp(&script);
-    if is_current(&out, &stamp) {
-        return image;
     }
-
-    fs::create_dir_all(&target).expect("create target dir");
-    let _lock = lock_file(&target.join("ephemeral.lock"));
-    // Another process may have built it while we waited for the lock.
-    let stamp = wanted_stamp(&script);
-    if is_current(&out, &stamp) {
-        return image;
-    }
-
-    let staging = tempfile::Builder::new()
-        .prefix(".ephemeral-")
-        .tempdir_in(&target)
-        .expect("create staging dir");
-    let built = staging.path().join("image");
-    let output = Command::new("bash")
-        .arg(&script)
-        .arg(&built)
-        .output()
-        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
-    assert!(
-        output.status.success(),
-        "{} failed ({}): {}",
-        script.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    // The old image goes with the staging dir; a QEMU still running from it
-    // keeps its open files.
-    if out.exists() {
-        fs::rename(&out, staging.path().join("old")).expect("move the old image aside");
-    }
-    fs::rename(&built, &out).expect("move the new image into place");
-    image
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::path::Path;
+    use std::process::Command;
 
-    /// A copy of the image sources in a temporary directory.
+    fn wanted_stamp(script: &Path) -> String {
+        build_once::stamp(script, &[])
+    }
+
+    /// A copy of the image sources (and the `lib.sh` beside them) in a
+    /// temporary directory.
     fn copy_sources() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("ephemeral");
+        fs::create_dir(&copy).unwrap();
         for entry in fs::read_dir(source_dir()).unwrap() {
             let entry = entry.unwrap();
             if !entry.file_type().unwrap().is_file() {
                 continue;
             }
-            fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+            fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
         }
+        let lib = source_dir().join("../lib.sh");
+        fs::copy(lib, dir.path().join("lib.sh")).unwrap();
         dir
     }
 
     #[test]
     fn the_stamp_changes_with_every_image_input() {
         let sources = copy_sources();
-        let script = sources.path().join("build.sh");
+        let script = sources.path().join("ephemeral/build.sh");
         let original = wanted_stamp(&script);
         assert_eq!(original.len(), 64, "{original}");
         assert_eq!(wanted_stamp(&script), original, "the stamp is stable");
@@ -183,8 +95,8 @@ mod tests {
             original,
             "the stamp depends on contents, not on the directory"
         );
-        for input in ["agent.sh", "udhcpc.script", "build.sh"] {
-            let path = sources.path().join(input);
+        for input in ["agent.sh", "udhcpc.script", "build.sh", "../lib.sh"] {
+            let path = sources.path().join("ephemeral").join(input);
             let text = fs::read_to_string(&path).unwrap();
             fs::write(&path, format!("{text}\n# changed\n")).unwrap();
             assert_ne!(wanted_stamp(&script), original, "{input} changed");

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod bmc;
 pub mod boot_files;
+pub mod build_once;
 pub mod configured;
 pub mod dhcp_site;
 pub mod ephemeral;

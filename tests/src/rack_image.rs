@@ -10,10 +10,8 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::netns::{self, Netns, PortForward};
@@ -29,121 +27,31 @@ pub struct RackImage {
     pub initrd: PathBuf,
 }
 
-/// Serialises builds within this process; the file lock covers the others.
-static BUILD: Mutex<()> = Mutex::new(());
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
 /// The directory holding `build.sh` and the image's other inputs.
 pub fn source_dir() -> PathBuf {
-    workspace().join("images/rack")
-}
-
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace().join(dir),
-        None => workspace().join("target"),
-    }
-}
-
-fn wanted_stamp(script: &Path, rack: &Path) -> String {
-    let output = Command::new("bash")
-        .arg(script)
-        .arg("--stamp")
-        .arg(rack)
-        .output()
-        .unwrap_or_else(|e| panic!("run {} --stamp: {e}", script.display()));
-    assert!(
-        output.status.success(),
-        "{} --stamp failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("stamp is text")
-        .trim()
-        .to_string()
-}
-
-fn is_current(out: &Path, stamp: &str) -> bool {
-    ["rack.img", "vmlinuz", "initrd.gz"]
-        .iter()
-        .all(|f| out.join(f).is_file())
-        && fs::read_to_string(out.join("stamp")).is_ok_and(|s| s.trim() == stamp)
-}
-
-fn lock_file(path: &Path) -> File {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    loop {
-        // SAFETY: flock on a file descriptor we own, for as long as we hold it.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return file;
-        }
-        let err = std::io::Error::last_os_error();
-        assert!(
-            err.kind() == std::io::ErrorKind::Interrupted,
-            "flock {}: {err}",
-            path.display()
-        );
-    }
+    crate::build_once::workspace().join("images/rack")
 }
 
 /// The rack image in `target/rack-image/`, built with the workspace's
 /// (debug) `edgemetal-rack` first when missing or stale. Safe to call from
-/// many tests and processes at once. The build installs missing Debian
-/// packages (syslinux, mtools, dosfstools, …), which needs root.
+/// many tests and processes at once (see [`crate::build_once`]). The build
+/// installs missing Debian packages (syslinux, mtools, dosfstools, …), which
+/// needs root.
 pub fn image() -> RackImage {
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let script = source_dir().join("build.sh");
     let rack = crate::process::binary("edgemetal-rack");
-    let target = target_dir();
-    let out = target.join("rack-image");
-    let image = RackImage {
+    let out = crate::build_once::ImageBuild {
+        name: "rack-image",
+        script: &script,
+        args: &[rack.as_os_str()],
+        files: &["rack.img", "vmlinuz", "initrd.gz"],
+    }
+    .output();
+    RackImage {
         disk: out.join("rack.img"),
         kernel: out.join("vmlinuz"),
         initrd: out.join("initrd.gz"),
-    };
-    if is_current(&out, &wanted_stamp(&script, &rack)) {
-        return image;
     }
-    fs::create_dir_all(&target).expect("create target dir");
-    let _lock = lock_file(&target.join("rack-image.lock"));
-    if is_current(&out, &wanted_stamp(&script, &rack)) {
-        return image;
-    }
-    let staging = tempfile::Builder::new()
-        .prefix(".rack-image-")
-        .tempdir_in(&target)
-        .expect("create staging dir");
-    let built = staging.path().join("image");
-    let output = Command::new("bash")
-        .arg(&script)
-        .arg(&built)
-        .arg(&rack)
-        .output()
-        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
-    assert!(
-        output.status.success(),
-        "{} failed ({}): {}",
-        script.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    if out.exists() {
-        fs::rename(&out, staging.path().join("old")).expect("move the old image aside");
-    }
-    fs::rename(&built, &out).expect("move the new image into place");
-    image
 }
 
 /// The byte range of MBR partition `number` (1–4) of a disk image.

@@ -35,7 +35,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::bmc::{PASSWORD, USER};
+use crate::bmc::{make_executable, write_sim_config, PASSWORD, SIM_ARGS};
 use crate::netns::Netns;
 
 /// The machine QEMU emulates.
@@ -233,38 +233,12 @@ impl VmBmc {
         File::create(path.join("disk.img"))
             .and_then(|disk| disk.set_len(vm.disk_bytes))
             .expect("create the disk image");
-        std::fs::create_dir(path.join("state")).unwrap();
-        std::fs::write(
-            path.join("lan.conf"),
-            format!(
-                r#"name "vm{port}"
-set_working_mc 0x20
-  startlan 1
-    addr 127.0.0.1 {port}
-    priv_limit admin
-    allowed_auths_admin none md2 md5 straight
-    guid a123456789abcdefa123456789abcdef
-  endlan
-  chassis_control "{script} 0x20"
-  user 2 true "{USER}" "{PASSWORD}" admin 10 none md2 md5 straight
-"#,
-                script = script.display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            path.join("bmc.emu"),
-            "mc_setbmc 0x20\n\
-             mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\n\
-             sel_enable 0x20 1000 0x0a\n\
-             mc_enable 0x20\n",
-        )
-        .unwrap();
+        write_sim_config(path, &format!("vm{port}"), port, &script);
         let log = File::create(path.join("ipmi_sim.log")).unwrap();
         // `ip netns exec` execs ipmi_sim: the child's pid is ipmi_sim's.
         let child = bmc_ns
             .command("ipmi_sim")
-            .args(["-n", "-c", "lan.conf", "-f", "bmc.emu", "-s", "state"])
+            .args(SIM_ARGS)
             .current_dir(path)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -514,11 +488,6 @@ fn pids_with_arg(token: &str) -> Vec<u32> {
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| is_ours(pid, token))
         .collect()
-}
-
-fn make_executable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use edgemetal_protocol::{
-    architecture_of_option93, BootAnswer, BootDecision, BootIntent, BootQuery, BootResourceKind,
+    Architecture, BootAnswer, BootDecision, BootIntent, BootQuery, BootResourceKind,
     ConfigSnapshot, EphemeralBoot, IntentBatch, MacAddress, MachineMetadata,
 };
 use prometheus_client::metrics::counter::Counter;
@@ -282,7 +282,7 @@ impl Decisions {
 
     /// The enlistment image for a machine never seen, by its architecture.
     fn enlistment(&self, arch: Option<u16>) -> BootDecision {
-        let architecture = architecture_of_option93(arch);
+        let architecture = Architecture::from_option93(arch).as_str();
         let snapshot = self.snapshots.borrow();
         let resources = snapshot
             .as_ref()

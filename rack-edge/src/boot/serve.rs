@@ -12,8 +12,9 @@ use super::tftp_files::TftpFiles;
 use super::{http, BootCache, Decisions};
 use crate::config::RackConfig;
 use crate::dhcp::LeaseDirectory;
+use crate::hub::Hub;
+use crate::services::Services;
 use crate::state::SharedQueue;
-use crate::status::LiveStatus;
 
 /// What the link needs from the boot side.
 pub struct BootParts {
@@ -25,11 +26,12 @@ pub struct BootParts {
     pub queries: mpsc::UnboundedReceiver<BootQuery>,
 }
 
-/// Opens the cache and decisions; starts the HTTP and TFTP servers that the
-/// configuration enables.
+/// Opens the cache and decisions; binds the HTTP and TFTP servers that the
+/// configuration enables and starts them into `services`.
 pub async fn start(
     config: &RackConfig,
-    status: &Arc<LiveStatus>,
+    hub: &Arc<Hub>,
+    services: &mut Services,
     events: Arc<SharedQueue>,
     directory: LeaseDirectory,
 ) -> anyhow::Result<BootParts> {
@@ -40,11 +42,11 @@ pub async fn start(
     let decisions = Decisions::open(
         &config.state_dir,
         queries_tx,
-        status.snapshots.subscribe(),
-        status.metrics.boot.clone(),
+        hub.snapshots.subscribe(),
+        hub.metrics.boot.clone(),
     );
     let decisions = Arc::new(if config.protocol_version < 2 {
-        decisions.asking_the_region_first(status.link_up())
+        decisions.asking_the_region_first(hub.link_up())
     } else {
         decisions
     });
@@ -63,7 +65,7 @@ pub async fn start(
             decisions: decisions.clone(),
             directory,
             events,
-            snapshots: status.snapshots.subscribe(),
+            snapshots: hub.snapshots.subscribe(),
             gateway: crate::metadata::GatewayPorts {
                 syslog: config.syslog_address().map(|a| a.port()),
                 proxy: config.proxy_address().map(|a| a.port()),
@@ -71,16 +73,12 @@ pub async fn start(
                 dns: config.dns_address().map(|a| a.port()),
             },
         }));
-        let watcher = status.clone();
-        tokio::spawn(async move {
-            // The metadata service and the boot reports need the caller's address.
-            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            if let Err(error) = axum::serve(listener, app).await {
-                tracing::error!(%error, "HTTP boot server stopped");
-                watcher.set_health(ServiceKind::Http, HealthState::Down, error.to_string());
-            }
+        // The metadata service and the boot reports need the caller's address.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        services.spawn("HTTP boot server", Some(ServiceKind::Http), async move {
+            Ok(axum::serve(listener, app).await?)
         });
-        status.set_health(ServiceKind::Http, HealthState::Healthy, "");
+        hub.set_health(ServiceKind::Http, HealthState::Healthy, "");
     }
     if let Some(address) = config.tftp_address() {
         let binaries = match crate::tftp::DirSource::new(&config.ipxe_dir) {
@@ -101,17 +99,13 @@ pub async fn start(
         };
         let server = crate::tftp::TftpServer::bind(address, Arc::new(files), Default::default())
             .await
-            .with_context(|| format!("cannot listen for TFTP on {address}"))?;
+            .with_context(|| format!("cannot listen for TFTP on {address}"))?
+            .with_counters(hub.metrics.tftp.clone());
         tracing::info!(%address, "TFTP server listening");
-        status.metrics.set_tftp(server.counters());
-        let watcher = status.clone();
-        tokio::spawn(async move {
-            if let Err(error) = server.run().await {
-                tracing::error!(%error, "TFTP server stopped");
-                watcher.set_health(ServiceKind::Tftp, HealthState::Down, error.to_string());
-            }
+        services.spawn("TFTP server", Some(ServiceKind::Tftp), async move {
+            Ok(server.run().await?)
         });
-        status.set_health(ServiceKind::Tftp, HealthState::Healthy, "");
+        hub.set_health(ServiceKind::Tftp, HealthState::Healthy, "");
     }
     Ok(BootParts {
         cache,

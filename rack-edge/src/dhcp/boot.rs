@@ -7,7 +7,7 @@
 
 use std::net::Ipv4Addr;
 
-use edgemetal_protocol::MacAddress;
+use edgemetal_protocol::{ClientArch, MacAddress};
 
 /// The boot stage a client is in, from its vendor and user classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,14 +31,15 @@ pub enum Load {
     IpxeScript,
 }
 
-/// One row: clients in `stage` with an architecture in `arches` (any when
-/// `None`) are told to `load`.
+/// One row: clients in `stage` with an option 93 architecture in `arches`
+/// (any when `None`) are told to `load`.
 #[derive(Debug, Clone, Copy)]
 pub struct Row {
     /// The stage.
     pub stage: Stage,
-    /// RFC 4578 / IANA option 93 architecture types; `None` matches any.
-    pub arches: Option<&'static [u16]>,
+    /// Option 93 client architectures (protocol's [`ClientArch`] table);
+    /// `None` matches any, including unknown codes.
+    pub arches: Option<&'static [ClientArch]>,
     /// The answer.
     pub load: Load,
 }
@@ -55,29 +56,29 @@ pub const TABLE: &[Row] = &[
     },
     Row {
         stage: Stage::Pxe,
-        arches: Some(&[0]),
+        arches: Some(&[ClientArch::X86Bios]),
         load: Load::Tftp("undionly.kpxe"),
     },
     // snponly.efi drives the NIC the firmware booted from through its own
     // SNP driver, which works on NICs iPXE has no native driver for.
     Row {
         stage: Stage::Pxe,
-        arches: Some(&[6, 7, 9]),
+        arches: Some(&[ClientArch::X86Uefi, ClientArch::X64Uefi, ClientArch::Ebc]),
         load: Load::Tftp("snponly.efi"),
     },
     Row {
         stage: Stage::Pxe,
-        arches: Some(&[10, 11]),
+        arches: Some(&[ClientArch::Arm32Uefi, ClientArch::Arm64Uefi]),
         load: Load::Tftp("ipxe-arm64.efi"),
     },
     Row {
         stage: Stage::Http,
-        arches: Some(&[16]),
+        arches: Some(&[ClientArch::X64UefiHttp]),
         load: Load::HttpBinary("snponly.efi"),
     },
     Row {
         stage: Stage::Http,
-        arches: Some(&[19]),
+        arches: Some(&[ClientArch::Arm64UefiHttp]),
         load: Load::HttpBinary("ipxe-arm64.efi"),
     },
 ];
@@ -145,7 +146,10 @@ pub fn decide(
         row.stage == stage
             && match row.arches {
                 None => true,
-                Some(arches) => request.arch.is_some_and(|arch| arches.contains(&arch)),
+                Some(arches) => request
+                    .arch
+                    .and_then(ClientArch::from_code)
+                    .is_some_and(|arch| arches.contains(&arch)),
             }
     })?;
     let http = |path: String| format!("http://{rack_ip}:{http_port}{path}");
@@ -264,7 +268,7 @@ mod tests {
     #[test]
     fn every_row_is_reachable() {
         for (index, row) in TABLE.iter().enumerate() {
-            let arch = row.arches.map(|arches| arches[0]);
+            let arch = row.arches.map(|arches| arches[0].code());
             let request = BootRequest {
                 arch,
                 vendor_class: Some(match row.stage {
@@ -275,10 +279,26 @@ mod tests {
             };
             let first = TABLE.iter().position(|r| {
                 r.stage == row.stage
-                    && (r.arches.is_none() || arch.is_some_and(|a| r.arches.unwrap().contains(&a)))
+                    && (r.arches.is_none()
+                        || arch.is_some_and(|a| {
+                            r.arches.unwrap().iter().any(|known| known.code() == a)
+                        }))
             });
             assert_eq!(first, Some(index), "row {index} is shadowed");
             assert!(decide(&request, MAC, RACK, 80).is_some());
+        }
+    }
+
+    #[test]
+    fn tftp_rows_take_pxe_codes_and_http_rows_take_http_boot_codes() {
+        for row in TABLE {
+            for arch in row.arches.unwrap_or_default() {
+                match row.stage {
+                    Stage::Pxe => assert!(!arch.over_http(), "{arch:?} in a PXE row"),
+                    Stage::Http => assert!(arch.over_http(), "{arch:?} in an HTTP row"),
+                    Stage::Ipxe => {}
+                }
+            }
         }
     }
 }

@@ -9,6 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use edgemetal_protocol::{ConfigSnapshot, Discovery, LeaseChange, LeaseReport, RackEventKind};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -16,8 +19,8 @@ use tokio::sync::mpsc;
 use super::{
     Action, Destination, Engine, EngineConfig, Journal, LeaseDirectory, LeaseEvent, RecvMeta,
 };
+use crate::hub::Hub;
 use crate::state::SharedQueue;
-use crate::status::LiveStatus;
 
 /// Compact the journal once it holds this many records.
 const COMPACT_AFTER: usize = 10_000;
@@ -74,7 +77,7 @@ pub async fn run(
     interfaces: Vec<String>,
     http_port: u16,
     state_dir: &Path,
-    status: Arc<LiveStatus>,
+    hub: Arc<Hub>,
     events: Arc<SharedQueue>,
     directory: LeaseDirectory,
 ) -> anyhow::Result<()> {
@@ -90,7 +93,7 @@ pub async fn run(
         });
     }
     anyhow::ensure!(!served.is_empty(), "no DHCP interface");
-    status.set_health(
+    hub.set_health(
         edgemetal_protocol::ServiceKind::Dhcp,
         edgemetal_protocol::HealthState::Healthy,
         "",
@@ -110,7 +113,7 @@ pub async fn run(
     }
     tracing::info!(records = replayed.records, "lease journal replayed");
 
-    let mut snapshots = status.snapshots.subscribe();
+    let mut snapshots = hub.snapshots.subscribe();
     let config = |snapshot: &Option<ConfigSnapshot>| {
         let empty = ConfigSnapshot {
             boot_resources: Vec::new(),
@@ -121,7 +124,7 @@ pub async fn run(
         };
         EngineConfig::from_snapshot(
             snapshot.as_ref().unwrap_or(&empty),
-            &status.rack_id,
+            &hub.rack_id,
             &addresses,
             server_id,
             http_port,
@@ -185,13 +188,13 @@ pub async fn run(
             }
             _ = tick.tick() => batch.push((0, engine.poll_expired(now_secs()))),
         };
-        carry_out(batch, &served, &mut journal, &status, &events, &directory);
+        carry_out(batch, &served, &mut journal, &hub, &events, &directory);
         for (reason, count) in engine.counters().dropped_by_reason() {
             let seen = dropped_seen.entry(reason.as_str()).or_default();
             if count > *seen {
-                status
-                    .metrics
-                    .dhcp_dropped
+                hub.metrics
+                    .dhcp
+                    .dropped
                     .get_or_create(&vec![("reason", reason.as_str().to_string())])
                     .inc_by(count - *seen);
                 *seen = count;
@@ -213,7 +216,7 @@ fn carry_out(
     batch: Vec<(usize, Vec<Action>)>,
     served: &[Served],
     journal: &mut Journal,
-    status: &LiveStatus,
+    hub: &Hub,
     events: &SharedQueue,
     directory: &LeaseDirectory,
 ) {
@@ -249,7 +252,7 @@ fn carry_out(
                 Action::Event(event) => {
                     directory.apply(&event);
                     reports.extend(to_rack_event(&event));
-                    report(event, status);
+                    report(event, hub);
                 }
             }
         }
@@ -282,10 +285,10 @@ fn send(interface: &Served, bytes: &[u8], to: Destination) {
     }
 }
 
-fn report(event: LeaseEvent, status: &LiveStatus) {
-    status
-        .metrics
-        .dhcp_events
+fn report(event: LeaseEvent, hub: &Hub) {
+    hub.metrics
+        .dhcp
+        .events
         .get_or_create(&vec![("event", event_name(&event).to_string())])
         .inc();
     match &event {
@@ -341,5 +344,31 @@ fn event_name(event: &LeaseEvent) -> &'static str {
         LeaseEvent::Expired(_) => "expired",
         LeaseEvent::Declined(_) => "declined",
         LeaseEvent::UnknownPxeClient { .. } => "unknown_pxe_client",
+    }
+}
+
+/// The DHCP server's metrics, registered once on the rack's registry (like
+/// every service's counters): `dhcp_events{event}`, `dhcp_dropped{reason}`.
+#[derive(Debug, Default)]
+pub struct DhcpMetrics {
+    /// Lease events, by kind.
+    pub events: Family<Vec<(&'static str, String)>, Counter>,
+    /// Datagrams dropped, by reason (the engine's counts, as they grow).
+    pub dropped: Family<Vec<(&'static str, String)>, Counter>,
+}
+
+impl DhcpMetrics {
+    /// Registers the metrics under the rack's registry.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "dhcp_events",
+            "DHCP lease events, by kind",
+            self.events.clone(),
+        );
+        registry.register(
+            "dhcp_dropped",
+            "DHCP datagrams dropped, by reason",
+            self.dropped.clone(),
+        );
     }
 }

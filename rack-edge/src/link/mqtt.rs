@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use super::session::{Inbound, Outgoing, Session};
 use crate::boot::window::FetchWindow;
 use crate::boot::ChunkOutcome;
+use crate::hub::Hub;
 use crate::state::{CountersFile, SnapshotFile};
-use crate::status::LiveStatus;
 
 /// Largest payload the link accepts or sends.
 const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
@@ -50,12 +50,12 @@ async fn fetch_blobs(
     session: &mut Session,
     files: &StateFiles,
     settings: &LinkSettings,
-    status: &LiveStatus,
+    hub: &Hub,
     window: &mut FetchWindow,
     chunk: Option<edgemetal_protocol::BlobChunk>,
     send: &impl Fn(Outgoing),
 ) -> (Option<std::io::Result<ChunkOutcome>>, Option<Instant>) {
-    let wanted = wanted_resources(status);
+    let wanted = wanted_resources(hub);
     let cache = settings.boot_cache.clone();
     let now = Instant::now();
     let answered = chunk
@@ -92,7 +92,7 @@ async fn fetch_blobs(
     })
     .await
     .unwrap_or_default();
-    if let Ok(mut shown) = status.boot_resources.write() {
+    if let Ok(mut shown) = hub.boot_resources.write() {
         *shown = progress;
     }
     let more = !requests.is_empty();
@@ -107,9 +107,8 @@ async fn fetch_blobs(
     (outcome, window.wake_at(more, now))
 }
 
-fn wanted_resources(status: &LiveStatus) -> Vec<edgemetal_protocol::BootResource> {
-    status
-        .snapshots
+fn wanted_resources(hub: &Hub) -> Vec<edgemetal_protocol::BootResource> {
+    hub.snapshots
         .borrow()
         .as_ref()
         .map(|s| s.boot_resources.clone())
@@ -262,7 +261,7 @@ pub async fn run(
     mut settings: LinkSettings,
     mut session: Session,
     mut files: StateFiles,
-    status: Arc<LiveStatus>,
+    hub: Arc<Hub>,
 ) {
     let started = Instant::now();
     let will = session.last_will(now_ms());
@@ -342,7 +341,7 @@ pub async fn run(
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     connected = true;
-                    status.set_connected(true);
+                    hub.set_connected(true);
                     tracing::info!(broker = %settings.broker, rack = %session.rack_id(), "connected to broker");
                     if let Err(error) = client.try_subscribe(session.subscription(), QoS::AtLeastOnce) {
                         tracing::error!(%error, "cannot subscribe to the rack's topics");
@@ -358,7 +357,7 @@ pub async fn run(
                     logs_in_flight = None;
                     deliver_logs(&mut session, &files, &mut logs_in_flight, &send).await;
                     blobs.reset();
-                    blob_wake = fetch_blobs(&mut session, &files, &settings, &status, &mut blobs, None, &send).await.1;
+                    blob_wake = fetch_blobs(&mut session, &files, &settings, &hub, &mut blobs, None, &send).await.1;
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     let inbound = session.on_publish(now_ms(), &publish.topic, &publish.payload, publish.retain);
@@ -375,12 +374,12 @@ pub async fn run(
                                 .and_then(|r| r.map_err(|e| e.to_string()));
                             match &persisted {
                                 Ok(()) => {
-                                    status.metrics.snapshots_applied.inc();
+                                    hub.metrics.link.snapshots_applied.inc();
                                     tracing::info!(generation = snapshot.generation.0, subnets = snapshot.subnets.len(), "applied snapshot");
-                                    status.set_applied(snapshot.clone());
+                                    hub.set_applied(snapshot.clone());
                                 }
                                 Err(error) => {
-                                    status.metrics.snapshots_refused.inc();
+                                    hub.metrics.link.snapshots_refused.inc();
                                     tracing::error!(%error, "cannot persist snapshot; keeping the previous one");
                                 }
                             }
@@ -389,9 +388,9 @@ pub async fn run(
                                 send(ack);
                             }
                             let cache = settings.boot_cache.clone();
-                            let wanted = wanted_resources(&status);
+                            let wanted = wanted_resources(&hub);
                             let _ = tokio::task::spawn_blocking(move || cache.prune(&wanted)).await;
-                            blob_wake = fetch_blobs(&mut session, &files, &settings, &status, &mut blobs, None, &send).await.1;
+                            blob_wake = fetch_blobs(&mut session, &files, &settings, &hub, &mut blobs, None, &send).await.1;
                         }
                         Inbound::Rekey(keys) => {
                             // Persist first: a crash after the ack but before the write
@@ -422,8 +421,8 @@ pub async fn run(
                         }
                         Inbound::LogsAcked(up_to) => {
                             let forwarded = ack_logs(&files, up_to).await;
-                            status.metrics.syslog.forwarded.inc_by(forwarded);
-                            status.metrics.syslog.queued_bytes.set(files.logs.lock().pending_bytes() as i64);
+                            hub.metrics.syslog.forwarded.inc_by(forwarded);
+                            hub.metrics.syslog.queued_bytes.set(files.logs.lock().pending_bytes() as i64);
                             if logs_in_flight.is_some_and(|last| up_to >= last) {
                                 logs_in_flight = None;
                             }
@@ -431,7 +430,7 @@ pub async fn run(
                         }
                         Inbound::BlobChunk(chunk) => {
                             let sha256 = chunk.sha256;
-                            let (outcome, wake) = fetch_blobs(&mut session, &files, &settings, &status, &mut blobs, Some(chunk), &send).await;
+                            let (outcome, wake) = fetch_blobs(&mut session, &files, &settings, &hub, &mut blobs, Some(chunk), &send).await;
                             blob_wake = wake;
                             match outcome {
                                 Some(Ok(ChunkOutcome::Missing)) => tracing::warn!(sha256 = %hex::encode(sha256), "the region does not have a boot resource; retrying later"),
@@ -462,7 +461,7 @@ pub async fn run(
                             }
                         }
                         Inbound::Dropped(reason, detail) => {
-                            status.metrics.reject(reason);
+                            hub.metrics.link.reject(reason);
                             tracing::warn!(topic = %publish.topic, bytes = publish.payload.len(), %reason, %detail, "dropped link payload");
                         }
                     }
@@ -475,7 +474,7 @@ pub async fn run(
                         tracing::debug!(broker = %settings.broker, %error, "broker not reachable");
                     }
                     connected = false;
-                    status.set_connected(false);
+                    hub.set_connected(false);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     // Every connection gets a will of its own: the region
                     // accepts only the will of the connection it saw come online.
@@ -503,7 +502,7 @@ pub async fn run(
                 }
             }
             _ = sleep_until_blob_wake(blob_wake), if connected && blob_wake.is_some() => {
-                blob_wake = fetch_blobs(&mut session, &files, &settings, &status, &mut blobs, None, &send).await.1;
+                blob_wake = fetch_blobs(&mut session, &files, &settings, &hub, &mut blobs, None, &send).await.1;
             }
             _ = files.events.added.notified(), if connected => {
                 deliver_events(&mut session, &files, &mut events_sent, &send).await;
@@ -518,18 +517,18 @@ pub async fn run(
                 deliver_events(&mut session, &files, &mut events_sent, &send).await;
                 logs_in_flight = None;
                 deliver_logs(&mut session, &files, &mut logs_in_flight, &send).await;
-                blob_wake = fetch_blobs(&mut session, &files, &settings, &status, &mut blobs, None, &send).await.1;
+                blob_wake = fetch_blobs(&mut session, &files, &settings, &hub, &mut blobs, None, &send).await.1;
                 let mut health = vec![ServiceHealth {
                     service: ServiceKind::Link,
                     state: HealthState::Healthy,
                     detail: String::new(),
                 }];
-                if let Ok(services) = status.services.read() {
+                if let Ok(services) = hub.services.read() {
                     health.extend(services.iter().cloned());
                 }
                 let counters = vec![edgemetal_protocol::Counter {
                     name: "link_rejected_total".into(),
-                    value: status.metrics.rejected_total(),
+                    value: hub.metrics.link.rejected_total(),
                 }];
                 let heartbeat = session.heartbeat(now_ms(), started.elapsed().as_secs(), health, counters);
                 if persist_counters(&mut session, &files.counters).await {

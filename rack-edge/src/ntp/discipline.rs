@@ -217,13 +217,16 @@ impl Discipline {
         }
     }
 
-    /// An answer from `key`'s upstream arrived at `received` (rack clock).
-    /// Anything that is not the answer to the outstanding request is ignored.
+    /// An answer from `key`'s upstream arrived at `received` (rack clock)
+    /// and is handled at `now` (the adapter's monotonic clock: the core
+    /// never reads a clock itself). Anything that is not the answer to the
+    /// outstanding request is ignored.
     pub fn incoming(
         &mut self,
         key: SourceKey,
         bytes: &[u8],
         received: NtpTimestamp,
+        now: NtpInstant,
     ) -> Vec<Effect> {
         let Some(upstream) = self.upstreams.get_mut(&key) else {
             return Vec::new();
@@ -233,7 +236,7 @@ impl Discipline {
         };
         let actions = upstream
             .source
-            .handle_incoming(bytes, NtpInstant::now(), sent_at, received);
+            .handle_incoming(bytes, now, sent_at, received);
         self.source_actions(key, actions)
     }
 
@@ -426,7 +429,12 @@ mod tests {
                     {
                         let reply = message.to_vec();
                         let received = discipline.clock().now().unwrap();
-                        effects.extend(discipline.incoming(source, &reply, received));
+                        effects.extend(discipline.incoming(
+                            source,
+                            &reply,
+                            received,
+                            NtpInstant::now(),
+                        ));
                     }
                 }
                 Effect::SourceTimer { source, .. } if polls_left > 0 => {

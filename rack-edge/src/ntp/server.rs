@@ -18,7 +18,7 @@ use super::access::server_config;
 use super::clock::RackClock;
 use super::discipline::{with_default_port, Discipline, Effect, SourceKey, SyncState};
 use super::serve::Responder;
-use crate::status::LiveStatus;
+use crate::hub::Hub;
 
 /// How long a name lookup for an upstream may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,17 +31,17 @@ const REFRESH: Duration = Duration::from_secs(2);
 /// The NTP server, bound and ready to run.
 pub struct NtpServer {
     socket: UdpSocket,
-    status: Arc<LiveStatus>,
+    hub: Arc<Hub>,
     clock: RackClock,
 }
 
 impl NtpServer {
     /// Binds the server's UDP socket on `address`.
-    pub async fn bind(address: SocketAddr, status: Arc<LiveStatus>) -> std::io::Result<NtpServer> {
+    pub async fn bind(address: SocketAddr, hub: Arc<Hub>) -> std::io::Result<NtpServer> {
         let socket = UdpSocket::bind(address).await?;
         Ok(NtpServer {
             socket,
-            status,
+            hub,
             clock: RackClock::system(),
         })
     }
@@ -53,15 +53,15 @@ impl NtpServer {
 
     /// Serves clients and disciplines the clock until the socket fails.
     pub async fn run(self) -> std::io::Result<()> {
-        let metrics = self.status.metrics.ntp.clone();
-        let mut snapshots = self.status.snapshots.subscribe();
+        let metrics = self.hub.metrics.ntp.clone();
+        let mut snapshots = self.hub.snapshots.subscribe();
         let initial = snapshots.borrow_and_update().clone();
         let (advertise, mut advertised) = watch::channel(SystemSnapshot::default());
         let discipline = tokio::spawn(discipline_loop(
             self.clock.clone(),
-            self.status.snapshots.subscribe(),
+            self.hub.snapshots.subscribe(),
             advertise,
-            self.status.clone(),
+            self.hub.clone(),
         ));
         let _stop_discipline = AbortOnDrop(discipline);
 
@@ -165,7 +165,7 @@ async fn discipline_loop(
     clock: RackClock,
     mut snapshots: watch::Receiver<Option<ConfigSnapshot>>,
     advertise: watch::Sender<SystemSnapshot>,
-    status: Arc<LiveStatus>,
+    hub: Arc<Hub>,
 ) {
     let own_addresses = if_addrs::get_if_addrs()
         .map(|interfaces| interfaces.iter().map(|interface| interface.ip()).collect())
@@ -270,7 +270,7 @@ async fn discipline_loop(
         if refresh <= now {
             refresh = now + REFRESH;
         }
-        publish(&discipline, &advertise, &status, &mut reported);
+        publish(&discipline, &advertise, &hub, &mut reported);
 
         let next = timers
             .values()
@@ -288,7 +288,12 @@ async fn discipline_loop(
                 reread = true;
             }
             Some(arrival) = arrivals.recv() => {
-                let effects = discipline.incoming(arrival.source, &arrival.bytes, arrival.at);
+                let effects = discipline.incoming(
+                    arrival.source,
+                    &arrival.bytes,
+                    arrival.at,
+                    ntp_proto::NtpInstant::now(),
+                );
                 apply(effects, &mut discipline, &mut links, &mut timers, &mut system_timer, &mut pending).await;
             }
             _ = tokio::time::sleep_until(next) => {}
@@ -398,7 +403,7 @@ async fn connect(name: &str) -> std::io::Result<(UdpSocket, SocketAddr)> {
 fn publish(
     discipline: &Discipline,
     advertise: &watch::Sender<SystemSnapshot>,
-    status: &LiveStatus,
+    hub: &Hub,
     reported: &mut Option<SyncState>,
 ) {
     let now = infallible_now(discipline.clock());
@@ -412,7 +417,7 @@ fn publish(
         changed
     });
     let state = discipline.state(now);
-    let metrics = &status.metrics.ntp;
+    let metrics = &hub.metrics.ntp;
     metrics
         .correction_seconds
         .set(discipline.clock().correction());
@@ -463,6 +468,6 @@ fn publish(
         ),
     };
     tracing::info!(detail = %detail, "NTP clock state");
-    status.set_health(ServiceKind::Ntp, health, detail);
+    hub.set_health(ServiceKind::Ntp, health, detail);
     *reported = Some(state);
 }

@@ -75,19 +75,15 @@ pub fn decode(
     }
 }
 
-/// The UTC civil year and month of `now_ms` (days-from-civil inverted, as in
-/// Howard Hinnant's date algorithms), so decoding needs no clock.
+/// The UTC civil year and month of `now_ms` (by the `time` crate), so
+/// decoding needs no clock. Past the last date `time` knows (9999-12-31),
+/// that date's.
 fn year_and_month(now_ms: u64) -> (i32, u32) {
-    let days = (now_ms / 86_400_000) as i64 + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year as i32, month)
+    let secs = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
+    let date = time::OffsetDateTime::from_unix_timestamp(secs)
+        .map(|at| at.date())
+        .unwrap_or(time::Date::MAX);
+    (date.year(), u32::from(u8::from(date.month())))
 }
 
 #[cfg(test)]
@@ -104,6 +100,9 @@ mod tests {
         assert_eq!(year_and_month(0), (1970, 1));
         assert_eq!(year_and_month(NOW), (2026, 11));
         assert_eq!(year_and_month(951_782_400_000), (2000, 2)); // 2000-02-29
+        assert_eq!(year_and_month(951_868_799_999), (2000, 2)); // its last ms
+        assert_eq!(year_and_month(951_868_800_000), (2000, 3));
+        assert_eq!(year_and_month(u64::MAX), (9999, 12));
     }
 
     #[test]

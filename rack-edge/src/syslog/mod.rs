@@ -19,7 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 pub use queue::{LogQueue, SharedLogQueue};
-pub use server::start;
+pub use server::{bind, SyslogRelay};
 
 /// The relay's metrics, under the registry's prefix: `syslog_received_total{transport}`,
 /// `syslog_truncated_total`, `syslog_malformed_total`, `syslog_refused_total`,

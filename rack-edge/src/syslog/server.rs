@@ -42,14 +42,15 @@ pub fn open_queue(
     Ok(SharedLogQueue::new(queue))
 }
 
-/// Binds UDP and TCP on `address` and serves until the process ends.
-pub async fn start(
+/// Binds the relay's UDP and TCP sockets on `address`; [`SyslogRelay::run`]
+/// serves them.
+pub async fn bind(
     address: SocketAddr,
     snapshots: watch::Receiver<Option<ConfigSnapshot>>,
     directory: LeaseDirectory,
     queue: Arc<SharedLogQueue>,
     counters: Arc<Counters>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<SyslogRelay> {
     let udp =
         bind_udp(address).with_context(|| format!("cannot listen for syslog on UDP {address}"))?;
     let tcp = TcpListener::bind(address)
@@ -58,23 +59,61 @@ pub async fn start(
     let admission = Arc::new(RwLock::new(Admission::from_snapshot(
         snapshots.borrow().as_ref(),
     )));
-    tokio::spawn(follow_snapshots(snapshots, admission.clone()));
     let (lines, received) = mpsc::channel(CHANNEL_LINES);
-    tokio::spawn(write_lines(
-        received,
-        queue,
-        admission.clone(),
-        counters.clone(),
-    ));
-    let shared = Relay {
+    let relay = Relay {
         admission,
         directory,
         counters,
         lines,
     };
-    tokio::spawn(serve_udp(udp, shared.clone()));
-    tokio::spawn(serve_tcp(tcp, shared));
-    Ok(())
+    Ok(SyslogRelay {
+        udp,
+        tcp,
+        snapshots,
+        received,
+        queue,
+        relay,
+    })
+}
+
+/// A bound syslog relay.
+pub struct SyslogRelay {
+    udp: UdpSocket,
+    tcp: TcpListener,
+    snapshots: watch::Receiver<Option<ConfigSnapshot>>,
+    received: mpsc::Receiver<LogLine>,
+    queue: Arc<SharedLogQueue>,
+    relay: Relay,
+}
+
+impl SyslogRelay {
+    /// Serves UDP and TCP, follows the snapshots' admission rules and queues
+    /// the lines on disk, each in its own task; stopping the future stops
+    /// them all.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let SyslogRelay {
+            udp,
+            tcp,
+            snapshots,
+            received,
+            queue,
+            relay,
+        } = self;
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(follow_snapshots(snapshots, relay.admission.clone()));
+        tasks.spawn(write_lines(
+            received,
+            queue,
+            relay.admission.clone(),
+            relay.counters.clone(),
+        ));
+        tasks.spawn(serve_udp(udp, relay.clone()));
+        tasks.spawn(serve_tcp(tcp, relay));
+        while let Some(joined) = tasks.join_next().await {
+            joined.context("a syslog relay task failed")?;
+        }
+        Ok(())
+    }
 }
 
 fn bind_udp(address: SocketAddr) -> std::io::Result<UdpSocket> {

@@ -1,8 +1,20 @@
 //! What the TFTP server has done, counted for metrics. Shared by every
 //! transfer (each runs in its own task), hence atomics; the labels are
 //! stable snake_case strings for Prometheus, as in `dhcp::counters`.
+//!
+//! Exported like every rack service's counters: register them once with
+//! [`Counters::register`] and every scrape reads the live values (through
+//! a prometheus-client [`Collector`], as `dns::counters` does).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 /// A TFTP error the server sent, by cause; the label is a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -150,7 +162,8 @@ impl Failure {
 }
 
 /// Counts shared by the listener and every transfer. Read them with the
-/// accessors; the lead renders them as Prometheus counters by label.
+/// accessors; [`Counters::register`] exports them as Prometheus counters by
+/// label.
 #[derive(Debug, Default)]
 pub struct Counters {
     requests: AtomicU64,
@@ -271,5 +284,128 @@ impl Counters {
         Failure::ALL
             .iter()
             .map(|failure| (*failure, self.failed(*failure)))
+    }
+}
+
+impl Counters {
+    /// Registers the counters under the rack's registry, as
+    /// `tftp_requests_total`, `tftp_served_total`, `tftp_bytes_sent_total`,
+    /// `tftp_retransmits_total`, `tftp_errors_total{kind}`,
+    /// `tftp_failed_total{cause}`, `tftp_dropped_total{reason}` (every label
+    /// value, zeros included) and the gauge `tftp_active`.
+    pub fn register(self: &Arc<Self>, registry: &mut Registry) {
+        registry.register_collector(Box::new(CountersCollector(self.clone())));
+    }
+}
+
+/// A counter family to encode: name, help, label name, (label value, count)s.
+type LabelledCounter = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<(&'static str, u64)>,
+);
+
+/// Encodes [`Counters`] on each scrape.
+#[derive(Debug)]
+struct CountersCollector(Arc<Counters>);
+
+impl Collector for CountersCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counters = &self.0;
+        let single = [
+            (
+                "tftp_requests",
+                "Read and write requests received.",
+                counters.requests(),
+            ),
+            ("tftp_served", "Files served to the end.", counters.served()),
+            ("tftp_bytes_sent", "File bytes sent.", counters.bytes_sent()),
+            (
+                "tftp_retransmits",
+                "Blocks sent again after a timeout.",
+                counters.retransmits(),
+            ),
+        ];
+        for (name, help, value) in single {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(value).encode(metric)?;
+        }
+        let labelled: [LabelledCounter; 3] = [
+            (
+                "tftp_errors",
+                "Requests refused, by kind.",
+                "kind",
+                counters
+                    .errors_by_kind()
+                    .map(|(kind, n)| (kind.as_str(), n))
+                    .collect(),
+            ),
+            (
+                "tftp_failed",
+                "Transfers that ended early, by cause.",
+                "cause",
+                counters
+                    .failed_by_kind()
+                    .map(|(failure, n)| (failure.as_str(), n))
+                    .collect(),
+            ),
+            (
+                "tftp_dropped",
+                "Datagrams dropped, by reason.",
+                "reason",
+                counters
+                    .dropped_by_reason()
+                    .map(|(reason, n)| (reason.as_str(), n))
+                    .collect(),
+            ),
+        ];
+        for (name, help, label, samples) in labelled {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (value, n) in samples {
+                ConstCounter::new(n).encode(family.encode_family(&[(label, value)])?)?;
+            }
+        }
+        let active = encoder.encode_descriptor(
+            "tftp_active",
+            "Transfers in progress.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(counters.active() as i64).encode(active)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_collector_renders_every_series_with_the_registry_prefix() {
+        let counters = Arc::new(Counters::default());
+        counters.count_request();
+        counters.count_started();
+        counters.count_bytes(512);
+        counters.count_error(ErrorKind::NotFound);
+        let mut registry = Registry::with_prefix("edgemetal_rack");
+        counters.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            "# HELP edgemetal_rack_tftp_requests Read and write requests received.",
+            "# TYPE edgemetal_rack_tftp_requests counter",
+            "edgemetal_rack_tftp_requests_total 1",
+            "edgemetal_rack_tftp_served_total 0",
+            "edgemetal_rack_tftp_bytes_sent_total 512",
+            "edgemetal_rack_tftp_errors_total{kind=\"not_found\"} 1",
+            "edgemetal_rack_tftp_errors_total{kind=\"busy\"} 0",
+            "edgemetal_rack_tftp_failed_total{cause=\"timeout\"} 0",
+            "edgemetal_rack_tftp_dropped_total{reason=\"truncated\"} 0",
+            "# TYPE edgemetal_rack_tftp_active gauge",
+            "edgemetal_rack_tftp_active 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
     }
 }

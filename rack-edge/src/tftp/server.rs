@@ -81,6 +81,13 @@ impl TftpServer {
             .expect("a bound UDP socket has a local address")
     }
 
+    /// Counts into `counters` (the rack's registered ones) instead of its
+    /// own.
+    pub fn with_counters(mut self, counters: Arc<Counters>) -> Self {
+        self.counters = counters;
+        self
+    }
+
     /// The counters, live; keep a clone to render metrics while serving.
     pub fn counters(&self) -> Arc<Counters> {
         self.counters.clone()

@@ -103,6 +103,11 @@ impl fmt::Debug for Credentials {
 /// where they are read. If a new ipmi-rs version changes the layout, the
 /// session is treated as RMCP+ of unknown ID: it still works, but is left to
 /// the BMC's session timeout instead of being closed.
+///
+/// That is why `ipmi-rs` is pinned exactly (`=0.6.0` in rack-edge's
+/// Cargo.toml): the pin stays until upstream offers an accessor for the
+/// session ID (and the negotiated IPMI version); then this parsing goes and
+/// the pin can loosen. A test below pins the shapes this parsing expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum SessionKind {
     /// IPMI 2.0 RMCP+, with the managed system session ID when it was found.
