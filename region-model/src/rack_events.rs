@@ -3,7 +3,7 @@
 //! the enlistment policy for a machine that network-boots unknown. The store
 //! applies these decisions inside one transaction per batch.
 
-use edgemetal_protocol::{architecture_of_option93, BootStage, LeaseChange, MacAddress};
+use edgemetal_protocol::{Architecture, BootStage, LeaseChange, MacAddress};
 
 /// What to do with one event of a batch, given the highest id applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl Enlistment {
     /// The enlistment of `mac`, which booted announcing `arch`.
     pub fn of(mac: MacAddress, arch: Option<u16>) -> Self {
         let mac = mac.to_string();
-        let architecture = architecture_of_option93(arch);
+        let architecture = Architecture::from_option93(arch).as_str();
         Enlistment {
             hostname: format!("machine-{}", mac.replace(':', "")),
             architecture,

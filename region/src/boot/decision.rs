@@ -10,10 +10,7 @@ use edgemetal_protocol::{
 
 use crate::model::lifecycle::MachineStatus;
 use crate::secrets::MasterKeys;
-use crate::store::{
-    architecture_of_option93, kind_name, token_digest, BootResourceRecord, Machine, Store,
-    StoreError,
-};
+use crate::store::{kind_name, token_digest, BootResourceRecord, Machine, Store, StoreError};
 
 /// The boot resources' name for the ephemeral image.
 pub const EPHEMERAL_IMAGE: &str = "ephemeral";
@@ -57,7 +54,10 @@ pub async fn decide_with(
             Some(purpose) => (purpose, machine.architecture.clone()),
             None => return Ok((BootDecision::LocalDisk, None)),
         },
-        None => ("enlist", architecture_of_option93(arch).to_string()),
+        None => (
+            "enlist",
+            edgemetal_protocol::Architecture::from_option93(arch).to_string(),
+        ),
     };
     let find = |kind: BootResourceKind| {
         resources
