@@ -13,8 +13,6 @@ use std::str::FromStr;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::any::AnyRow;
-use sqlx::Row;
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
@@ -188,24 +186,47 @@ fn expiry(created_ms: i64, secs: u64) -> Result<i64, StoreError> {
 
 const KEY_COLUMNS: &str = "id, name, role, created_ms, expires_ms, revoked_ms, last_used_ms";
 
-fn key_from_row(row: &AnyRow) -> Result<ApiKey, StoreError> {
-    let role: String = row.try_get("role")?;
-    // An unknown stored role is corrupt data, not bad input: fail closed with a
-    // database error (500) rather than guess a role.
-    let role = role.parse::<ApiKeyRole>().map_err(|_| {
-        StoreError::Database(sqlx::Error::Decode(
-            format!("api_keys.role holds an unknown role {role:?}").into(),
-        ))
-    })?;
-    Ok(ApiKey {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        role,
-        created_ms: row.try_get("created_ms")?,
-        expires_ms: row.try_get("expires_ms")?,
-        revoked_ms: row.try_get("revoked_ms")?,
-        last_used_ms: row.try_get("last_used_ms")?,
-    })
+/// An `api_keys` row as stored: the [`KEY_COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: String,
+    name: String,
+    role: String,
+    created_ms: i64,
+    expires_ms: Option<i64>,
+    revoked_ms: Option<i64>,
+    last_used_ms: Option<i64>,
+}
+
+/// The [`KEY_COLUMNS`] and the secret's hash, to check a token against.
+#[derive(sqlx::FromRow)]
+struct KeyWithSecretRow {
+    #[sqlx(flatten)]
+    key: KeyRow,
+    secret_sha256: String,
+}
+
+impl TryFrom<KeyRow> for ApiKey {
+    type Error = StoreError;
+
+    fn try_from(row: KeyRow) -> Result<Self, StoreError> {
+        // An unknown stored role is corrupt data, not bad input: fail closed with a
+        // database error (500) rather than guess a role.
+        let role = row.role.parse::<ApiKeyRole>().map_err(|_| {
+            StoreError::Database(sqlx::Error::Decode(
+                format!("api_keys.role holds an unknown role {:?}", row.role).into(),
+            ))
+        })?;
+        Ok(ApiKey {
+            id: row.id,
+            name: row.name,
+            role,
+            created_ms: row.created_ms,
+            expires_ms: row.expires_ms,
+            revoked_ms: row.revoked_ms,
+            last_used_ms: row.last_used_ms,
+        })
+    }
 }
 
 impl Store {
@@ -270,7 +291,7 @@ impl Store {
         else {
             return Ok(KeyCheck::Unknown);
         };
-        let row = sqlx::query(&format!(
+        let row = sqlx::query_as::<_, KeyWithSecretRow>(&format!(
             "SELECT {KEY_COLUMNS}, secret_sha256 FROM api_keys WHERE id = $1"
         ))
         .bind(id)
@@ -279,11 +300,14 @@ impl Store {
         let Some(row) = row else {
             return Ok(KeyCheck::Unknown);
         };
-        let stored: String = row.try_get("secret_sha256")?;
-        if !bool::from(stored.as_bytes().ct_eq(hash_secret(secret).as_bytes())) {
+        if !bool::from(
+            row.secret_sha256
+                .as_bytes()
+                .ct_eq(hash_secret(secret).as_bytes()),
+        ) {
             return Ok(KeyCheck::Unknown);
         }
-        let key = key_from_row(&row)?;
+        let key = ApiKey::try_from(row.key)?;
         let now = now_ms();
         Ok(match key.state_at(now) {
             KeyState::Revoked => KeyCheck::Revoked(key),
@@ -316,22 +340,24 @@ impl Store {
 
     /// Every key, revoked and expired ones included, oldest first.
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query_as::<_, KeyRow>(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_ms, id"
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(key_from_row).collect()
+        rows.into_iter().map(ApiKey::try_from).collect()
     }
 
     /// One key.
     pub async fn get_api_key(&self, id: &str) -> Result<ApiKey, StoreError> {
-        let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query_as::<_, KeyRow>(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         match row {
-            Some(row) => key_from_row(&row),
+            Some(row) => row.try_into(),
             None => Err(StoreError::not_found("API key", id)),
         }
     }

@@ -4,8 +4,6 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::{new_id, now_ms, Store, StoreError};
@@ -79,18 +77,32 @@ fn truncate(text: &str, max_chars: usize) -> String {
     }
 }
 
-fn entry_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
-    let status: i64 = row.try_get("status")?;
-    Ok(AuditEntry {
-        id: row.try_get("id")?,
-        time_ms: row.try_get("time_ms")?,
-        key_id: row.try_get("key_id")?,
-        source_ip: row.try_get("source_ip")?,
-        method: row.try_get("method")?,
-        path: row.try_get("path")?,
-        status: u16::try_from(status).unwrap_or(0),
-        action: row.try_get("action")?,
-    })
+/// An `audit_log` row as stored.
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    id: String,
+    time_ms: i64,
+    key_id: Option<String>,
+    source_ip: String,
+    method: String,
+    path: String,
+    status: i64,
+    action: String,
+}
+
+impl From<EntryRow> for AuditEntry {
+    fn from(row: EntryRow) -> Self {
+        AuditEntry {
+            id: row.id,
+            time_ms: row.time_ms,
+            key_id: row.key_id,
+            source_ip: row.source_ip,
+            method: row.method,
+            path: row.path,
+            status: u16::try_from(row.status).unwrap_or(0),
+            action: row.action,
+        }
+    }
 }
 
 impl Store {
@@ -135,7 +147,7 @@ impl Store {
                 "limit must be between 1 and {MAX_AUDIT_PAGE}"
             )));
         }
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, EntryRow>(
             "SELECT id, time_ms, key_id, source_ip, method, path, status, action FROM audit_log \
              WHERE time_ms < $1 ORDER BY time_ms DESC, id DESC LIMIT $2",
         )
@@ -143,7 +155,7 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(entry_from_row).collect()
+        Ok(rows.into_iter().map(AuditEntry::from).collect())
     }
 }
 

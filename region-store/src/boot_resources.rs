@@ -4,8 +4,6 @@
 
 use edgemetal_protocol::BootResourceKind;
 use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::{new_id, now_ms, Store, StoreError};
@@ -48,17 +46,30 @@ pub fn parse_kind(name: &str) -> Option<BootResourceKind> {
     })
 }
 
-fn record_from_row(row: &AnyRow) -> Result<BootResourceRecord, StoreError> {
-    let size: i64 = row.try_get("size")?;
-    Ok(BootResourceRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        architecture: row.try_get("architecture")?,
-        kind: row.try_get("kind")?,
-        sha256: row.try_get("sha256")?,
-        size: size as u64,
-        created_ms: row.try_get("created_ms")?,
-    })
+/// A `boot_resources` row as stored.
+#[derive(sqlx::FromRow)]
+struct ResourceRow {
+    id: String,
+    name: String,
+    architecture: String,
+    kind: String,
+    sha256: String,
+    size: i64,
+    created_ms: i64,
+}
+
+impl From<ResourceRow> for BootResourceRecord {
+    fn from(row: ResourceRow) -> Self {
+        BootResourceRecord {
+            id: row.id,
+            name: row.name,
+            architecture: row.architecture,
+            kind: row.kind,
+            sha256: row.sha256,
+            size: row.size as u64,
+            created_ms: row.created_ms,
+        }
+    }
 }
 
 const COLUMNS: &str = "id, name, architecture, kind, sha256, size, created_ms";
@@ -124,26 +135,26 @@ impl Store {
 
     /// All boot resources, by name, architecture and kind.
     pub async fn list_boot_resources(&self) -> Result<Vec<BootResourceRecord>, StoreError> {
-        sqlx::query(&format!(
+        Ok(sqlx::query_as::<_, ResourceRow>(&format!(
             "SELECT {COLUMNS} FROM boot_resources ORDER BY name, architecture, kind"
         ))
         .fetch_all(&self.pool)
         .await?
-        .iter()
-        .map(record_from_row)
-        .collect()
+        .into_iter()
+        .map(BootResourceRecord::from)
+        .collect())
     }
 
     /// One boot resource.
     pub async fn get_boot_resource(&self, id: &str) -> Result<BootResourceRecord, StoreError> {
-        let row = sqlx::query(&format!(
+        let row = sqlx::query_as::<_, ResourceRow>(&format!(
             "SELECT {COLUMNS} FROM boot_resources WHERE id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| StoreError::not_found("boot resource", id))?;
-        record_from_row(&row)
+        Ok(row.into())
     }
 
     /// Deletes a boot resource; returns it. Bumps the generation.

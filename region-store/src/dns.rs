@@ -5,32 +5,53 @@ use edgemetal_region_model::dns::{
     parse_record_data, valid_domain_name, valid_owner, DnsRecordRow, DomainRecord, NewDnsRecord,
     NewDomain,
 };
-use sqlx::any::AnyRow;
-use sqlx::Row;
 
 use super::{new_id, now_ms, Store, StoreError};
 
-fn domain_from_row(row: &AnyRow) -> Result<DomainRecord, StoreError> {
-    let ttl: i64 = row.try_get("ttl")?;
-    Ok(DomainRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        ttl: ttl as u32,
-        created_ms: row.try_get("created_ms")?,
-    })
+/// A `dns_domains` row as stored.
+#[derive(sqlx::FromRow)]
+struct DomainRow {
+    id: String,
+    name: String,
+    ttl: i64,
+    created_ms: i64,
 }
 
-fn record_from_row(row: &AnyRow) -> Result<DnsRecordRow, StoreError> {
-    let ttl: i64 = row.try_get("ttl")?;
-    Ok(DnsRecordRow {
-        id: row.try_get("id")?,
-        domain_id: row.try_get("domain_id")?,
-        name: row.try_get("name")?,
-        rtype: row.try_get("rtype")?,
-        data: row.try_get("data")?,
-        ttl: ttl as u32,
-        created_ms: row.try_get("created_ms")?,
-    })
+impl From<DomainRow> for DomainRecord {
+    fn from(row: DomainRow) -> Self {
+        DomainRecord {
+            id: row.id,
+            name: row.name,
+            ttl: row.ttl as u32,
+            created_ms: row.created_ms,
+        }
+    }
+}
+
+/// A `dns_records` row as stored.
+#[derive(sqlx::FromRow)]
+struct RecordRow {
+    id: String,
+    domain_id: String,
+    name: String,
+    rtype: String,
+    data: String,
+    ttl: i64,
+    created_ms: i64,
+}
+
+impl From<RecordRow> for DnsRecordRow {
+    fn from(row: RecordRow) -> Self {
+        DnsRecordRow {
+            id: row.id,
+            domain_id: row.domain_id,
+            name: row.name,
+            rtype: row.rtype,
+            data: row.data,
+            ttl: row.ttl as u32,
+            created_ms: row.created_ms,
+        }
+    }
 }
 
 const RECORD_COLUMNS: &str = "id, domain_id, name, rtype, data, ttl, created_ms";
@@ -72,22 +93,26 @@ impl Store {
 
     /// All domains, by name.
     pub async fn list_domains(&self) -> Result<Vec<DomainRecord>, StoreError> {
-        sqlx::query("SELECT id, name, ttl, created_ms FROM dns_domains ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(domain_from_row)
-            .collect()
+        Ok(sqlx::query_as::<_, DomainRow>(
+            "SELECT id, name, ttl, created_ms FROM dns_domains ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(DomainRecord::from)
+        .collect())
     }
 
     /// One domain.
     pub async fn get_domain(&self, id: &str) -> Result<DomainRecord, StoreError> {
-        let row = sqlx::query("SELECT id, name, ttl, created_ms FROM dns_domains WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::not_found("domain", id))?;
-        domain_from_row(&row)
+        let row = sqlx::query_as::<_, DomainRow>(
+            "SELECT id, name, ttl, created_ms FROM dns_domains WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::not_found("domain", id))?;
+        Ok(row.into())
     }
 
     /// Deletes a domain and its records; bumps the generation.
@@ -177,16 +202,16 @@ impl Store {
         if let Some(id) = domain_id {
             self.get_domain(id).await?;
         }
-        sqlx::query(&format!(
+        Ok(sqlx::query_as::<_, RecordRow>(&format!(
             "SELECT {RECORD_COLUMNS} FROM dns_records WHERE ($1 = '' OR domain_id = $1) \
              ORDER BY name, rtype, id"
         ))
         .bind(domain_id.unwrap_or(""))
         .fetch_all(&self.pool)
         .await?
-        .iter()
-        .map(record_from_row)
-        .collect()
+        .into_iter()
+        .map(DnsRecordRow::from)
+        .collect())
     }
 
     /// One record.
@@ -195,7 +220,7 @@ impl Store {
         domain_id: &str,
         id: &str,
     ) -> Result<DnsRecordRow, StoreError> {
-        let row = sqlx::query(&format!(
+        let row = sqlx::query_as::<_, RecordRow>(&format!(
             "SELECT {RECORD_COLUMNS} FROM dns_records WHERE domain_id = $1 AND id = $2"
         ))
         .bind(domain_id)
@@ -203,7 +228,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| StoreError::not_found("record", id))?;
-        record_from_row(&row)
+        Ok(row.into())
     }
 
     /// Deletes a record; bumps the generation.

@@ -6,8 +6,6 @@
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::any::AnyRow;
-use sqlx::Row;
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
@@ -107,30 +105,67 @@ fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-fn token_from_row(row: &AnyRow) -> Result<EnrolmentToken, StoreError> {
-    Ok(EnrolmentToken {
-        id: row.try_get("id")?,
-        rack_name: row.try_get("rack_name")?,
-        created_ms: row.try_get("created_ms")?,
-        expires_ms: row.try_get("expires_ms")?,
-        used_ms: row.try_get("used_ms")?,
-        rack_id: row.try_get("rack_id")?,
-    })
+/// An `enrolment_tokens` row as listed (its columns are the record's own).
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: String,
+    rack_name: Option<String>,
+    created_ms: i64,
+    expires_ms: i64,
+    used_ms: Option<i64>,
+    rack_id: Option<String>,
 }
 
-fn identity_from_row(row: &AnyRow) -> Result<RackIdentity, StoreError> {
-    let epoch: i64 = row.try_get("key_epoch")?;
-    Ok(RackIdentity {
-        rack_id: row.try_get("rack_id")?,
-        link_secret_sealed: row.try_get("link_secret_sealed")?,
-        key_epoch: epoch as u32,
-        broker_password_sealed: row.try_get("broker_password_sealed")?,
-        enrolled_ms: row.try_get("enrolled_ms")?,
-        key_rotated_ms: row.try_get("key_rotated_ms")?,
-        revoked_ms: row.try_get("revoked_ms")?,
-        next_secret_sealed: row.try_get("next_secret_sealed")?,
-        previous_secret_sealed: row.try_get("previous_secret_sealed")?,
-    })
+impl From<TokenRow> for EnrolmentToken {
+    fn from(row: TokenRow) -> Self {
+        EnrolmentToken {
+            id: row.id,
+            rack_name: row.rack_name,
+            created_ms: row.created_ms,
+            expires_ms: row.expires_ms,
+            used_ms: row.used_ms,
+            rack_id: row.rack_id,
+        }
+    }
+}
+
+/// What checking an enrolment token reads of it.
+#[derive(sqlx::FromRow)]
+struct TokenCheckRow {
+    secret_sha256: String,
+    rack_name: Option<String>,
+    expires_ms: i64,
+    used_ms: Option<i64>,
+}
+
+/// A `rack_identities` row as stored: the [`IDENTITY_COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct IdentityRow {
+    rack_id: String,
+    link_secret_sealed: String,
+    key_epoch: i64,
+    broker_password_sealed: String,
+    enrolled_ms: i64,
+    key_rotated_ms: i64,
+    revoked_ms: Option<i64>,
+    next_secret_sealed: Option<String>,
+    previous_secret_sealed: Option<String>,
+}
+
+impl From<IdentityRow> for RackIdentity {
+    fn from(row: IdentityRow) -> Self {
+        RackIdentity {
+            rack_id: row.rack_id,
+            link_secret_sealed: row.link_secret_sealed,
+            key_epoch: row.key_epoch as u32,
+            broker_password_sealed: row.broker_password_sealed,
+            enrolled_ms: row.enrolled_ms,
+            key_rotated_ms: row.key_rotated_ms,
+            revoked_ms: row.revoked_ms,
+            next_secret_sealed: row.next_secret_sealed,
+            previous_secret_sealed: row.previous_secret_sealed,
+        }
+    }
 }
 
 const IDENTITY_COLUMNS: &str = "rack_id, link_secret_sealed, key_epoch, broker_password_sealed, \
@@ -183,15 +218,15 @@ impl Store {
 
     /// All enrolment tokens, newest first.
     pub async fn list_enrolment_tokens(&self) -> Result<Vec<EnrolmentToken>, StoreError> {
-        sqlx::query(
+        Ok(sqlx::query_as::<_, TokenRow>(
             "SELECT id, rack_name, created_ms, expires_ms, used_ms, rack_id FROM enrolment_tokens \
              ORDER BY created_ms DESC",
         )
         .fetch_all(&self.pool)
         .await?
-        .iter()
-        .map(token_from_row)
-        .collect()
+        .into_iter()
+        .map(EnrolmentToken::from)
+        .collect())
     }
 
     /// The rack id a token would create: its bound name, or `make_id()`.
@@ -201,26 +236,27 @@ impl Store {
             .strip_prefix("emt_")
             .and_then(|rest| rest.split_once('_'))
             .ok_or(EnrolError::Unknown)?;
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, TokenCheckRow>(
             "SELECT secret_sha256, rack_name, expires_ms, used_ms FROM enrolment_tokens WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
         .await?
         .ok_or(EnrolError::Unknown)?;
-        let stored: String = row.try_get("secret_sha256")?;
-        if !bool::from(stored.as_bytes().ct_eq(sha256_hex(secret).as_bytes())) {
+        if !bool::from(
+            row.secret_sha256
+                .as_bytes()
+                .ct_eq(sha256_hex(secret).as_bytes()),
+        ) {
             return Err(EnrolError::Unknown);
         }
-        let used: Option<i64> = row.try_get("used_ms")?;
-        if used.is_some() {
+        if row.used_ms.is_some() {
             return Err(EnrolError::Used);
         }
-        let expires: i64 = row.try_get("expires_ms")?;
-        if expires <= now_ms() {
+        if row.expires_ms <= now_ms() {
             return Err(EnrolError::Expired);
         }
-        Ok(row.try_get("rack_name")?)
+        Ok(row.rack_name)
     }
 
     /// Consumes the token and creates the identity, atomically.
@@ -282,27 +318,25 @@ impl Store {
 
     /// One rack's identity.
     pub async fn get_identity(&self, rack_id: &str) -> Result<Option<RackIdentity>, StoreError> {
-        sqlx::query(&format!(
+        Ok(sqlx::query_as::<_, IdentityRow>(&format!(
             "SELECT {IDENTITY_COLUMNS} FROM rack_identities WHERE rack_id = $1"
         ))
         .bind(rack_id)
         .fetch_optional(&self.pool)
         .await?
-        .as_ref()
-        .map(identity_from_row)
-        .transpose()
+        .map(RackIdentity::from))
     }
 
     /// Every identity, revoked ones included.
     pub async fn list_identities(&self) -> Result<Vec<RackIdentity>, StoreError> {
-        sqlx::query(&format!(
+        Ok(sqlx::query_as::<_, IdentityRow>(&format!(
             "SELECT {IDENTITY_COLUMNS} FROM rack_identities ORDER BY rack_id"
         ))
         .fetch_all(&self.pool)
         .await?
-        .iter()
-        .map(identity_from_row)
-        .collect()
+        .into_iter()
+        .map(RackIdentity::from)
+        .collect())
     }
 
     /// Revokes a rack: the region refuses its messages and the broker its login.

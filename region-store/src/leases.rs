@@ -6,10 +6,35 @@ use edgemetal_protocol::{RackEvent, RackEventKind};
 use edgemetal_region_model::rack_events::{
     boot_stage_event, event_step, lease_moves_machine, lease_state, Enlistment, EventStep,
 };
-use sqlx::Row;
 
 use super::lifecycle::{add_event_in, store_results_in, ResultsOutcome};
 use super::{new_id, now_ms, LeaseRecord, Store, StoreError};
+
+/// A `leases` row as stored.
+#[derive(sqlx::FromRow)]
+struct LeaseRow {
+    subnet_id: String,
+    address: String,
+    mac: String,
+    state: String,
+    expires_ms: i64,
+    rack_id: String,
+    updated_ms: i64,
+}
+
+impl From<LeaseRow> for LeaseRecord {
+    fn from(row: LeaseRow) -> Self {
+        LeaseRecord {
+            subnet_id: row.subnet_id,
+            address: row.address,
+            mac: row.mac,
+            state: row.state,
+            expires_ms: row.expires_ms,
+            rack_id: row.rack_id,
+            updated_ms: row.updated_ms,
+        }
+    }
+}
 
 /// What applying a batch of rack events did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -182,7 +207,7 @@ impl Store {
         subnet_id: Option<&str>,
         mac: Option<&str>,
     ) -> Result<Vec<LeaseRecord>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, LeaseRow>(
             "SELECT subnet_id, address, mac, state, expires_ms, rack_id, updated_ms FROM leases \
              WHERE ($1 = '' OR subnet_id = $1) AND ($2 = '' OR mac = $2) ORDER BY subnet_id, address",
         )
@@ -190,18 +215,6 @@ impl Store {
         .bind(mac.unwrap_or(""))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(LeaseRecord {
-                    subnet_id: row.try_get("subnet_id")?,
-                    address: row.try_get("address")?,
-                    mac: row.try_get("mac")?,
-                    state: row.try_get("state")?,
-                    expires_ms: row.try_get("expires_ms")?,
-                    rack_id: row.try_get("rack_id")?,
-                    updated_ms: row.try_get("updated_ms")?,
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(LeaseRecord::from).collect())
     }
 }

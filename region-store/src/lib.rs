@@ -286,6 +286,22 @@ pub fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
+/// A stored text column's value parsed; one that does not parse is corrupt
+/// data, reported as `stored COLUMN "TEXT" does not parse`.
+pub(crate) fn parse_column<T: FromStr>(column: &str, text: &str) -> Result<T, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Invalid(format!("stored {column} {text:?} does not parse")))
+}
+
+/// A stored JSON column's value; one that does not parse is reported as
+/// `stored WHAT: ERROR`.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Invalid(format!("stored {what}: {e}")))
+}
+
 /// A fresh random id for a new row.
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()

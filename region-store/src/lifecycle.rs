@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use edgemetal_protocol::CommissioningResults;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 use utoipa::ToSchema;
 
-use super::{new_id, now_ms, Store, StoreError};
+use super::machines::parse_status;
+use super::{new_id, now_ms, parse_json, Store, StoreError};
 use crate::Machine;
 use edgemetal_region_model::lifecycle::inventory::{self, Inventory};
 use edgemetal_region_model::lifecycle::{next, Action, Context, MachineStatus};
@@ -76,6 +77,53 @@ pub enum ResultsOutcome {
     Refused,
 }
 
+/// What a status change reads of a machine.
+#[derive(sqlx::FromRow)]
+struct StatusRow {
+    status: String,
+    status_before: Option<String>,
+    cpu_count: Option<i64>,
+}
+
+/// What storing results reads of a machine.
+#[derive(sqlx::FromRow)]
+struct ResultsCheckRow {
+    mac: String,
+    status: String,
+    token_sha256: Option<String>,
+}
+
+/// A machine with a timed status.
+#[derive(sqlx::FromRow)]
+struct OverdueRow {
+    id: String,
+    status: String,
+}
+
+/// A `commissioning_results` row as read back.
+#[derive(sqlx::FromRow)]
+struct ResultsRow {
+    received_ms: i64,
+    rack_id: String,
+    purpose: String,
+    inventory_json: String,
+    outputs_json: String,
+}
+
+impl TryFrom<ResultsRow> for CommissioningRecord {
+    type Error = StoreError;
+
+    fn try_from(row: ResultsRow) -> Result<Self, StoreError> {
+        Ok(CommissioningRecord {
+            received_ms: row.received_ms,
+            rack_id: row.rack_id,
+            purpose: row.purpose,
+            inventory: parse_json("inventory", &row.inventory_json)?,
+            outputs: parse_json("outputs", &row.outputs_json)?,
+        })
+    }
+}
+
 /// Hex SHA-256 of a token, as stored.
 pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -87,19 +135,17 @@ pub(crate) async fn transition_in(
     machine_id: &str,
     transition: &Transition<'_>,
 ) -> Result<(MachineStatus, MachineStatus), StoreError> {
-    let row = sqlx::query("SELECT status, status_before, cpu_count FROM machines WHERE id = $1")
-        .bind(machine_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("machine", machine_id))?;
-    let status: String = row.try_get("status")?;
-    let before: Option<String> = row.try_get("status_before")?;
-    let cpu_count: Option<i64> = row.try_get("cpu_count")?;
-    let from = MachineStatus::parse(&status)
-        .ok_or_else(|| StoreError::Invalid(format!("stored status {status:?} is unknown")))?;
+    let row = sqlx::query_as::<_, StatusRow>(
+        "SELECT status, status_before, cpu_count FROM machines WHERE id = $1",
+    )
+    .bind(machine_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| StoreError::not_found("machine", machine_id))?;
+    let from = parse_status(&row.status)?;
     let context = Context {
-        before: before.as_deref().and_then(MachineStatus::parse),
-        commissioned: cpu_count.is_some(),
+        before: row.status_before.as_deref().and_then(MachineStatus::parse),
+        commissioned: row.cpu_count.is_some(),
     };
     let to = next(from, transition.action, context)
         .map_err(|illegal| StoreError::Conflict(illegal.to_string()))?;
@@ -172,19 +218,23 @@ pub(crate) async fn store_results_in(
     rack_id: &str,
     results: &CommissioningResults,
 ) -> Result<ResultsOutcome, StoreError> {
-    let row = sqlx::query("SELECT mac, status, token_sha256 FROM machines WHERE id = $1")
-        .bind(&results.machine_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let Some(row) = row else {
+    let row = sqlx::query_as::<_, ResultsCheckRow>(
+        "SELECT mac, status, token_sha256 FROM machines WHERE id = $1",
+    )
+    .bind(&results.machine_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(ResultsCheckRow {
+        mac,
+        status,
+        token_sha256: expected,
+    }) = row
+    else {
         tracing::warn!(machine = %results.machine_id, rack = rack_id, "results for an unknown machine refused");
         return Ok(ResultsOutcome::Refused);
     };
     let machine_id = results.machine_id.as_str();
     let actor = format!("rack {rack_id}");
-    let mac: String = row.try_get("mac")?;
-    let status: String = row.try_get("status")?;
-    let expected: Option<String> = row.try_get("token_sha256")?;
     let refusal = if expected.as_deref().unwrap_or("").is_empty()
         || expected.as_deref() != Some(token_digest(&results.token).as_str())
     {
@@ -336,21 +386,17 @@ impl Store {
         &self,
         now_ms: i64,
     ) -> Result<Vec<(String, MachineStatus)>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, OverdueRow>(
             "SELECT id, status FROM machines WHERE status_deadline_ms IS NOT NULL \
              AND status_deadline_ms < $1",
         )
         .bind(now_ms)
         .fetch_all(&self.pool)
         .await?;
-        let mut overdue = Vec::new();
-        for row in &rows {
-            let status: String = row.try_get("status")?;
-            if let Some(status) = MachineStatus::parse(&status) {
-                overdue.push((row.try_get("id")?, status));
-            }
-        }
-        Ok(overdue)
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| Some((row.id, MachineStatus::parse(&row.status)?)))
+            .collect())
     }
 
     /// The machine's latest commissioning results.
@@ -359,24 +405,13 @@ impl Store {
         machine_id: &str,
     ) -> Result<Option<CommissioningRecord>, StoreError> {
         self.get_machine(machine_id).await?;
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, ResultsRow>(
             "SELECT received_ms, rack_id, purpose, inventory_json, outputs_json \
              FROM commissioning_results WHERE machine_id = $1 ORDER BY received_ms DESC LIMIT 1",
         )
         .bind(machine_id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let inventory: String = row.try_get("inventory_json")?;
-        let outputs: String = row.try_get("outputs_json")?;
-        Ok(Some(CommissioningRecord {
-            received_ms: row.try_get("received_ms")?,
-            rack_id: row.try_get("rack_id")?,
-            purpose: row.try_get("purpose")?,
-            inventory: serde_json::from_str(&inventory)
-                .map_err(|e| StoreError::Invalid(format!("stored inventory: {e}")))?,
-            outputs: serde_json::from_str(&outputs)
-                .map_err(|e| StoreError::Invalid(format!("stored outputs: {e}")))?,
-        }))
+        row.map(CommissioningRecord::try_from).transpose()
     }
 }

@@ -2,11 +2,9 @@
 
 use edgemetal_protocol::MacAddress;
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyRow;
-use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::{new_id, now_ms, Store, StoreError};
+use super::{new_id, now_ms, parse_column, Store, StoreError};
 use edgemetal_region_model::lifecycle::MachineStatus;
 
 /// CPU architectures a machine can have, MAAS-style names.
@@ -82,7 +80,7 @@ pub struct MachineFilter {
     pub min_storage_bytes: Option<i64>,
 }
 
-/// The columns [`machine_from_row`] reads.
+/// The columns of a [`MachineRow`].
 pub(crate) const MACHINE_COLUMNS: &str = "id, mac, hostname, architecture, created_ms, status, \
      status_changed_ms, status_deadline_ms, cpu_count, memory_mib, storage_bytes, cpu_model, firmware";
 
@@ -96,34 +94,53 @@ fn valid_hostname(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-pub(crate) fn machine_from_row(row: &AnyRow) -> Result<Machine, StoreError> {
-    let mac: String = row.try_get("mac")?;
-    let status: String = row.try_get("status")?;
-    let cpu_count: Option<i64> = row.try_get("cpu_count")?;
-    let hardware = match cpu_count {
-        Some(cpu_count) => Some(HardwareSummary {
+/// A stored machine status; an unknown one is corrupt data.
+pub(crate) fn parse_status(status: &str) -> Result<MachineStatus, StoreError> {
+    MachineStatus::parse(status)
+        .ok_or_else(|| StoreError::Invalid(format!("stored status {status:?} is unknown")))
+}
+
+/// A `machines` row as stored: the [`MACHINE_COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct MachineRow {
+    id: String,
+    mac: String,
+    hostname: String,
+    architecture: String,
+    created_ms: i64,
+    status: String,
+    status_changed_ms: Option<i64>,
+    status_deadline_ms: Option<i64>,
+    cpu_count: Option<i64>,
+    memory_mib: Option<i64>,
+    storage_bytes: Option<i64>,
+    cpu_model: Option<String>,
+    firmware: Option<String>,
+}
+
+impl TryFrom<MachineRow> for Machine {
+    type Error = StoreError;
+
+    fn try_from(row: MachineRow) -> Result<Self, StoreError> {
+        let hardware = row.cpu_count.map(|cpu_count| HardwareSummary {
             cpu_count,
-            memory_mib: row.try_get::<Option<i64>, _>("memory_mib")?.unwrap_or(0),
-            storage_bytes: row.try_get::<Option<i64>, _>("storage_bytes")?.unwrap_or(0),
-            cpu_model: row.try_get("cpu_model")?,
-            firmware: row.try_get("firmware")?,
-        }),
-        None => None,
-    };
-    Ok(Machine {
-        status: MachineStatus::parse(&status)
-            .ok_or_else(|| StoreError::Invalid(format!("stored status {status:?} is unknown")))?,
-        status_changed_ms: row.try_get("status_changed_ms")?,
-        status_deadline_ms: row.try_get("status_deadline_ms")?,
-        hardware,
-        id: row.try_get("id")?,
-        mac: mac
-            .parse()
-            .map_err(|_| StoreError::Invalid(format!("stored MAC {mac:?} does not parse")))?,
-        hostname: row.try_get("hostname")?,
-        architecture: row.try_get("architecture")?,
-        created_ms: row.try_get("created_ms")?,
-    })
+            memory_mib: row.memory_mib.unwrap_or(0),
+            storage_bytes: row.storage_bytes.unwrap_or(0),
+            cpu_model: row.cpu_model,
+            firmware: row.firmware,
+        });
+        Ok(Machine {
+            status: parse_status(&row.status)?,
+            status_changed_ms: row.status_changed_ms,
+            status_deadline_ms: row.status_deadline_ms,
+            hardware,
+            id: row.id,
+            mac: parse_column("MAC", &row.mac)?,
+            hostname: row.hostname,
+            architecture: row.architecture,
+            created_ms: row.created_ms,
+        })
+    }
 }
 
 impl Store {
@@ -198,7 +215,7 @@ impl Store {
             }
         }
         // A minimum of 0 (or none) matches machines without results too.
-        sqlx::query(&format!(
+        sqlx::query_as::<_, MachineRow>(&format!(
             "SELECT {MACHINE_COLUMNS} FROM machines WHERE ($1 = '' OR status = $1) \
              AND ($2 <= 0 OR cpu_count >= $2) AND ($3 <= 0 OR memory_mib >= $3) \
              AND ($4 <= 0 OR storage_bytes >= $4) ORDER BY hostname"
@@ -209,21 +226,21 @@ impl Store {
         .bind(filter.min_storage_bytes.unwrap_or(0))
         .fetch_all(&self.pool)
         .await?
-        .iter()
-        .map(machine_from_row)
+        .into_iter()
+        .map(Machine::try_from)
         .collect()
     }
 
     /// One machine.
     pub async fn get_machine(&self, id: &str) -> Result<Machine, StoreError> {
-        let row = sqlx::query(&format!(
+        let row = sqlx::query_as::<_, MachineRow>(&format!(
             "SELECT {MACHINE_COLUMNS} FROM machines WHERE id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| StoreError::not_found("machine", id))?;
-        machine_from_row(&row)
+        row.try_into()
     }
 
     /// The machine with this boot MAC, if any.
@@ -231,14 +248,13 @@ impl Store {
         &self,
         mac: MacAddress,
     ) -> Result<Option<Machine>, StoreError> {
-        sqlx::query(&format!(
+        sqlx::query_as::<_, MachineRow>(&format!(
             "SELECT {MACHINE_COLUMNS} FROM machines WHERE mac = $1"
         ))
         .bind(mac.to_string())
         .fetch_optional(&self.pool)
         .await?
-        .as_ref()
-        .map(machine_from_row)
+        .map(Machine::try_from)
         .transpose()
     }
 

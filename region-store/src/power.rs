@@ -5,10 +5,9 @@
 //! types here have no field that could carry it back out.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::{now_ms, Store, StoreError};
+use super::{now_ms, parse_json, Store, StoreError};
 
 /// How the region reaches a machine's BMC, as the API shows it: no password.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -60,6 +59,44 @@ pub struct StoredPower {
     pub password_sealed: String,
 }
 
+/// What [`Store::stored_power`] reads of a machine.
+#[derive(sqlx::FromRow)]
+struct StoredPowerRow {
+    power_json: Option<String>,
+    power_password_sealed: Option<String>,
+}
+
+/// What [`Store::power_status`] reads of a machine.
+#[derive(sqlx::FromRow)]
+struct PowerStatusRow {
+    power_json: Option<String>,
+    power_state: Option<String>,
+    power_checked_ms: Option<i64>,
+    power_error: Option<String>,
+}
+
+/// A `machine_events` row as listed.
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: String,
+    at_ms: i64,
+    kind: String,
+    actor: String,
+    detail: String,
+}
+
+impl From<EventRow> for MachineEvent {
+    fn from(row: EventRow) -> Self {
+        MachineEvent {
+            id: row.id,
+            at_ms: row.at_ms,
+            kind: row.kind,
+            actor: row.actor,
+            detail: row.detail,
+        }
+    }
+}
+
 impl Store {
     /// Sets a machine's BMC settings and sealed password.
     pub async fn set_power_settings(
@@ -86,18 +123,16 @@ impl Store {
 
     /// A machine's BMC settings with the sealed password; `None` when unset.
     pub async fn stored_power(&self, machine_id: &str) -> Result<Option<StoredPower>, StoreError> {
-        let row =
-            sqlx::query("SELECT power_json, power_password_sealed FROM machines WHERE id = $1")
-                .bind(machine_id)
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or_else(|| StoreError::not_found("machine", machine_id))?;
-        let json: Option<String> = row.try_get("power_json")?;
-        let sealed: Option<String> = row.try_get("power_password_sealed")?;
-        match (json, sealed) {
+        let row = sqlx::query_as::<_, StoredPowerRow>(
+            "SELECT power_json, power_password_sealed FROM machines WHERE id = $1",
+        )
+        .bind(machine_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::not_found("machine", machine_id))?;
+        match (row.power_json, row.power_password_sealed) {
             (Some(json), Some(password_sealed)) => Ok(Some(StoredPower {
-                settings: serde_json::from_str(&json)
-                    .map_err(|e| StoreError::Invalid(format!("stored power settings: {e}")))?,
+                settings: parse_json("power settings", &json)?,
                 password_sealed,
             })),
             _ => Ok(None),
@@ -106,7 +141,7 @@ impl Store {
 
     /// A machine's power as last observed.
     pub async fn power_status(&self, machine_id: &str) -> Result<PowerStatus, StoreError> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, PowerStatusRow>(
             "SELECT power_json, power_state, power_checked_ms, power_error FROM machines \
              WHERE id = $1",
         )
@@ -114,13 +149,13 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| StoreError::not_found("machine", machine_id))?;
-        let json: Option<String> = row.try_get("power_json")?;
-        let state: Option<String> = row.try_get("power_state")?;
         Ok(PowerStatus {
-            state: state.unwrap_or_else(|| "unknown".into()),
-            checked_ms: row.try_get("power_checked_ms")?,
-            error: row.try_get("power_error")?,
-            settings: json.and_then(|json| serde_json::from_str(&json).ok()),
+            state: row.power_state.unwrap_or_else(|| "unknown".into()),
+            checked_ms: row.power_checked_ms,
+            error: row.power_error,
+            settings: row
+                .power_json
+                .and_then(|json| serde_json::from_str(&json).ok()),
         })
     }
 
@@ -180,7 +215,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<MachineEvent>, StoreError> {
         self.get_machine(machine_id).await?;
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, EventRow>(
             "SELECT id, at_ms, kind, actor, detail FROM machine_events WHERE machine_id = $1 \
              ORDER BY at_ms DESC, id DESC LIMIT $2",
         )
@@ -188,16 +223,6 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(MachineEvent {
-                    id: row.try_get("id")?,
-                    at_ms: row.try_get("at_ms")?,
-                    kind: row.try_get("kind")?,
-                    actor: row.try_get("actor")?,
-                    detail: row.try_get("detail")?,
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(MachineEvent::from).collect())
     }
 }

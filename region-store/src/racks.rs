@@ -3,10 +3,8 @@
 
 use edgemetal_protocol::{ApplyOutcome, Heartbeat, Hello, RackId, SnapshotAck};
 use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::Row;
 
-use super::{RackRecord, Store, StoreError};
+use super::{parse_json, RackRecord, Store, StoreError};
 
 /// What the region stores from a rack's hello.
 pub type RackHello = Hello;
@@ -15,35 +13,56 @@ const RACK_COLUMNS: &str = "id, hostname, software_version, protocol_version, on
     first_seen_ms, last_seen_ms, applied_generation, last_apply_error, interfaces_json, \
     services_json, health_json, bmc_networks_json, target_generation";
 
-fn json_column(row: &AnyRow, column: &str) -> Result<serde_json::Value, StoreError> {
-    let text: String = row.try_get(column)?;
-    serde_json::from_str(&text).map_err(|e| StoreError::Invalid(format!("stored {column}: {e}")))
+/// A `racks` row as stored: the [`RACK_COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct RackRow {
+    id: String,
+    hostname: String,
+    software_version: String,
+    protocol_version: i64,
+    online: i64,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    applied_generation: Option<i64>,
+    last_apply_error: Option<String>,
+    interfaces_json: String,
+    services_json: String,
+    health_json: String,
+    bmc_networks_json: String,
+    target_generation: Option<i64>,
 }
 
-fn rack_from_row(row: &AnyRow, config_generation: u64) -> Result<RackRecord, StoreError> {
-    let online: i64 = row.try_get("online")?;
-    let protocol_version: i64 = row.try_get("protocol_version")?;
-    let applied: Option<i64> = row.try_get("applied_generation")?;
-    let applied_generation = applied.map(|g| g as u64);
-    let target: Option<i64> = row.try_get("target_generation")?;
-    let config_generation = target.map_or(config_generation, |g| g as u64);
-    Ok(RackRecord {
-        id: row.try_get("id")?,
-        hostname: row.try_get("hostname")?,
-        software_version: row.try_get("software_version")?,
-        protocol_version: protocol_version as u16,
-        status: if online != 0 { "online" } else { "offline" }.to_string(),
-        first_seen_ms: row.try_get("first_seen_ms")?,
-        last_seen_ms: row.try_get("last_seen_ms")?,
-        applied_generation,
-        config_generation,
-        in_sync: applied_generation == Some(config_generation),
-        last_apply_error: row.try_get("last_apply_error")?,
-        interfaces: json_column(row, "interfaces_json")?,
-        services: json_column(row, "services_json")?,
-        health: json_column(row, "health_json")?,
-        bmc_networks: json_column(row, "bmc_networks_json")?,
-    })
+impl RackRow {
+    /// The record, with `config_generation` as the generation to serve when
+    /// the rack has been sent none of its own.
+    fn into_record(self, config_generation: u64) -> Result<RackRecord, StoreError> {
+        let applied_generation = self.applied_generation.map(|g| g as u64);
+        let config_generation = self
+            .target_generation
+            .map_or(config_generation, |g| g as u64);
+        Ok(RackRecord {
+            id: self.id,
+            hostname: self.hostname,
+            software_version: self.software_version,
+            protocol_version: self.protocol_version as u16,
+            status: if self.online != 0 {
+                "online"
+            } else {
+                "offline"
+            }
+            .to_string(),
+            first_seen_ms: self.first_seen_ms,
+            last_seen_ms: self.last_seen_ms,
+            applied_generation,
+            config_generation,
+            in_sync: applied_generation == Some(config_generation),
+            last_apply_error: self.last_apply_error,
+            interfaces: parse_json("interfaces_json", &self.interfaces_json)?,
+            services: parse_json("services_json", &self.services_json)?,
+            health: parse_json("health_json", &self.health_json)?,
+            bmc_networks: parse_json("bmc_networks_json", &self.bmc_networks_json)?,
+        })
+    }
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
@@ -272,22 +291,24 @@ impl Store {
     /// All racks, ordered by id.
     pub async fn list_racks(&self) -> Result<Vec<RackRecord>, StoreError> {
         let generation = self.generation().await?;
-        sqlx::query(&format!("SELECT {RACK_COLUMNS} FROM racks ORDER BY id"))
+        sqlx::query_as::<_, RackRow>(&format!("SELECT {RACK_COLUMNS} FROM racks ORDER BY id"))
             .fetch_all(&self.pool)
             .await?
-            .iter()
-            .map(|row| rack_from_row(row, generation))
+            .into_iter()
+            .map(|row| row.into_record(generation))
             .collect()
     }
 
     /// One rack.
     pub async fn get_rack(&self, id: &str) -> Result<RackRecord, StoreError> {
         let generation = self.generation().await?;
-        let row = sqlx::query(&format!("SELECT {RACK_COLUMNS} FROM racks WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::not_found("rack", id))?;
-        rack_from_row(&row, generation)
+        let row = sqlx::query_as::<_, RackRow>(&format!(
+            "SELECT {RACK_COLUMNS} FROM racks WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::not_found("rack", id))?;
+        row.into_record(generation)
     }
 }

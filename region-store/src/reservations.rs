@@ -5,23 +5,37 @@ use edgemetal_region_model::ipam::{
     check_range_spares_reservations, check_reservation, IpRangeSpec, ReservationRecord,
     ReservationSpec,
 };
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
-use super::subnets::{load_subnet, parse_column};
-use super::{new_id, now_ms, Store, StoreError};
+use super::subnets::load_subnet;
+use super::{new_id, now_ms, parse_column, Store, StoreError};
 
-fn reservation_from_row(row: &AnyRow) -> Result<ReservationRecord, StoreError> {
-    Ok(ReservationRecord {
-        id: row.try_get("id")?,
-        subnet_id: row.try_get("subnet_id")?,
-        spec: ReservationSpec {
-            mac: parse_column(row, "mac")?,
-            address: parse_column(row, "address")?,
-            hostname: row.try_get("hostname")?,
-        },
-        created_ms: row.try_get("created_ms")?,
-    })
+/// A `reservations` row as stored.
+#[derive(sqlx::FromRow)]
+struct ReservationRow {
+    id: String,
+    subnet_id: String,
+    mac: String,
+    address: String,
+    hostname: Option<String>,
+    created_ms: i64,
+}
+
+impl TryFrom<ReservationRow> for ReservationRecord {
+    type Error = StoreError;
+
+    fn try_from(row: ReservationRow) -> Result<Self, StoreError> {
+        Ok(ReservationRecord {
+            id: row.id,
+            subnet_id: row.subnet_id,
+            spec: ReservationSpec {
+                mac: parse_column("mac", &row.mac)?,
+                address: parse_column("address", &row.address)?,
+                hostname: row.hostname,
+            },
+            created_ms: row.created_ms,
+        })
+    }
 }
 
 const COLUMNS: &str = "id, subnet_id, mac, address, hostname, created_ms";
@@ -32,15 +46,15 @@ pub(super) async fn check_spares_reservations(
     subnet_id: &str,
     range: &IpRangeSpec,
 ) -> Result<(), StoreError> {
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, ReservationRow>(&format!(
         "SELECT {COLUMNS} FROM reservations WHERE subnet_id = $1"
     ))
     .bind(subnet_id)
     .fetch_all(&mut **tx)
     .await?;
     let reservations = rows
-        .iter()
-        .map(reservation_from_row)
+        .into_iter()
+        .map(ReservationRecord::try_from)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(check_range_spares_reservations(range, &reservations)?)
 }
@@ -86,7 +100,7 @@ impl Store {
         subnet_id: &str,
         id: &str,
     ) -> Result<ReservationRecord, StoreError> {
-        let row = sqlx::query(&format!(
+        let row = sqlx::query_as::<_, ReservationRow>(&format!(
             "SELECT {COLUMNS} FROM reservations WHERE subnet_id = $1 AND id = $2"
         ))
         .bind(subnet_id)
@@ -94,7 +108,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| StoreError::not_found("reservation", id))?;
-        reservation_from_row(&row)
+        row.try_into()
     }
 
     /// A subnet's reservations (all subnets' when `None`), by address.
@@ -106,15 +120,15 @@ impl Store {
             // A listing of a subnet that does not exist is a 404, not an empty list.
             self.get_subnet(id).await?;
         }
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query_as::<_, ReservationRow>(&format!(
             "SELECT {COLUMNS} FROM reservations WHERE ($1 = '' OR subnet_id = $1)"
         ))
         .bind(subnet_id.unwrap_or(""))
         .fetch_all(&self.pool)
         .await?;
         let mut records = rows
-            .iter()
-            .map(reservation_from_row)
+            .into_iter()
+            .map(ReservationRecord::try_from)
             .collect::<Result<Vec<_>, _>>()?;
         records.sort_by_key(|r| (r.subnet_id.clone(), u32::from(r.spec.address)));
         Ok(records)

@@ -1,23 +1,11 @@
 //! Subnets and their IP ranges as stored; the rules that keep them coherent
 //! are [`edgemetal_region_model::ipam`]'s, checked inside each write.
 
+use super::{new_id, now_ms, parse_column, parse_json, Store, StoreError};
 use edgemetal_region_model::ipam::{
     check_range, check_subnet_fits, check_subnet_update, validate_subnet, IpRangeRecord,
     IpRangeSpec, RangePurpose, SubnetRecord, SubnetSpec,
 };
-use sqlx::any::AnyRow;
-use sqlx::Row;
-
-use super::{new_id, now_ms, Store, StoreError};
-
-pub(super) fn parse_column<T: std::str::FromStr>(
-    row: &AnyRow,
-    column: &str,
-) -> Result<T, StoreError> {
-    let text: String = row.try_get(column)?;
-    text.parse()
-        .map_err(|_| StoreError::Invalid(format!("stored {column} {text:?} does not parse")))
-}
 
 fn dhcp_racks_json(spec: &SubnetSpec) -> String {
     serde_json::to_string(&spec.dhcp_racks).unwrap_or_else(|_| "[]".into())
@@ -27,49 +15,77 @@ fn services_json(spec: &SubnetSpec) -> String {
     serde_json::to_string(&spec.services).unwrap_or_else(|_| "{}".into())
 }
 
-fn subnet_from_row(row: &AnyRow) -> Result<SubnetRecord, StoreError> {
-    let dns_json: String = row.try_get("dns_servers_json")?;
-    let gateway: Option<String> = row.try_get("gateway")?;
-    let lease: i64 = row.try_get("lease_time_secs")?;
-    let dhcp_racks_json: String = row.try_get("dhcp_racks_json")?;
-    let services_json: String = row.try_get("services_json")?;
-    Ok(SubnetRecord {
-        id: row.try_get("id")?,
-        spec: SubnetSpec {
-            name: row.try_get("name")?,
-            cidr: parse_column(row, "cidr")?,
-            gateway: gateway
-                .map(|g| g.parse())
-                .transpose()
-                .map_err(|_| StoreError::Invalid("stored gateway does not parse".into()))?,
-            dns_servers: serde_json::from_str(&dns_json)
-                .map_err(|e| StoreError::Invalid(format!("stored dns servers: {e}")))?,
-            domain: row.try_get("domain")?,
-            lease_time_secs: lease as u32,
-            dhcp_racks: serde_json::from_str(&dhcp_racks_json)
-                .map_err(|e| StoreError::Invalid(format!("stored dhcp racks: {e}")))?,
-            services: serde_json::from_str(&services_json)
-                .map_err(|e| StoreError::Invalid(format!("stored services: {e}")))?,
-        },
-        ranges: Vec::new(),
-        created_ms: row.try_get("created_ms")?,
-        updated_ms: row.try_get("updated_ms")?,
-    })
+/// A `subnets` row as stored.
+#[derive(sqlx::FromRow)]
+struct SubnetRow {
+    id: String,
+    name: String,
+    cidr: String,
+    gateway: Option<String>,
+    dns_servers_json: String,
+    domain: Option<String>,
+    lease_time_secs: i64,
+    dhcp_racks_json: String,
+    services_json: String,
+    created_ms: i64,
+    updated_ms: i64,
 }
 
-fn range_from_row(row: &AnyRow) -> Result<IpRangeRecord, StoreError> {
-    let purpose: String = row.try_get("purpose")?;
-    Ok(IpRangeRecord {
-        id: row.try_get("id")?,
-        subnet_id: row.try_get("subnet_id")?,
-        spec: IpRangeSpec {
-            start: parse_column(row, "start_addr")?,
-            end: parse_column(row, "end_addr")?,
-            purpose: RangePurpose::parse(&purpose)?,
-            comment: row.try_get("comment")?,
-        },
-        created_ms: row.try_get("created_ms")?,
-    })
+impl TryFrom<SubnetRow> for SubnetRecord {
+    type Error = StoreError;
+
+    fn try_from(row: SubnetRow) -> Result<Self, StoreError> {
+        Ok(SubnetRecord {
+            id: row.id,
+            spec: SubnetSpec {
+                name: row.name,
+                cidr: parse_column("cidr", &row.cidr)?,
+                gateway: row
+                    .gateway
+                    .map(|g| g.parse())
+                    .transpose()
+                    .map_err(|_| StoreError::Invalid("stored gateway does not parse".into()))?,
+                dns_servers: parse_json("dns servers", &row.dns_servers_json)?,
+                domain: row.domain,
+                lease_time_secs: row.lease_time_secs as u32,
+                dhcp_racks: parse_json("dhcp racks", &row.dhcp_racks_json)?,
+                services: parse_json("services", &row.services_json)?,
+            },
+            ranges: Vec::new(),
+            created_ms: row.created_ms,
+            updated_ms: row.updated_ms,
+        })
+    }
+}
+
+/// An `ip_ranges` row as stored.
+#[derive(sqlx::FromRow)]
+struct RangeRow {
+    id: String,
+    subnet_id: String,
+    start_addr: String,
+    end_addr: String,
+    purpose: String,
+    comment: String,
+    created_ms: i64,
+}
+
+impl TryFrom<RangeRow> for IpRangeRecord {
+    type Error = StoreError;
+
+    fn try_from(row: RangeRow) -> Result<Self, StoreError> {
+        Ok(IpRangeRecord {
+            id: row.id,
+            subnet_id: row.subnet_id,
+            spec: IpRangeSpec {
+                start: parse_column("start_addr", &row.start_addr)?,
+                end: parse_column("end_addr", &row.end_addr)?,
+                purpose: RangePurpose::parse(&row.purpose)?,
+                comment: row.comment,
+            },
+            created_ms: row.created_ms,
+        })
+    }
 }
 
 const SUBNET_COLUMNS: &str =
@@ -83,13 +99,13 @@ async fn load_subnets(
 ) -> Result<Vec<SubnetRecord>, StoreError> {
     let (subnet_rows, range_rows) = match only {
         Some(id) => (
-            sqlx::query(&format!(
+            sqlx::query_as::<_, SubnetRow>(&format!(
                 "SELECT {SUBNET_COLUMNS} FROM subnets WHERE id = $1"
             ))
             .bind(id)
             .fetch_all(&mut *executor)
             .await?,
-            sqlx::query(&format!(
+            sqlx::query_as::<_, RangeRow>(&format!(
                 "SELECT {RANGE_COLUMNS} FROM ip_ranges WHERE subnet_id = $1"
             ))
             .bind(id)
@@ -97,20 +113,20 @@ async fn load_subnets(
             .await?,
         ),
         None => (
-            sqlx::query(&format!("SELECT {SUBNET_COLUMNS} FROM subnets"))
+            sqlx::query_as::<_, SubnetRow>(&format!("SELECT {SUBNET_COLUMNS} FROM subnets"))
                 .fetch_all(&mut *executor)
                 .await?,
-            sqlx::query(&format!("SELECT {RANGE_COLUMNS} FROM ip_ranges"))
+            sqlx::query_as::<_, RangeRow>(&format!("SELECT {RANGE_COLUMNS} FROM ip_ranges"))
                 .fetch_all(&mut *executor)
                 .await?,
         ),
     };
     let mut subnets = subnet_rows
-        .iter()
-        .map(subnet_from_row)
+        .into_iter()
+        .map(SubnetRecord::try_from)
         .collect::<Result<Vec<_>, _>>()?;
-    for row in &range_rows {
-        let range = range_from_row(row)?;
+    for row in range_rows {
+        let range = IpRangeRecord::try_from(row)?;
         if let Some(subnet) = subnets.iter_mut().find(|s| s.id == range.subnet_id) {
             subnet.ranges.push(range);
         }

@@ -4,8 +4,6 @@
 
 use edgemetal_protocol::LogLine;
 use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::{Backend, Store, StoreError};
@@ -96,27 +94,43 @@ pub struct LogRetention {
     pub max_rows: i64,
 }
 
-fn record_from_row(row: &AnyRow) -> Result<LogRecord, StoreError> {
-    let code = |column: &str| -> Result<Option<i64>, StoreError> { Ok(row.try_get(column)?) };
-    let name = |table: &[&str], code: Option<i64>| {
-        code.and_then(|c| table.get(usize::try_from(c).ok()?).map(|s| s.to_string()))
-    };
-    let malformed: i64 = row.try_get("malformed")?;
-    let truncated: i64 = row.try_get("truncated")?;
-    Ok(LogRecord {
-        id: row.try_get("id")?,
-        time_ms: row.try_get("logged_ms")?,
-        received_ms: row.try_get("received_ms")?,
-        severity: name(&SEVERITIES, code("severity")?),
-        facility: name(&FACILITIES, code("facility")?),
-        hostname: row.try_get("hostname")?,
-        app_name: row.try_get("app_name")?,
-        text: row.try_get("text")?,
-        malformed: malformed != 0,
-        truncated: truncated != 0,
-        rack_id: row.try_get("rack_id")?,
-        source: row.try_get("source")?,
-    })
+/// A `machine_logs` row as listed.
+#[derive(sqlx::FromRow)]
+struct LogRow {
+    id: i64,
+    logged_ms: Option<i64>,
+    received_ms: i64,
+    severity: Option<i64>,
+    facility: Option<i64>,
+    hostname: Option<String>,
+    app_name: Option<String>,
+    text: String,
+    malformed: i64,
+    truncated: i64,
+    rack_id: String,
+    source: String,
+}
+
+impl From<LogRow> for LogRecord {
+    fn from(row: LogRow) -> Self {
+        let name = |table: &[&str], code: Option<i64>| {
+            code.and_then(|c| table.get(usize::try_from(c).ok()?).map(|s| s.to_string()))
+        };
+        LogRecord {
+            id: row.id,
+            time_ms: row.logged_ms,
+            received_ms: row.received_ms,
+            severity: name(&SEVERITIES, row.severity),
+            facility: name(&FACILITIES, row.facility),
+            hostname: row.hostname,
+            app_name: row.app_name,
+            text: row.text,
+            malformed: row.malformed != 0,
+            truncated: row.truncated != 0,
+            rack_id: row.rack_id,
+            source: row.source,
+        }
+    }
 }
 
 impl Store {
@@ -182,7 +196,7 @@ impl Store {
              AND ($6 < 0 OR severity <= $6) AND ({contains} OR $8 = 0) \
              ORDER BY id DESC LIMIT $9"
         );
-        let rows = sqlx::query(&sql)
+        let rows = sqlx::query_as::<_, LogRow>(&sql)
             .bind(machine_id)
             .bind(machine.mac.to_string())
             .bind(query.before_id.unwrap_or(i64::MAX))
@@ -194,7 +208,7 @@ impl Store {
             .bind(i64::from(query.limit))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(record_from_row).collect()
+        Ok(rows.into_iter().map(LogRecord::from).collect())
     }
 
     /// Deletes lines older than the retention age and the oldest beyond
