@@ -40,7 +40,6 @@ pub use api_keys::{
 pub use audit::{AuditEntry, NewAuditEntry, MAX_AUDIT_PAGE};
 pub use boot_resources::{kind_name, parse_kind, BootResourceRecord};
 pub use changes::{Change, ChangeFeed};
-pub use edgemetal_protocol::architecture_of_option93;
 pub use edgemetal_region_model::dns::{
     parse_record_data, valid_domain_name, DnsRecordRow, DomainRecord, NewDnsRecord, NewDomain,
 };
