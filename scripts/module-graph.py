@@ -5,6 +5,9 @@ Crates already enforce the model -> store -> region direction; inside the
 region crate this checks the modules (`crate::<module>` paths and `use
 crate::...` imports), so a cycle like lifecycle -> power -> link -> lifecycle
 cannot come back unnoticed. Run: python3 scripts/module-graph.py [region/src]
+
+It also checks the layers: the API sits on top of the services, and only
+`serve` (which wires the process together) may use it.
 """
 import pathlib
 import re
@@ -45,3 +48,10 @@ for module in sorted(modules):
     if module not in state:
         visit(module, [module])
 print("no cycles")
+
+on_top = {"api": {"serve"}}
+for layer, allowed in on_top.items():
+    users = sorted(m for m, deps in modules.items() if layer in deps and m not in allowed)
+    if users:
+        sys.exit(f"{', '.join(users)} must not use {layer} (only {', '.join(sorted(allowed))} may)")
+print("layers hold: only serve uses api")
