@@ -56,6 +56,8 @@ cargo fmt --all -- --check
 # Build once: the end-to-end tests run these binaries.
 cargo build --workspace --all-targets
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The region's modules: no cycles, the API used only by serve.
+python3 scripts/module-graph.py >/dev/null
 rm -rf target/test-logs
 cargo test --workspace
 scripts/check-logs-for-secrets.sh
