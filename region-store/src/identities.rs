@@ -407,24 +407,6 @@ impl Store {
         Ok(mark.unwrap_or(0).max(0) as u64)
     }
 
-    /// Raises the rack's upward high-water mark to `sequence` if it is
-    /// higher; returns whether it was.
-    pub async fn advance_up_sequence(
-        &self,
-        rack_id: &str,
-        sequence: u64,
-    ) -> Result<bool, StoreError> {
-        let updated = sqlx::query(
-            "UPDATE rack_identities SET up_sequence = $1 WHERE rack_id = $2 AND up_sequence < $1",
-        )
-        .bind(sequence as i64)
-        .bind(rack_id)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(updated == 1)
-    }
-
     /// The next sequence number for a message to a rack (shared by region replicas).
     ///
     /// One statement, so one commit: every message to a rack (each 512 KiB

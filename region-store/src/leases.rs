@@ -73,13 +73,7 @@ impl Store {
         let mut stored_results = Vec::new();
         let actor = format!("rack {rack_id}");
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE rack_identities SET up_sequence = $1 WHERE rack_id = $2 AND up_sequence < $1",
-        )
-        .bind(sequence as i64)
-        .bind(rack_id)
-        .execute(&mut *tx)
-        .await?;
+        super::frames::raise_up_sequence(&mut tx, rack_id, sequence).await?;
         let applied: i64 = sqlx::query_scalar("SELECT events_applied FROM racks WHERE id = $1")
             .bind(rack_id)
             .fetch_optional(&mut *tx)

@@ -18,6 +18,7 @@ mod audit;
 mod boot_resources;
 mod changes;
 mod dns;
+mod frames;
 mod identities;
 mod leases;
 mod lifecycle;
@@ -48,6 +49,7 @@ pub use edgemetal_region_model::ipam::{
     SubnetServices, SubnetSpec,
 };
 pub use edgemetal_region_model::site::{LeaseRecord, RackRecord};
+pub use frames::FrameWrite;
 pub use identities::{
     CreatedEnrolmentToken, EnrolError, EnrolmentToken, NewIdentity, RackIdentity,
 };

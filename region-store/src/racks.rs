@@ -4,7 +4,7 @@
 use edgemetal_protocol::{ApplyOutcome, Heartbeat, Hello, RackId, SnapshotAck};
 use serde::Serialize;
 
-use super::{parse_json, RackRecord, Store, StoreError};
+use super::{parse_json, FrameWrite, RackRecord, Store, StoreError};
 
 /// What the region stores from a rack's hello.
 pub type RackHello = Hello;
@@ -70,116 +70,41 @@ fn to_json<T: Serialize>(value: &T) -> String {
 }
 
 impl Store {
-    /// Records a hello: creates the rack or refreshes what it reported; a
-    /// live hello (`alive`) also marks it online.
+    /// [`FrameWrite::record_hello`] on its own (no frame's mark raised).
     pub async fn record_hello(
         &self,
         hello: &RackHello,
         now_ms: i64,
         alive: bool,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO racks (id, hostname, software_version, protocol_version, online, \
-             first_seen_ms, last_seen_ms, applied_generation, last_apply_error, interfaces_json, \
-             services_json, health_json, bmc_networks_json) \
-             VALUES ($1, $2, $3, $4, $9, $5, $5, $6, NULL, $7, $8, '[]', $10) \
-             ON CONFLICT (id) DO UPDATE SET hostname = $2, software_version = $3, \
-             protocol_version = $4, online = CASE WHEN $9 = 1 THEN 1 ELSE racks.online END, \
-             last_seen_ms = CASE WHEN $9 = 1 THEN $5 ELSE racks.last_seen_ms END, \
-             applied_generation = $6, interfaces_json = $7, services_json = $8, \
-             bmc_networks_json = $10",
-        )
-        .bind(hello.rack_id.as_str())
-        .bind(&hello.hostname)
-        .bind(&hello.software_version)
-        .bind(i64::from(hello.protocol_version))
-        .bind(now_ms)
-        .bind(hello.applied_generation.map(|g| g.0 as i64))
-        .bind(to_json(&hello.interfaces))
-        .bind(to_json(&hello.services))
-        .bind(i64::from(alive))
-        .bind(to_json(&hello.bmc_networks))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut write = self.begin_unsequenced().await?;
+        write.record_hello(hello, now_ms, alive).await?;
+        write.commit().await
     }
 
-    /// Records a heartbeat; returns false when the rack is unknown (no hello yet).
-    pub async fn record_heartbeat(
-        &self,
-        rack_id: &RackId,
-        heartbeat: &Heartbeat,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let updated = sqlx::query(
-            "UPDATE racks SET online = 1, last_seen_ms = $1, applied_generation = $2, \
-             health_json = $3 WHERE id = $4",
-        )
-        .bind(now_ms)
-        .bind(heartbeat.applied_generation.map(|g| g.0 as i64))
-        .bind(to_json(&heartbeat.services))
-        .bind(rack_id.as_str())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(updated > 0)
-    }
-
-    /// Records a snapshot ack; returns false when the rack is unknown.
+    /// [`FrameWrite::record_snapshot_ack`] on its own (no frame's mark raised).
     pub async fn record_snapshot_ack(
         &self,
         rack_id: &RackId,
         ack: &SnapshotAck,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let query = match &ack.outcome {
-            ApplyOutcome::Applied => sqlx::query(
-                "UPDATE racks SET online = 1, last_seen_ms = $1, applied_generation = $2, \
-                 last_apply_error = NULL WHERE id = $3",
-            )
-            .bind(now_ms)
-            .bind(ack.generation.0 as i64)
-            .bind(rack_id.as_str()),
-            ApplyOutcome::Failed { reason } => sqlx::query(
-                "UPDATE racks SET online = 1, last_seen_ms = $1, last_apply_error = $2 \
-                 WHERE id = $3",
-            )
-            .bind(now_ms)
-            .bind(format!("generation {}: {reason}", ack.generation))
-            .bind(rack_id.as_str()),
-            // A delta that did not fit: the link resyncs it, nothing is wrong.
-            ApplyOutcome::Resync { .. } => {
-                sqlx::query("UPDATE racks SET online = 1, last_seen_ms = $1 WHERE id = $2")
-                    .bind(now_ms)
-                    .bind(rack_id.as_str())
-            }
-        };
-        Ok(query.execute(&self.pool).await?.rows_affected() > 0)
+        let mut write = self.begin_unsequenced().await?;
+        let known = write.record_snapshot_ack(rack_id, ack, now_ms).await?;
+        write.commit().await?;
+        Ok(known)
     }
 
-    /// Marks a known rack online (its presence message said so). `sequence`
-    /// is that message's: the will of the same connection is the one
-    /// sealed just before it (v2), the only offline status then accepted.
+    /// [`FrameWrite::mark_rack_online`] on its own (no frame's mark raised).
     pub async fn mark_rack_online(
         &self,
         rack_id: &RackId,
         now_ms: i64,
         sequence: u64,
     ) -> Result<(), StoreError> {
-        // Retained presence may arrive before the retained hello: the row is
-        // created bare then, and the hello fills it in.
-        sqlx::query(
-            "INSERT INTO racks (id, hostname, software_version, protocol_version, online, \
-             first_seen_ms, last_seen_ms, interfaces_json, services_json, health_json, \
-             presence_sequence) VALUES ($3, '', '', 0, 1, $1, $1, '[]', '[]', '[]', $2) \
-             ON CONFLICT (id) DO UPDATE SET online = 1, last_seen_ms = $1, presence_sequence = $2",
-        )
-        .bind(now_ms)
-        .bind(sequence as i64)
-        .bind(rack_id.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut write = self.begin_unsequenced().await?;
+        write.mark_rack_online(rack_id, now_ms, sequence).await?;
+        write.commit().await
     }
 
     /// Takes a v2 rack's last will: marks it offline only if the will was
@@ -310,5 +235,121 @@ impl Store {
         .await?
         .ok_or_else(|| StoreError::not_found("rack", id))?;
         row.into_record(generation)
+    }
+}
+
+/// What a rack's presence and configuration frames write (hello, heartbeat,
+/// snapshot ack, online status), inside the frame's transaction.
+impl FrameWrite {
+    /// Records a hello: creates the rack or refreshes what it reported; a
+    /// live hello (`alive`) also marks it online.
+    pub async fn record_hello(
+        &mut self,
+        hello: &RackHello,
+        now_ms: i64,
+        alive: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO racks (id, hostname, software_version, protocol_version, online, \
+             first_seen_ms, last_seen_ms, applied_generation, last_apply_error, interfaces_json, \
+             services_json, health_json, bmc_networks_json) \
+             VALUES ($1, $2, $3, $4, $9, $5, $5, $6, NULL, $7, $8, '[]', $10) \
+             ON CONFLICT (id) DO UPDATE SET hostname = $2, software_version = $3, \
+             protocol_version = $4, online = CASE WHEN $9 = 1 THEN 1 ELSE racks.online END, \
+             last_seen_ms = CASE WHEN $9 = 1 THEN $5 ELSE racks.last_seen_ms END, \
+             applied_generation = $6, interfaces_json = $7, services_json = $8, \
+             bmc_networks_json = $10",
+        )
+        .bind(hello.rack_id.as_str())
+        .bind(&hello.hostname)
+        .bind(&hello.software_version)
+        .bind(i64::from(hello.protocol_version))
+        .bind(now_ms)
+        .bind(hello.applied_generation.map(|g| g.0 as i64))
+        .bind(to_json(&hello.interfaces))
+        .bind(to_json(&hello.services))
+        .bind(i64::from(alive))
+        .bind(to_json(&hello.bmc_networks))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a heartbeat; returns false when the rack is unknown (no hello yet).
+    pub async fn record_heartbeat(
+        &mut self,
+        rack_id: &RackId,
+        heartbeat: &Heartbeat,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE racks SET online = 1, last_seen_ms = $1, applied_generation = $2, \
+             health_json = $3 WHERE id = $4",
+        )
+        .bind(now_ms)
+        .bind(heartbeat.applied_generation.map(|g| g.0 as i64))
+        .bind(to_json(&heartbeat.services))
+        .bind(rack_id.as_str())
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
+    /// Records a snapshot ack; returns false when the rack is unknown.
+    pub async fn record_snapshot_ack(
+        &mut self,
+        rack_id: &RackId,
+        ack: &SnapshotAck,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let query = match &ack.outcome {
+            ApplyOutcome::Applied => sqlx::query(
+                "UPDATE racks SET online = 1, last_seen_ms = $1, applied_generation = $2, \
+                 last_apply_error = NULL WHERE id = $3",
+            )
+            .bind(now_ms)
+            .bind(ack.generation.0 as i64)
+            .bind(rack_id.as_str()),
+            ApplyOutcome::Failed { reason } => sqlx::query(
+                "UPDATE racks SET online = 1, last_seen_ms = $1, last_apply_error = $2 \
+                 WHERE id = $3",
+            )
+            .bind(now_ms)
+            .bind(format!("generation {}: {reason}", ack.generation))
+            .bind(rack_id.as_str()),
+            // A delta that did not fit: the link resyncs it, nothing is wrong.
+            ApplyOutcome::Resync { .. } => {
+                sqlx::query("UPDATE racks SET online = 1, last_seen_ms = $1 WHERE id = $2")
+                    .bind(now_ms)
+                    .bind(rack_id.as_str())
+            }
+        };
+        Ok(query.execute(&mut *self.tx).await?.rows_affected() > 0)
+    }
+
+    /// Marks a known rack online (its presence message said so). `sequence`
+    /// is that message's: the will of the same connection is the one
+    /// sealed just before it (v2), the only offline status then accepted.
+    pub async fn mark_rack_online(
+        &mut self,
+        rack_id: &RackId,
+        now_ms: i64,
+        sequence: u64,
+    ) -> Result<(), StoreError> {
+        // Retained presence may arrive before the retained hello: the row is
+        // created bare then, and the hello fills it in.
+        sqlx::query(
+            "INSERT INTO racks (id, hostname, software_version, protocol_version, online, \
+             first_seen_ms, last_seen_ms, interfaces_json, services_json, health_json, \
+             presence_sequence) VALUES ($3, '', '', 0, 1, $1, $1, '[]', '[]', '[]', $2) \
+             ON CONFLICT (id) DO UPDATE SET online = 1, last_seen_ms = $1, presence_sequence = $2",
+        )
+        .bind(now_ms)
+        .bind(sequence as i64)
+        .bind(rack_id.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 }

@@ -6,7 +6,7 @@ use edgemetal_protocol::LogLine;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{Backend, Store, StoreError};
+use super::{Backend, FrameWrite, Store, StoreError};
 
 /// The most lines one page may hold.
 pub const MAX_LOG_PAGE: u32 = 1000;
@@ -134,41 +134,16 @@ impl From<LogRow> for LogRecord {
 }
 
 impl Store {
-    /// Stores a rack's batch of log lines (lines already stored are skipped)
-    /// and returns the highest id of the batch: the ack to send back.
+    /// [`FrameWrite::store_log_lines`] on its own (no frame's mark raised).
     pub async fn store_log_lines(
         &self,
         rack_id: &str,
         lines: &[LogLine],
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for line in lines {
-            let mac = line.mac.map(|m| m.to_string());
-            sqlx::query(
-                "INSERT INTO machine_logs (rack_id, rack_line_id, machine_id, mac, source, \
-                 received_ms, logged_ms, facility, severity, hostname, app_name, text, malformed, truncated) \
-                 VALUES ($1, $2, (SELECT id FROM machines WHERE mac = $3), $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-                 ON CONFLICT (rack_id, rack_line_id) DO NOTHING",
-            )
-            .bind(rack_id)
-            .bind(line.id as i64)
-            .bind(mac.clone())
-            .bind(mac)
-            .bind(line.source.to_string())
-            .bind(line.received_ms as i64)
-            .bind(line.timestamp_ms)
-            .bind(line.facility.map(i64::from))
-            .bind(line.severity.map(i64::from))
-            .bind(line.hostname.clone())
-            .bind(line.app_name.clone())
-            .bind(&line.text)
-            .bind(i64::from(line.malformed))
-            .bind(i64::from(line.truncated))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(lines.iter().map(|l| l.id).max().unwrap_or(0))
+        let mut write = self.begin_unsequenced().await?;
+        let up_to = write.store_log_lines(rack_id, lines).await?;
+        write.commit().await?;
+        Ok(up_to)
     }
 
     /// A machine's lines, newest first. Lines that arrived before the
@@ -257,6 +232,44 @@ pub async fn run_retention(store: Store, retention: LogRetention, every: std::ti
             Ok(deleted) => tracing::info!(deleted, "pruned machine log lines"),
             Err(error) => tracing::warn!(%error, "cannot prune machine log lines"),
         }
+    }
+}
+
+/// What a rack's log frames write, inside the frame's transaction.
+impl FrameWrite {
+    /// Stores a rack's batch of log lines (lines already stored are skipped)
+    /// and returns the highest id of the batch: the ack to send back.
+    pub async fn store_log_lines(
+        &mut self,
+        rack_id: &str,
+        lines: &[LogLine],
+    ) -> Result<u64, StoreError> {
+        for line in lines {
+            let mac = line.mac.map(|m| m.to_string());
+            sqlx::query(
+                "INSERT INTO machine_logs (rack_id, rack_line_id, machine_id, mac, source, \
+                 received_ms, logged_ms, facility, severity, hostname, app_name, text, malformed, truncated) \
+                 VALUES ($1, $2, (SELECT id FROM machines WHERE mac = $3), $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                 ON CONFLICT (rack_id, rack_line_id) DO NOTHING",
+            )
+            .bind(rack_id)
+            .bind(line.id as i64)
+            .bind(mac.clone())
+            .bind(mac)
+            .bind(line.source.to_string())
+            .bind(line.received_ms as i64)
+            .bind(line.timestamp_ms)
+            .bind(line.facility.map(i64::from))
+            .bind(line.severity.map(i64::from))
+            .bind(line.hostname.clone())
+            .bind(line.app_name.clone())
+            .bind(&line.text)
+            .bind(i64::from(line.malformed))
+            .bind(i64::from(line.truncated))
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(lines.iter().map(|l| l.id).max().unwrap_or(0))
     }
 }
 

@@ -55,8 +55,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// What the replay check says about an inbound frame.
 enum Freshness {
-    /// Never seen: apply it.
-    New,
+    /// Never seen: apply it; the window that accepted it is kept once it
+    /// is applied (a frame whose write failed is taken when resent).
+    New(ReplayWindow),
     /// A last will: the presence rule decides, not the window.
     Will,
     /// The broker handing back what was processed (retained, redelivered).
@@ -104,8 +105,9 @@ impl Link {
                 return;
             }
         };
-        match self.freshness(&inbound, retained || dup).await {
-            Freshness::New | Freshness::Will => {}
+        let accepted = match self.freshness(&inbound, retained || dup).await {
+            Freshness::New(window) => Some(window),
+            Freshness::Will => None,
             Freshness::Redelivered => {
                 tracing::debug!(rack = %inbound.rack_id, sequence = inbound.sequence, "already processed; ignored");
                 return;
@@ -115,7 +117,7 @@ impl Link {
                 tracing::warn!(rack = %inbound.rack_id, sequence = inbound.sequence, %topic, "replayed frame dropped");
                 return;
             }
-        }
+        };
         if let UpMessage::Hello(hello) = &inbound.envelope.body {
             self.publisher
                 .set_version(&inbound.rack_id, hello.protocol_version);
@@ -129,7 +131,12 @@ impl Link {
             .inc();
         let version = self.publisher.version_of(&inbound.rack_id);
         match handler::apply(&self.store, &inbound, version).await {
-            Ok(follow_up) => self.follow_up(&inbound, follow_up).await,
+            Ok(follow_up) => {
+                if let Some(window) = accepted {
+                    lock(&self.windows).insert(inbound.rack_id.clone(), window);
+                }
+                self.follow_up(&inbound, follow_up).await
+            }
             Err(error) => {
                 tracing::error!(rack = %inbound.rack_id, %error, "cannot record rack message")
             }
@@ -166,30 +173,9 @@ impl Link {
                 Freshness::Replayed
             };
         }
-        // Events raise the mark inside the transaction that applies them.
-        // A blob request's replay is harmless (it only has a chunk of
-        // content-addressed data sent again), so its mark is not written:
-        // a row update per 512 KiB chunk would pace a sync to the store.
-        // The window still refuses it while the process lives, and the next
-        // frame's persisted mark covers it.
-        let mark_not_written = matches!(
-            inbound.envelope.body,
-            UpMessage::Events(_) | UpMessage::BlobRequest(_)
-        );
-        if mark_not_written {
-            lock(&self.windows).insert(rack.clone(), window);
-            return Freshness::New;
-        }
-        if let Err(error) = self
-            .store
-            .advance_up_sequence(rack.as_str(), inbound.sequence)
-            .await
-        {
-            tracing::error!(%rack, %error, "cannot record the frame sequence");
-            return Freshness::Replayed;
-        }
-        lock(&self.windows).insert(rack.clone(), window);
-        Freshness::New
+        // The mark is raised by the transaction that applies the frame
+        // (see `handler::apply`), not here.
+        Freshness::New(window)
     }
 
     async fn follow_up(&self, inbound: &Inbound, follow_up: FollowUp) {

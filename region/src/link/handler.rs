@@ -3,7 +3,7 @@
 use edgemetal_protocol::{RackStatus, UpMessage};
 
 use super::inbound::Inbound;
-use crate::store::{now_ms, Store, StoreError};
+use crate::store::{now_ms, FrameWrite, Store, StoreError};
 
 /// What the link should do after a message was applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,26 +36,97 @@ pub enum FollowUp {
     StaleWill,
 }
 
-/// Applies one message from a rack speaking protocol `version`; tells what
-/// the link should do next.
+/// Applies one message from a rack speaking protocol `version`, in one
+/// transaction that also raises the rack's upward mark to the frame's
+/// sequence; tells what the link should do next.
+///
+/// Two kinds keep their own shape: a batch of events raises the mark in the
+/// transaction that applies the events (`Store::apply_rack_events`), and a
+/// blob request writes nothing (its replay only sends a chunk of
+/// content-addressed data again; a row update per 512 KiB chunk would pace a
+/// sync to the store). A last will is judged by the presence rule, not the
+/// mark.
 pub async fn apply(store: &Store, inbound: &Inbound, version: u16) -> Result<FollowUp, StoreError> {
-    let now = now_ms();
+    let body = &inbound.envelope.body;
+    if let UpMessage::Events(events) = body {
+        let applied = store
+            .apply_rack_events(inbound.rack_id.as_str(), events, inbound.sequence)
+            .await?;
+        tracing::debug!(rack = %inbound.rack_id, events = events.len(), applied = applied.applied, "rack events stored");
+        return Ok(FollowUp::AckEvents(applied));
+    }
+    if let UpMessage::BlobRequest(request) = body {
+        return Ok(FollowUp::SendChunk(request.clone()));
+    }
+    if let UpMessage::Status(RackStatus::Offline) = body {
+        return apply_will(store, inbound, version).await;
+    }
+    let mut frame = store
+        .begin_frame(inbound.rack_id.as_str(), inbound.sequence)
+        .await?;
+    let follow_up = apply_in(&mut frame, inbound).await?;
+    frame.commit().await?;
     // Read only for the messages that say which generation a rack serves,
-    // not for each blob request of a sync.
-    let behind = |applied: Option<edgemetal_protocol::Generation>| async move {
-        let current = store.rack_generation(&inbound.rack_id).await?;
-        Ok::<_, StoreError>(if applied.map(|g| g.0) != Some(current) {
-            FollowUp::SendSnapshot { held: applied }
-        } else {
-            FollowUp::None
-        })
-    };
+    // after the commit, against the generation the rack should hold.
+    Ok(match follow_up {
+        Applied::Then(follow_up) => follow_up,
+        Applied::CheckHeld(applied) => behind(store, inbound, applied).await?,
+    })
+}
+
+/// What applying a frame leaves to do once it is committed.
+enum Applied {
+    /// This follow-up.
+    Then(FollowUp),
+    /// Compare the generation the rack said it holds with its current one.
+    CheckHeld(Option<edgemetal_protocol::Generation>),
+}
+
+/// `SendSnapshot` when the rack holds another generation than its current one.
+async fn behind(
+    store: &Store,
+    inbound: &Inbound,
+    applied: Option<edgemetal_protocol::Generation>,
+) -> Result<FollowUp, StoreError> {
+    let current = store.rack_generation(&inbound.rack_id).await?;
+    Ok(if applied.map(|g| g.0) != Some(current) {
+        FollowUp::SendSnapshot { held: applied }
+    } else {
+        FollowUp::None
+    })
+}
+
+/// A rack's offline status.
+async fn apply_will(
+    store: &Store,
+    inbound: &Inbound,
+    version: u16,
+) -> Result<FollowUp, StoreError> {
+    if version >= 2 {
+        if !store
+            .take_last_will(&inbound.rack_id, inbound.sequence)
+            .await?
+        {
+            return Ok(FollowUp::StaleWill);
+        }
+    } else {
+        // v1 racks seal one will per process: any of theirs is taken, so a
+        // replay can mark one offline until its next heartbeat.
+        store.mark_rack_offline(&inbound.rack_id).await?;
+    }
+    tracing::warn!(rack = %inbound.rack_id, "rack went offline");
+    Ok(FollowUp::None)
+}
+
+/// The writes of every other frame, inside its transaction.
+async fn apply_in(frame: &mut FrameWrite, inbound: &Inbound) -> Result<Applied, StoreError> {
+    let now = now_ms();
     match &inbound.envelope.body {
         UpMessage::Hello(hello) => {
             // Hellos are retained, so a region that (re)subscribes learns every
             // rack. A retained one says who the rack is, not that it is alive now:
             // presence comes from the retained status and from heartbeats.
-            store.record_hello(hello, now, !inbound.retained).await?;
+            frame.record_hello(hello, now, !inbound.retained).await?;
             tracing::info!(
                 rack = %inbound.rack_id,
                 version = %hello.software_version,
@@ -65,91 +136,70 @@ pub async fn apply(store: &Store, inbound: &Inbound, version: u16) -> Result<Fol
             );
             // A live hello always gets a look: the rack may have missed
             // messages while away (the link sends nothing if it is in sync).
-            if inbound.retained {
-                behind(hello.applied_generation).await
+            Ok(if inbound.retained {
+                Applied::CheckHeld(hello.applied_generation)
             } else {
-                Ok(FollowUp::SendSnapshot {
+                Applied::Then(FollowUp::SendSnapshot {
                     held: hello.applied_generation,
                 })
-            }
+            })
         }
         UpMessage::Heartbeat(heartbeat) => {
-            if !store
+            if !frame
                 .record_heartbeat(&inbound.rack_id, heartbeat, now)
                 .await?
             {
                 tracing::debug!(rack = %inbound.rack_id, "heartbeat from a rack that has not said hello");
-                return Ok(FollowUp::None);
+                return Ok(Applied::Then(FollowUp::None));
             }
-            behind(heartbeat.applied_generation).await
+            Ok(Applied::CheckHeld(heartbeat.applied_generation))
         }
         UpMessage::SnapshotAck(ack) => {
-            store
+            frame
                 .record_snapshot_ack(&inbound.rack_id, ack, now)
                 .await?;
             match &ack.outcome {
                 edgemetal_protocol::ApplyOutcome::Applied => {
                     tracing::info!(rack = %inbound.rack_id, generation = ack.generation.0, "rack applied snapshot");
-                    behind(Some(ack.generation)).await
+                    Ok(Applied::CheckHeld(Some(ack.generation)))
                 }
                 edgemetal_protocol::ApplyOutcome::Failed { reason } => {
                     tracing::warn!(rack = %inbound.rack_id, generation = ack.generation.0, %reason, "rack refused snapshot");
-                    Ok(FollowUp::None)
+                    Ok(Applied::Then(FollowUp::None))
                 }
                 edgemetal_protocol::ApplyOutcome::Resync { reason } => {
                     tracing::info!(rack = %inbound.rack_id, generation = ack.generation.0, %reason, "rack wants the full snapshot");
-                    Ok(FollowUp::Resync)
+                    Ok(Applied::Then(FollowUp::Resync))
                 }
             }
         }
-        UpMessage::Status(RackStatus::Offline) if version >= 2 => {
-            if !store
-                .take_last_will(&inbound.rack_id, inbound.sequence)
-                .await?
-            {
-                return Ok(FollowUp::StaleWill);
-            }
-            tracing::warn!(rack = %inbound.rack_id, "rack went offline");
-            Ok(FollowUp::None)
-        }
-        UpMessage::Status(RackStatus::Offline) => {
-            // v1 racks seal one will per process: any of theirs is taken, so a
-            // replay can mark one offline until its next heartbeat.
-            store.mark_rack_offline(&inbound.rack_id).await?;
-            tracing::warn!(rack = %inbound.rack_id, "rack went offline");
-            Ok(FollowUp::None)
-        }
-        UpMessage::Events(events) => {
-            let applied = store
-                .apply_rack_events(inbound.rack_id.as_str(), events, inbound.sequence)
-                .await?;
-            tracing::debug!(rack = %inbound.rack_id, events = events.len(), applied = applied.applied, "rack events stored");
-            Ok(FollowUp::AckEvents(applied))
-        }
         UpMessage::RekeyAck(ack) => {
             // Only a frame sealed under the pending key (epoch + 1) proves the switch.
-            if ack.key_epoch == inbound.key_epoch {
-                Ok(FollowUp::PromoteKey(ack.key_epoch))
+            Ok(Applied::Then(if ack.key_epoch == inbound.key_epoch {
+                FollowUp::PromoteKey(ack.key_epoch)
             } else {
                 tracing::warn!(rack = %inbound.rack_id, "rekey ack under the wrong key epoch ignored");
-                Ok(FollowUp::None)
-            }
+                FollowUp::None
+            }))
         }
-        UpMessage::PowerResult(result) => Ok(FollowUp::PowerResult(result.clone())),
-        UpMessage::BlobRequest(request) => Ok(FollowUp::SendChunk(request.clone())),
-        UpMessage::BootQuery(query) => Ok(FollowUp::AnswerBoot(query.clone())),
+        UpMessage::PowerResult(result) => Ok(Applied::Then(FollowUp::PowerResult(result.clone()))),
+        UpMessage::BootQuery(query) => Ok(Applied::Then(FollowUp::AnswerBoot(query.clone()))),
         UpMessage::Logs(batch) => {
-            let stored = store
+            let stored = frame
                 .store_log_lines(inbound.rack_id.as_str(), &batch.lines)
                 .await?;
             tracing::debug!(rack = %inbound.rack_id, lines = batch.lines.len(), up_to = stored, "rack log lines stored");
-            Ok(FollowUp::AckLogs(stored))
+            Ok(Applied::Then(FollowUp::AckLogs(stored)))
         }
         UpMessage::Status(RackStatus::Online) => {
-            store
+            frame
                 .mark_rack_online(&inbound.rack_id, now, inbound.sequence)
                 .await?;
-            Ok(FollowUp::None)
+            Ok(Applied::Then(FollowUp::None))
         }
+        // Taken by `apply` before a frame transaction opens.
+        UpMessage::Events(_)
+        | UpMessage::BlobRequest(_)
+        | UpMessage::Status(RackStatus::Offline) => Ok(Applied::Then(FollowUp::None)),
     }
 }
