@@ -299,9 +299,9 @@ pub fn check_subnet_fits(
     Ok(())
 }
 
-/// A subnet's new settings against what it holds: each range still fits.
+/// A subnet's new settings (already [`validate_subnet`]-checked) against
+/// what it holds: each range still fits.
 pub fn check_subnet_update(spec: &SubnetSpec, current: &SubnetRecord) -> Result<(), RuleError> {
-    validate_subnet(spec)?;
     for range in &current.ranges {
         validate_range(&spec.cidr, &range.spec).map_err(|_| {
             RuleError::Conflict(format!(
