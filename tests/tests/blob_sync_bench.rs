@@ -17,6 +17,24 @@ use edgemetal_tests::{wait_until, RackProcess, RegionOptions, RegionProcess, Wan
 
 const SIZE: usize = 1 << 30;
 
+/// MB/s of writing `SIZE` bytes in 512 KiB pieces to a fresh file in `dir`
+/// and syncing it: the ceiling a rack's cache write sets on this machine
+/// (fresh page-cache pages are slow to come by in some VMs).
+fn local_write_rate(dir: &std::path::Path) -> f64 {
+    use std::io::Write;
+    let path = dir.join("local-write-reference");
+    let piece = content(512 * 1024, 3);
+    let started = Instant::now();
+    let mut file = std::fs::File::create(&path).unwrap();
+    for _ in 0..SIZE / piece.len() {
+        file.write_all(&piece).unwrap();
+    }
+    file.sync_data().unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    std::fs::remove_file(&path).unwrap();
+    mb(SIZE as u64) / seconds
+}
+
 /// Resident memory of `pid` in bytes.
 fn rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -72,6 +90,7 @@ async fn one_gib_resource_syncs_at_0_and_300_ms_rtt() {
     let direct = format!("mqtts://{}", options.embedded_broker);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = rss(region.pid());
+    let local = local_write_rate(data.path());
 
     let cap = std::env::var("BLOB_BENCH_CAP").unwrap_or_else(|_| "20M".into());
     let scenarios: [(&'static str, &str, Duration, Option<&str>); 4] = [
@@ -140,6 +159,10 @@ async fn one_gib_resource_syncs_at_0_and_300_ms_rtt() {
         );
     }
     let rate = |i: usize| mb(SIZE as u64) / runs[i].seconds;
+    println!(
+        "| local write of 1 GiB to a fresh file (reference) | {local:.1} | {:.1} | | |",
+        mb(SIZE as u64) / local
+    );
     println!(
         "\nregion RSS idle {:.0} MB, peak {:.0} MB (+{:.0} MB); 300 ms / 0 ms (WAN proxy): {:.2}",
         mb(idle),

@@ -69,7 +69,8 @@ pub struct ResourceProgress {
 #[derive(Debug)]
 struct Partial {
     size: u64,
-    file: File,
+    /// Shared so a chunk is written and synced without holding the map's lock.
+    file: Arc<File>,
     done: Vec<bool>,
     done_count: u32,
     /// Chunks written since the last sync of data and bitmap.
@@ -195,7 +196,7 @@ impl BootCache {
         let done_count = done.iter().filter(|d| **d).count() as u32;
         Ok(entry.insert(Partial {
             size: resource.size,
-            file,
+            file: Arc::new(file),
             done,
             done_count,
             unsynced: 0,
@@ -271,12 +272,25 @@ impl BootCache {
         if chunk.data.len() as u64 != chunk_len(resource.size, index) {
             return Ok(ChunkOutcome::Ignored);
         }
+        // The write and the periodic sync run outside the lock, so the
+        // link can work out its next requests (`missing`) meanwhile.
+        let file = {
+            let mut open = self.lock();
+            let partial = self.partial(&mut open, resource)?;
+            if partial.done[index as usize] {
+                return Ok(ChunkOutcome::Ignored);
+            }
+            partial.file.clone()
+        };
+        file.write_all_at(&chunk.data, chunk.offset)?;
         let mut open = self.lock();
-        let partial = self.partial(&mut open, resource)?;
-        if partial.done[index as usize] {
+        // Pruned meanwhile, or the same chunk applied twice at once.
+        let Some(partial) = open.get_mut(&resource.sha256) else {
+            return Ok(ChunkOutcome::Ignored);
+        };
+        if !Arc::ptr_eq(&partial.file, &file) || partial.done[index as usize] {
             return Ok(ChunkOutcome::Ignored);
         }
-        partial.file.write_all_at(&chunk.data, chunk.offset)?;
         partial.done[index as usize] = true;
         partial.done_count += 1;
         partial.unsynced += 1;
@@ -287,9 +301,12 @@ impl BootCache {
         hash_prefix(partial)?;
         if partial.done_count < partial.done.len() as u32 {
             if partial.unsynced >= SYNC_EVERY {
-                partial.file.sync_data()?;
                 partial.unsynced = 0;
+                // The bitmap is taken before the sync, so it never names a
+                // chunk the sync does not cover.
                 let (size, done) = (partial.size, partial.done.clone());
+                drop(open);
+                file.sync_data()?;
                 self.store_bitmap(&resource.sha256, size, &done)?;
             }
             return Ok(ChunkOutcome::Stored);

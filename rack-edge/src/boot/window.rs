@@ -16,7 +16,9 @@ pub const MIN_WINDOW: usize = 8;
 /// of 100 MB/s at 300 ms RTT. (At 64 the window was about one BDP at that
 /// rate, so any queueing delay on the path cost throughput: 73 % of the
 /// 0 ms rate in the benchmark.) In-flight chunks are bytes on the path, not
-/// memory: the region reads each when asked, the rack writes each as it comes.
+/// memory in the rack: the region reads each when asked, the rack writes each
+/// as it comes. They do sit in the embedded broker's queue, inside the
+/// region process, which is most of the region's RSS growth during sync.
 pub const MAX_WINDOW: usize = 128;
 /// The delivery rate estimate is the highest sample of the last one or two
 /// periods of this long (or four round trips, if longer).

@@ -1,5 +1,6 @@
 //! The rack's side of the link: a sans-IO [`session`] core and its MQTT adapter.
 
+pub mod blobs;
 pub mod metrics;
 pub mod mqtt;
 pub mod session;

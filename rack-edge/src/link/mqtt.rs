@@ -10,9 +10,9 @@ use rumqttc::{
 };
 use tokio::sync::mpsc;
 
+use super::blobs::{self, ChunkWriter, BLOB_RETRY};
 use super::session::{Inbound, Outgoing, Session};
 use crate::boot::window::FetchWindow;
-use crate::boot::ChunkOutcome;
 use crate::hub::Hub;
 use crate::state::{CountersFile, SnapshotFile};
 
@@ -40,91 +40,6 @@ pub struct LinkSettings {
     /// Boot queries for the region, from the HTTP and TFTP servers.
     pub boot_queries: mpsc::UnboundedReceiver<edgemetal_protocol::BootQuery>,
 }
-
-/// Fills the window of blob requests: asks for as many missing pieces of
-/// the snapshot's boot resources as [`FetchWindow`] allows now (a lost one
-/// is asked again after [`BLOB_RETRY`]); a `chunk` that came is written
-/// first, in the same trip off the executor. Returns what the chunk did and
-/// when to look again if nothing arrives.
-async fn fetch_blobs(
-    session: &mut Session,
-    files: &StateFiles,
-    settings: &LinkSettings,
-    hub: &Hub,
-    window: &mut FetchWindow,
-    chunk: Option<edgemetal_protocol::BlobChunk>,
-    send: &impl Fn(Outgoing),
-) -> (Option<std::io::Result<ChunkOutcome>>, Option<Instant>) {
-    let wanted = wanted_resources(hub);
-    let cache = settings.boot_cache.clone();
-    let now = Instant::now();
-    let answered = chunk
-        .as_ref()
-        .map(|c| (c.sha256, c.offset, c.data.len() as u64));
-    let outcome_wanted = wanted.clone();
-    let work = tokio::task::spawn_blocking(move || {
-        let outcome = chunk.map(|chunk| cache.apply(&chunk, &outcome_wanted));
-        (outcome, cache, outcome_wanted)
-    })
-    .await;
-    let Ok((outcome, cache, wanted)) = work else {
-        tracing::error!("boot cache task failed");
-        return (None, Some(now + BLOB_RETRY));
-    };
-    let now = Instant::now();
-    if let Some((sha256, offset, bytes)) = answered {
-        match outcome {
-            Some(Ok(ChunkOutcome::Missing)) => window.missing(&sha256, now),
-            _ => window.answered(&sha256, offset, bytes, now),
-        }
-    }
-    let room = window.room(now);
-    let (in_flight, paused) = window.skip_list(now);
-    let progress_wanted = wanted.clone();
-    let (requests, progress) = tokio::task::spawn_blocking(move || {
-        let skip = |sha: &[u8; 32], offset: u64| {
-            paused.contains(sha) || in_flight.contains(&(*sha, offset))
-        };
-        (
-            cache.missing(&wanted, room.max(1), skip),
-            cache.progress(&progress_wanted),
-        )
-    })
-    .await
-    .unwrap_or_default();
-    if let Ok(mut shown) = hub.boot_resources.write() {
-        *shown = progress;
-    }
-    let more = !requests.is_empty();
-    for request in requests.into_iter().take(room) {
-        window.asked(&request, now);
-        let message = session.blob_request(now_ms(), request);
-        if !persist_counters(session, &files.counters).await {
-            break;
-        }
-        send(message);
-    }
-    (outcome, window.wake_at(more, now))
-}
-
-fn wanted_resources(hub: &Hub) -> Vec<edgemetal_protocol::BootResource> {
-    hub.snapshots
-        .borrow()
-        .as_ref()
-        .map(|s| s.boot_resources.clone())
-        .unwrap_or_default()
-}
-
-/// Sleeps until `wake` (forever when `None`).
-async fn sleep_until_blob_wake(wake: Option<Instant>) {
-    match wake {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// A blob request unanswered for this long (with nothing else arriving) is sent again.
-const BLOB_RETRY: Duration = Duration::from_secs(10);
 
 /// The files the link keeps current.
 pub struct StateFiles {
@@ -203,7 +118,7 @@ async fn ack_logs(files: &StateFiles, up_to: u64) -> u64 {
     }
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -212,7 +127,7 @@ fn now_ms() -> u64 {
 
 /// Persists the session's counters if they changed. It must succeed before
 /// the output that changed them is acted on; false means hold it back.
-async fn persist_counters(session: &mut Session, file: &CountersFile) -> bool {
+pub(super) async fn persist_counters(session: &mut Session, file: &CountersFile) -> bool {
     let Some(counters) = session.take_counters() else {
         return true;
     };
@@ -319,7 +234,8 @@ pub async fn run(
     let (power_done, mut power_results) =
         mpsc::channel::<(u64, edgemetal_protocol::PowerOutcome)>(64);
 
-    let mut blobs = FetchWindow::new(
+    let mut writer = ChunkWriter::start(settings.boot_cache.clone());
+    let mut window = FetchWindow::new(
         BLOB_RETRY,
         settings.boot_cache.blob_rate_limit(),
         Instant::now(),
@@ -356,8 +272,8 @@ pub async fn run(
                     deliver_events(&mut session, &files, &mut events_sent, &send).await;
                     logs_in_flight = None;
                     deliver_logs(&mut session, &files, &mut logs_in_flight, &send).await;
-                    blobs.reset();
-                    blob_wake = fetch_blobs(&mut session, &files, &settings, &hub, &mut blobs, None, &send).await.1;
+                    window.reset();
+                    blob_wake = blobs::ask(&mut session, &files, &settings.boot_cache, &hub, &mut window, &send).await;
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     let inbound = session.on_publish(now_ms(), &publish.topic, &publish.payload, publish.retain);
@@ -388,9 +304,9 @@ pub async fn run(
                                 send(ack);
                             }
                             let cache = settings.boot_cache.clone();
-                            let wanted = wanted_resources(&hub);
+                            let wanted = blobs::wanted_resources(&hub);
                             let _ = tokio::task::spawn_blocking(move || cache.prune(&wanted)).await;
-                            blob_wake = fetch_blobs(&mut session, &files, &settings, &hub, &mut blobs, None, &send).await.1;
+                            blob_wake = blobs::ask(&mut session, &files, &settings.boot_cache, &hub, &mut window, &send).await;
                         }
                         Inbound::Rekey(keys) => {
                             // Persist first: a crash after the ack but before the write
@@ -428,18 +344,7 @@ pub async fn run(
                             }
                             deliver_logs(&mut session, &files, &mut logs_in_flight, &send).await;
                         }
-                        Inbound::BlobChunk(chunk) => {
-                            let sha256 = chunk.sha256;
-                            let (outcome, wake) = fetch_blobs(&mut session, &files, &settings, &hub, &mut blobs, Some(chunk), &send).await;
-                            blob_wake = wake;
-                            match outcome {
-                                Some(Ok(ChunkOutcome::Missing)) => tracing::warn!(sha256 = %hex::encode(sha256), "the region does not have a boot resource; retrying later"),
-                                Some(Ok(ChunkOutcome::Corrupt)) => tracing::error!(sha256 = %hex::encode(sha256), "boot resource failed verification; fetching it again"),
-                                Some(Ok(ChunkOutcome::Complete)) => tracing::info!(sha256 = %hex::encode(sha256), "boot resource cached and verified"),
-                                Some(Ok(_)) | None => {}
-                                Some(Err(error)) => tracing::error!(%error, "cannot write the boot cache"),
-                            }
-                        }
+                        Inbound::BlobChunk(chunk) => writer.write(chunk, blobs::wanted_resources(&hub)).await,
                         Inbound::BootAnswer(answer) => settings.decisions.answered(answer),
                         Inbound::Intents(batch) => {
                             let decisions = settings.decisions.clone();
@@ -501,8 +406,14 @@ pub async fn run(
                     send(result);
                 }
             }
-            _ = sleep_until_blob_wake(blob_wake), if connected && blob_wake.is_some() => {
-                blob_wake = fetch_blobs(&mut session, &files, &settings, &hub, &mut blobs, None, &send).await.1;
+            Some(written) = writer.written.recv() => {
+                blobs::record(&mut window, &written);
+                if connected {
+                    blob_wake = blobs::ask(&mut session, &files, &settings.boot_cache, &hub, &mut window, &send).await;
+                }
+            }
+            _ = blobs::sleep_until_wake(blob_wake), if connected && blob_wake.is_some() => {
+                blob_wake = blobs::ask(&mut session, &files, &settings.boot_cache, &hub, &mut window, &send).await;
             }
             _ = files.events.added.notified(), if connected => {
                 deliver_events(&mut session, &files, &mut events_sent, &send).await;
@@ -517,7 +428,7 @@ pub async fn run(
                 deliver_events(&mut session, &files, &mut events_sent, &send).await;
                 logs_in_flight = None;
                 deliver_logs(&mut session, &files, &mut logs_in_flight, &send).await;
-                blob_wake = fetch_blobs(&mut session, &files, &settings, &hub, &mut blobs, None, &send).await.1;
+                blob_wake = blobs::ask(&mut session, &files, &settings.boot_cache, &hub, &mut window, &send).await;
                 let mut health = vec![ServiceHealth {
                     service: ServiceKind::Link,
                     state: HealthState::Healthy,
