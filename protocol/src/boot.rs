@@ -18,6 +18,8 @@ pub enum BootResourceKind {
     Initrd,
     /// A root filesystem image.
     Squashfs,
+    /// An operating system to deploy: a root filesystem archive (protocol v3).
+    Rootfs,
 }
 
 /// A boot resource racks must cache, content-addressed.

@@ -20,6 +20,7 @@ pub mod boot;
 pub mod broker_url;
 pub mod commissioning;
 pub mod delta;
+pub mod deploy;
 pub mod dhcp_peers;
 pub mod dns;
 pub mod enrolment;
@@ -38,6 +39,7 @@ pub use boot::*;
 pub use broker_url::{BrokerUrl, InvalidBrokerUrl};
 pub use commissioning::*;
 pub use delta::{ConfigDelta, DeltaError, Edits};
+pub use deploy::*;
 pub use dns::{DnsConfig, DnsRecord, RecordData, Zone};
 pub use envelope::{DecodeError, Envelope};
 pub use gateway::{GatewayConfig, GatewayServices, NtpConfig, ProxyConfig, SyslogConfig};
@@ -59,7 +61,11 @@ pub use types::*;
 ///   online (once), so a replayed will from an earlier connection changes
 ///   nothing. Configuration changes travel as [`ConfigDelta`]s against the
 ///   generation the rack holds; a full snapshot only on resync.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// - v3: deploy and release. Intents travel with the machines' [`Plan`]s
+///   ([`DownMessage::IntentsV3`]); boot resources include root filesystem
+///   images ([`BootResourceKind::Rootfs`]); racks report
+///   [`RackEventKind::InstallProgress`] and [`RackEventKind::PhoneHome`].
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The inclusive range of protocol versions this build can decode.
 pub const SUPPORTED_VERSIONS: core::ops::RangeInclusive<u16> = 1..=PROTOCOL_VERSION;

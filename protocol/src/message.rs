@@ -79,6 +79,9 @@ pub enum DownMessage {
     /// What changed in the rack's configuration since the generation it
     /// holds (protocol v2); not retained.
     ConfigDelta(crate::delta::ConfigDelta),
+    /// Boot intents with the machines' deploy or release plans (protocol v3;
+    /// replaces [`DownMessage::Intents`] for v3 racks).
+    IntentsV3(crate::deploy::PlannedIntents),
 }
 
 impl DownMessage {
@@ -94,6 +97,7 @@ impl DownMessage {
             DownMessage::LogsAck(_) => Channel::LogsAck,
             DownMessage::Intents(_) => Channel::Intents,
             DownMessage::ConfigDelta(_) => Channel::ConfigDelta,
+            DownMessage::IntentsV3(_) => Channel::Intents,
         }
     }
 }
@@ -262,6 +266,10 @@ pub enum RackEventKind {
     BootProgress(crate::commissioning::BootProgress),
     /// A machine posted its commissioning results to this rack.
     CommissioningResults(crate::commissioning::CommissioningResults),
+    /// The installer or eraser reported a step (protocol v3).
+    InstallProgress(crate::deploy::InstallProgress),
+    /// An installed system's first boot called home (protocol v3).
+    PhoneHome(crate::deploy::PhoneHome),
 }
 
 /// What happened to a lease.

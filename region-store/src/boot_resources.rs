@@ -33,6 +33,7 @@ pub fn kind_name(kind: BootResourceKind) -> &'static str {
         BootResourceKind::Kernel => "kernel",
         BootResourceKind::Initrd => "initrd",
         BootResourceKind::Squashfs => "squashfs",
+        BootResourceKind::Rootfs => "rootfs",
     }
 }
 
@@ -42,6 +43,7 @@ pub fn parse_kind(name: &str) -> Option<BootResourceKind> {
         "kernel" => BootResourceKind::Kernel,
         "initrd" => BootResourceKind::Initrd,
         "squashfs" => BootResourceKind::Squashfs,
+        "rootfs" => BootResourceKind::Rootfs,
         _ => return None,
     })
 }

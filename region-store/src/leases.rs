@@ -7,6 +7,7 @@ use edgemetal_region_model::rack_events::{
     boot_stage_event, event_step, lease_moves_machine, lease_state, Enlistment, EventStep,
 };
 
+use super::deployments;
 use super::lifecycle::{add_event_in, store_results_in, ResultsOutcome};
 use super::{new_id, now_ms, LeaseRecord, Store, StoreError};
 
@@ -159,6 +160,15 @@ impl Store {
                 RackEventKind::CommissioningResults(results) => {
                     stored_results.push(store_results_in(&mut tx, rack_id, results).await?);
                 }
+                RackEventKind::InstallProgress(progress) => {
+                    stored_results
+                        .push(deployments::apply_progress_in(&mut tx, rack_id, progress).await?);
+                }
+                RackEventKind::PhoneHome(phone_home) => {
+                    stored_results.push(
+                        deployments::apply_phone_home_in(&mut tx, rack_id, phone_home).await?,
+                    );
+                }
             }
             applied = event.id;
         }
@@ -179,10 +189,11 @@ impl Store {
         let changed_machines = enlisted
             .iter()
             .cloned()
-            .chain(stored_results.iter().filter_map(|outcome| match outcome {
-                ResultsOutcome::Stored { machine_id, .. } => Some(machine_id.clone()),
-                _ => None,
-            }));
+            .chain(
+                stored_results
+                    .iter()
+                    .filter_map(|outcome| outcome.changed_machine().map(str::to_string)),
+            );
         for machine_id in changed_machines {
             self.changes.emit(super::Change::Machine(machine_id));
         }

@@ -17,6 +17,7 @@ mod api_keys;
 mod audit;
 mod boot_resources;
 mod changes;
+mod deployments;
 mod dns;
 mod frames;
 mod identities;
@@ -41,6 +42,7 @@ pub use api_keys::{
 pub use audit::{AuditEntry, NewAuditEntry, MAX_AUDIT_PAGE};
 pub use boot_resources::{kind_name, parse_kind, BootResourceRecord};
 pub use changes::{Change, ChangeFeed};
+pub use deployments::{NewRun, OsImageFacts, RunRecord};
 pub use edgemetal_region_model::dns::{
     parse_record_data, valid_domain_name, DnsRecordRow, DomainRecord, NewDnsRecord, NewDomain,
 };

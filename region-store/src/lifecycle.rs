@@ -75,6 +75,36 @@ pub enum ResultsOutcome {
     },
     /// Refused (unknown machine, wrong token, wrong status); the reason is in the log and events.
     Refused,
+    /// A deploy or release run took a step; nothing else to do.
+    Progress,
+    /// A deploy or release run failed (its status is failed; power it off).
+    RunFailed {
+        /// The machine.
+        machine_id: String,
+    },
+    /// A release run erased the disks: the machine is Ready (power it off).
+    Released {
+        /// The machine.
+        machine_id: String,
+    },
+    /// The installed system called home: the machine is Deployed.
+    Deployed {
+        /// The machine.
+        machine_id: String,
+    },
+}
+
+impl ResultsOutcome {
+    /// The machine whose status these results changed, if any.
+    pub fn changed_machine(&self) -> Option<&str> {
+        match self {
+            ResultsOutcome::Stored { machine_id, .. }
+            | ResultsOutcome::RunFailed { machine_id }
+            | ResultsOutcome::Released { machine_id }
+            | ResultsOutcome::Deployed { machine_id } => Some(machine_id),
+            ResultsOutcome::Refused | ResultsOutcome::Progress => None,
+        }
+    }
 }
 
 /// What a status change reads of a machine.
@@ -218,6 +248,9 @@ pub(crate) async fn store_results_in(
     rack_id: &str,
     results: &CommissioningResults,
 ) -> Result<ResultsOutcome, StoreError> {
+    if results.purpose == "deploy" || results.purpose == "release" {
+        return super::deployments::apply_run_results_in(tx, rack_id, results).await;
+    }
     let row = sqlx::query_as::<_, ResultsCheckRow>(
         "SELECT mac, status, token_sha256 FROM machines WHERE id = $1",
     )

@@ -29,6 +29,8 @@ pub struct RegionConfig {
     pub dns: crate::model::dns::DnsSettings,
     /// How machines are commissioned.
     pub commissioning: CommissioningConfig,
+    /// How long deployments and releases with erase may take.
+    pub deployment: DeploymentConfig,
     /// The racks' syslog relay.
     pub syslog: edgemetal_protocol::SyslogConfig,
     /// How long and how many machine log lines the region keeps.
@@ -92,6 +94,25 @@ pub struct CommissioningConfig {
     pub timeout_secs: u64,
     /// Commission a machine as soon as it is enlisted (MAAS does by default).
     pub auto_commission: bool,
+}
+
+/// How long deploy and release runs may take.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploymentConfig {
+    /// A machine still deploying after this many seconds is Failed deployment.
+    pub timeout_secs: u64,
+    /// A machine still erasing its disks after this many seconds is Failed releasing.
+    pub release_timeout_secs: u64,
+}
+
+impl Default for DeploymentConfig {
+    fn default() -> Self {
+        DeploymentConfig {
+            timeout_secs: 3600,
+            release_timeout_secs: 3600,
+        }
+    }
 }
 
 impl Default for CommissioningConfig {
@@ -165,6 +186,7 @@ impl Default for RegionConfig {
             api: ApiConfig::default(),
             dns: Default::default(),
             commissioning: Default::default(),
+            deployment: Default::default(),
             syslog: Default::default(),
             syslog_retention: Default::default(),
             proxy: Default::default(),
@@ -269,6 +291,15 @@ impl RegionConfig {
                     format!(
                         "EDGEMETAL_COMMISSIONING_TIMEOUT_SECS={secs:?} is not a positive number"
                     )
+                })?;
+        }
+        if let Some(secs) = var("EDGEMETAL_DEPLOYMENT_TIMEOUT_SECS") {
+            self.deployment.timeout_secs = secs
+                .parse()
+                .ok()
+                .filter(|secs| *secs > 0)
+                .with_context(|| {
+                    format!("EDGEMETAL_DEPLOYMENT_TIMEOUT_SECS={secs:?} is not a positive number")
                 })?;
         }
         if let Some(flag) = var("EDGEMETAL_AUTO_COMMISSION") {

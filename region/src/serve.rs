@@ -94,6 +94,8 @@ pub async fn run(mut config: RegionConfig) -> anyhow::Result<()> {
         enroller.keyring.master().clone(),
         crate::lifecycle::LifecycleSettings {
             commissioning_timeout: Duration::from_secs(config.commissioning.timeout_secs.max(1)),
+            deployment_timeout: Duration::from_secs(config.deployment.timeout_secs.max(1)),
+            release_timeout: Duration::from_secs(config.deployment.release_timeout_secs.max(1)),
             auto_commission: config.commissioning.auto_commission,
         },
     );

@@ -351,6 +351,7 @@ impl BootCache {
                             edgemetal_protocol::BootResourceKind::Kernel => "kernel",
                             edgemetal_protocol::BootResourceKind::Initrd => "initrd",
                             edgemetal_protocol::BootResourceKind::Squashfs => "squashfs",
+                            edgemetal_protocol::BootResourceKind::Rootfs => "rootfs",
                         }
                     ),
                     architecture: resource.architecture.clone(),

@@ -1,6 +1,8 @@
-//! The machine lifecycle's rules: the state machine ([`status`]) and the
-//! hardware inventory commissioning reports ([`inventory`]).
+//! The machine lifecycle's rules: the state machine ([`status`]), the
+//! hardware inventory commissioning reports ([`inventory`]), and what a
+//! deploy request must satisfy ([`deploy`]).
 
+pub mod deploy;
 pub mod inventory;
 pub mod status;
 

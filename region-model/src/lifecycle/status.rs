@@ -239,7 +239,7 @@ fn target(from: MachineStatus, action: Action, context: Context) -> Option<Machi
         (A::CommissioningPassed, S::Commissioning) => S::Ready,
         (A::CommissioningFailed, S::Commissioning) => S::FailedCommissioning,
         (A::Allocate, S::Ready) => S::Allocated,
-        (A::Deploy, S::Ready | S::Allocated) => S::Deploying,
+        (A::Deploy, S::Allocated) => S::Deploying,
         (A::DeploymentPassed, S::Deploying) => S::Deployed,
         (A::DeploymentFailed, S::Deploying) => S::FailedDeployment,
         // An allocated machine never ran anything of the user's: nothing to wipe.
@@ -323,6 +323,7 @@ mod tests {
     fn the_deployment_cycle() {
         assert_eq!(go(S::Ready, A::Allocate), Ok(S::Allocated));
         assert_eq!(go(S::Allocated, A::Deploy), Ok(S::Deploying));
+        assert!(go(S::Ready, A::Deploy).is_err(), "deploy needs an allocation");
         assert_eq!(go(S::Deploying, A::DeploymentPassed), Ok(S::Deployed));
         assert_eq!(go(S::Deployed, A::Release), Ok(S::Releasing));
         assert_eq!(go(S::Releasing, A::ReleasePassed), Ok(S::Ready));

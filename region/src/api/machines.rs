@@ -10,8 +10,8 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{AppState, Caller};
-use crate::lifecycle::{Action, LifecycleError};
-use crate::store::{CommissioningRecord, Machine, MachineFilter, NewMachine};
+use crate::lifecycle::{Action, DeployRequest, LifecycleError, ReleaseRequest};
+use crate::store::{CommissioningRecord, Machine, MachineFilter, NewMachine, RunRecord};
 
 /// List machines, optionally only those matching every given condition,
 /// e.g. `?status=ready&min_cpu_count=4&min_memory_mib=8192`.
@@ -77,7 +77,10 @@ impl From<LifecycleError> for ApiError {
             LifecycleError::Store(store) => store.into(),
             LifecycleError::Power(power) => power.into(),
             LifecycleError::Unsupported(message) => {
-                ApiError::new(StatusCode::CONFLICT, "unsupported", message)
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+            }
+            LifecycleError::Refused(refusal) => {
+                ApiError::new(refusal.status, refusal.code, refusal.message)
             }
         }
     }
@@ -89,7 +92,7 @@ impl From<LifecycleError> for ApiError {
 /// Commissioning sets the next boot to PXE and powers the machine on
 /// through a rack that reaches its BMC.
 #[utoipa::path(post, path = "/machines/{id}/actions/{action}", tag = "machines",
-    request_body(content = Option<ActionRequest>, description = "Optional reason"),
+    request_body(content = Option<ActionRequest>, description = "Optional reason; deploy takes a DeployRequest, release a ReleaseRequest"),
     params(("id" = String, Path, description = "Machine id"),
         ("action" = String, Path, description = "The action")),
     responses((status = 200, body = Machine), (status = 404, body = ErrorBody),
@@ -101,8 +104,26 @@ pub async fn machine_action(
     ApiPath((id, action)): ApiPath<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Machine>, ApiError> {
+    let empty = body.iter().all(u8::is_ascii_whitespace);
+    match Action::from_api_name(&action) {
+        Some(Action::Deploy) => {
+            let request: DeployRequest = parse_body(&body, "{\"image\": \"debian/bookworm\", ...}")?;
+            check_reason(request.reason.as_deref().unwrap_or(""))?;
+            return Ok(Json(state.lifecycle.deploy(&id, request, &key.name).await?));
+        }
+        Some(Action::Release) => {
+            let request: ReleaseRequest = if empty {
+                ReleaseRequest::default()
+            } else {
+                parse_body(&body, "{\"erase\": \"none|quick|full|secure\"} or empty")?
+            };
+            check_reason(request.reason.as_deref().unwrap_or(""))?;
+            return Ok(Json(state.lifecycle.release(&id, request, &key.name).await?));
+        }
+        _ => {}
+    }
     // The body is optional: no body means no reason.
-    let request: ActionRequest = if body.iter().all(u8::is_ascii_whitespace) {
+    let request: ActionRequest = if empty {
         ActionRequest::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| {
@@ -128,6 +149,12 @@ pub async fn machine_action(
         )
     })?;
     let reason = request.reason;
+    check_reason(&reason)?;
+    let machine = state.lifecycle.act(&id, action, &key.name, &reason).await?;
+    Ok(Json(machine))
+}
+
+fn check_reason(reason: &str) -> Result<(), ApiError> {
     if reason.len() > 1024 {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -135,8 +162,29 @@ pub async fn machine_action(
             "reason must be at most 1024 bytes",
         ));
     }
-    let machine = state.lifecycle.act(&id, action, &key.name, &reason).await?;
-    Ok(Json(machine))
+    Ok(())
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body must be {shape}: {e}"),
+        )
+    })
+}
+
+/// The machine's deploy and release runs, newest first: what was asked,
+/// the last step reported, and how each ended.
+#[utoipa::path(get, path = "/machines/{id}/deployments", tag = "machines",
+    params(("id" = String, Path, description = "Machine id")),
+    responses((status = 200, body = Vec<RunRecord>), (status = 404, body = ErrorBody)))]
+pub async fn list_deployments(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Vec<RunRecord>>, ApiError> {
+    Ok(Json(state.store.list_runs(&id).await?))
 }
 
 /// The machine's latest commissioning results: the parsed inventory and

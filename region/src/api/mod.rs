@@ -79,7 +79,7 @@ impl AppState {
     info(title = "edgemetal region API", version = "1"),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
-    components(schemas(ErrorBody))
+    components(schemas(ErrorBody, crate::lifecycle::DeployRequest, crate::lifecycle::ReleaseRequest))
 )]
 struct ApiDoc;
 
@@ -136,6 +136,7 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(machines::get_machine, machines::delete_machine))
         .routes(routes!(machines::machine_action))
         .routes(routes!(machines::commissioning_results))
+        .routes(routes!(machines::list_deployments))
         .routes(routes!(logs::list_machine_logs))
         .routes(routes!(power::set_power_settings))
         .routes(routes!(power::get_power))

@@ -142,6 +142,12 @@ const RULES: &[Rule] = &[
         ReadOnly,
         "machine.commissioning_results",
     ),
+    rule(
+        Method::GET,
+        "/machines/{id}/deployments",
+        ReadOnly,
+        "machine.deployments",
+    ),
     rule(Method::GET, "/machines/{id}/logs", ReadOnly, "machine.logs"),
     rule(Method::GET, "/domains", ReadOnly, "domain.list"),
     rule(Method::POST, "/domains", Operator, "domain.create"),

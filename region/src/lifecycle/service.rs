@@ -24,6 +24,10 @@ pub struct LifecycleSettings {
     pub commissioning_timeout: Duration,
     /// Whether an enlisted machine is commissioned right away.
     pub auto_commission: bool,
+    /// How long a deployment may take, power-on to phone-home.
+    pub deployment_timeout: Duration,
+    /// How long a release with erase may take.
+    pub release_timeout: Duration,
 }
 
 /// Why a lifecycle action failed.
@@ -38,15 +42,18 @@ pub enum LifecycleError {
     /// The action exists in the lifecycle but edgemetal cannot carry it out yet.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// The request was refused before anything changed.
+    #[error(transparent)]
+    Refused(#[from] super::deploy::Refusal),
 }
 
 /// The lifecycle's side effects.
 #[derive(Clone)]
 pub struct LifecycleService {
-    store: Store,
-    power: PowerService,
-    master: MasterKeys,
-    settings: LifecycleSettings,
+    pub(super) store: Store,
+    pub(super) power: PowerService,
+    pub(super) master: MasterKeys,
+    pub(super) settings: LifecycleSettings,
 }
 
 impl LifecycleService {
@@ -85,12 +92,12 @@ impl LifecycleService {
                         TokenChange::Withdraw,
                     )
                     .await?;
+                self.store.fail_run(machine_id, "aborted").await?;
                 self.power_off(machine_id, actor).await;
                 Ok(machine)
             }
             Action::Deploy => Err(LifecycleError::Unsupported(
-                "deployment needs an operating system image and an installer; edgemetal has \
-                 neither yet, so machines cannot be deployed",
+                "deploy takes a body: {\"image\": \"debian/bookworm\", ...}",
             )),
             Action::Release => {
                 let machine = self
@@ -143,6 +150,8 @@ impl LifecycleService {
         actor: &str,
         reason: &str,
     ) -> Result<Machine, LifecycleError> {
+        // Checked first: a refusal must leave the machine as it was.
+        self.reachable(machine_id).await?;
         let deadline = now_ms() + self.settings.commissioning_timeout.as_millis() as i64;
         let machine = self
             .issue_and_change(
@@ -224,7 +233,7 @@ impl LifecycleService {
     }
 
     /// Next boot from the network, then power on (or cycle, if it is on).
-    async fn boot_from_network(&self, machine_id: &str, actor: &str) -> Result<(), PowerError> {
+    pub(super) async fn boot_from_network(&self, machine_id: &str, actor: &str) -> Result<(), PowerError> {
         if self.store.stored_power(machine_id).await?.is_none() {
             // Booted by hand: its rack holds the intent before we answer.
             self.power.intents_published().await;
@@ -282,6 +291,15 @@ impl LifecycleService {
                 tracing::info!(machine = %machine_id, "commissioning done; powering off");
                 self.power_off(&machine_id, "region").await;
             }
+            Notice::Results(
+                ResultsOutcome::RunFailed { machine_id } | ResultsOutcome::Released { machine_id },
+            ) => {
+                tracing::info!(machine = %machine_id, "run ended; powering off");
+                self.power_off(&machine_id, "region").await;
+            }
+            Notice::Results(ResultsOutcome::Deployed { machine_id }) => {
+                tracing::info!(machine = %machine_id, "deployed");
+            }
             Notice::Results(_) => {}
         }
     }
@@ -289,17 +307,32 @@ impl LifecycleService {
     /// Fails machines whose commissioning ran out of time, and powers them off.
     pub async fn expire_overdue(&self) -> Result<(), StoreError> {
         for (machine_id, status) in self.store.overdue_machines(now_ms()).await? {
+            let (failed, what, timeout) = match status {
+                MachineStatus::Commissioning => (
+                    Action::CommissioningFailed,
+                    "commissioning",
+                    self.settings.commissioning_timeout,
+                ),
+                MachineStatus::Deploying => (
+                    Action::DeploymentFailed,
+                    "deployment",
+                    self.settings.deployment_timeout,
+                ),
+                MachineStatus::Releasing => (
+                    Action::ReleaseFailed,
+                    "release",
+                    self.settings.release_timeout,
+                ),
+                _ => continue,
+            };
+            let why = format!("{what} timed out after {} s", timeout.as_secs());
             if status != MachineStatus::Commissioning {
-                continue;
+                self.store.fail_run(&machine_id, &why).await?;
             }
-            let why = format!(
-                "commissioning timed out after {} s",
-                self.settings.commissioning_timeout.as_secs()
-            );
             match self
                 .change(
                     &machine_id,
-                    Action::CommissioningFailed,
+                    failed,
                     "region",
                     &why,
                     TokenChange::Withdraw,
@@ -317,7 +350,7 @@ impl LifecycleService {
 }
 
 /// A fresh token, sealed and hashed for the store.
-fn new_token(master: &MasterKeys) -> TokenChange {
+pub(super) fn new_token(master: &MasterKeys) -> TokenChange {
     let token = crate::boot::decision::new_token();
     TokenChange::Issue {
         sealed: master.seal(token.as_bytes()),

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::link::{Keyring, LinkHandle, RequestError};
-use crate::store::{PowerSettings, Store, StoreError};
+use crate::store::{PowerSettings, Store, StoreError, StoredPower};
 
 /// How long the region waits for a rack's answer to a power command. The
 /// rack's own BMC bound is shorter, so a slow BMC is reported as such.
@@ -207,11 +207,13 @@ impl PowerService {
         outcome.map(|(_, observation)| observation)
     }
 
-    async fn run(
-        &self,
-        machine_id: &str,
-        action: PowerAction,
-    ) -> Result<(RackId, PowerObservation), PowerError> {
+    /// Whether a rack reaches the machine's BMC now, without acting on it.
+    pub async fn reachable(&self, machine_id: &str) -> Result<(), PowerError> {
+        self.route(machine_id).await.map(|_| ())
+    }
+
+    /// The machine's BMC settings and the rack that reaches them.
+    async fn route(&self, machine_id: &str) -> Result<(StoredPower, RackId), PowerError> {
         let stored = self
             .store
             .stored_power(machine_id)
@@ -225,6 +227,15 @@ impl PowerService {
         let racks = self.store.list_racks().await?;
         let rack = rack_choice::choose(&racks, bmc).ok_or(PowerError::NoRack(bmc))?;
         let rack_id = RackId::new(&rack.id).map_err(|_| PowerError::NoRack(bmc))?;
+        Ok((stored, rack_id))
+    }
+
+    async fn run(
+        &self,
+        machine_id: &str,
+        action: PowerAction,
+    ) -> Result<(RackId, PowerObservation), PowerError> {
+        let (stored, rack_id) = self.route(machine_id).await?;
         let password = self
             .keyring
             .master()
