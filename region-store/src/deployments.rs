@@ -250,11 +250,7 @@ impl Store {
     }
 
     /// Records an OS image's facts (by content address).
-    pub async fn put_os_image(
-        &self,
-        sha256: &str,
-        facts: &OsImageFacts,
-    ) -> Result<(), StoreError> {
+    pub async fn put_os_image(&self, sha256: &str, facts: &OsImageFacts) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO os_images (sha256, format, uncompressed_bytes) VALUES ($1, $2, $3) \
              ON CONFLICT (sha256) DO UPDATE SET format = $2, uncompressed_bytes = $3",
@@ -478,7 +474,14 @@ pub(crate) async fn apply_run_results_in(
     };
     if let Some(failed) = output("failed") {
         let why = clip(&failed, 512);
-        add_event_in(tx, machine_id, &format!("{}.failed", results.purpose), &actor, &why).await?;
+        add_event_in(
+            tx,
+            machine_id,
+            &format!("{}.failed", results.purpose),
+            &actor,
+            &why,
+        )
+        .await?;
         return fail_in(tx, machine_id, status, &why).await;
     }
     if status == MachineStatus::Releasing {

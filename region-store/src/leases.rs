@@ -186,14 +186,11 @@ impl Store {
         if machines_moved {
             self.changes.emit(super::Change::Config);
         }
-        let changed_machines = enlisted
-            .iter()
-            .cloned()
-            .chain(
-                stored_results
-                    .iter()
-                    .filter_map(|outcome| outcome.changed_machine().map(str::to_string)),
-            );
+        let changed_machines = enlisted.iter().cloned().chain(
+            stored_results
+                .iter()
+                .filter_map(|outcome| outcome.changed_machine().map(str::to_string)),
+        );
         for machine_id in changed_machines {
             self.changes.emit(super::Change::Machine(machine_id));
         }

@@ -16,8 +16,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use edgemetal_protocol::{
     Architecture, BootAnswer, BootDecision, BootIntent, BootQuery, BootResourceKind,
-    ConfigSnapshot, EphemeralBoot, IntentBatch, MacAddress, MachineMetadata,
+    ConfigSnapshot, EphemeralBoot, IntentBatch, MacAddress, MachineMetadata, PlannedIntents,
 };
+
+use super::plans::{HeldPlan, Plans};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
@@ -36,7 +38,8 @@ type Labels = Vec<(&'static str, String)>;
 pub struct BootPathCounters {
     /// Boot-path answers (iPXE script, PXELINUX/GRUB file, metadata), by source:
     /// `intent` (pushed by the region), `expired` (an intent past its expiry:
-    /// local disk), `enlistment` (a machine never seen), `region` (v1 mode).
+    /// local disk), `enlistment` (a machine never seen), `region` (v1 mode),
+    /// `finished` (a deploy or release the rack saw finish: local disk).
     pub answers: Family<Labels, Counter>,
     /// Boot-path requests that waited on the region (v1 mode only; 0 on v2).
     pub region_waits: Counter,
@@ -82,6 +85,7 @@ impl BootPathCounters {
 pub struct Decisions {
     path: PathBuf,
     intents: Mutex<HashMap<MacAddress, BootIntent>>,
+    plans: Plans,
     queries: mpsc::UnboundedSender<BootQuery>,
     snapshots: watch::Receiver<Option<ConfigSnapshot>>,
     counters: BootPathCounters,
@@ -150,6 +154,7 @@ impl Decisions {
         Decisions {
             path,
             intents: Mutex::new(intents),
+            plans: Plans::open(state_dir),
             queries,
             snapshots,
             counters,
@@ -181,6 +186,10 @@ impl Decisions {
         match held {
             Some(intent) if intent.expires_at_ms.is_some_and(|at| now > at) => {
                 self.counters.answered_from("expired");
+                BootDecision::LocalDisk
+            }
+            Some(intent) if self.run_finished(&intent) => {
+                self.counters.answered_from("finished");
                 BootDecision::LocalDisk
             }
             Some(intent) => {
@@ -311,10 +320,41 @@ impl Decisions {
         }
     }
 
-    /// Takes pushed intents: each replaces the held one only if newer; a full
-    /// batch also forgets machines it does not name. Persisted before return.
+    /// Whether `intent` is a deploy or release run this rack saw finish.
+    fn run_finished(&self, intent: &BootIntent) -> bool {
+        intent
+            .metadata
+            .as_ref()
+            .is_some_and(|m| self.plans.finished(intent.mac, &m.token))
+    }
+
+    /// The deploy or release plan of `mac`, if it has one.
+    pub fn plan(&self, mac: MacAddress) -> Option<HeldPlan> {
+        self.plans.get(mac)
+    }
+
+    /// Marks the run of `mac` with `token` finished (its results were
+    /// queued): from now on it boots from disk until a new run.
+    pub fn finish(&self, mac: MacAddress, token: &str) -> bool {
+        self.plans.finish(mac, token)
+    }
+
+    /// Takes pushed intents without plans (v2).
     pub fn apply(&self, batch: IntentBatch) -> usize {
+        self.apply_planned(PlannedIntents {
+            batch,
+            plans: Vec::new(),
+        })
+    }
+
+    /// Takes pushed intents: each replaces the held one only if newer, with
+    /// its plan; a full batch also forgets machines it does not name.
+    /// Persisted before return.
+    pub fn apply_planned(&self, planned: PlannedIntents) -> usize {
+        let PlannedIntents { batch, plans } = planned;
         let mut changed = 0;
+        let mut accepted = HashMap::new();
+        let mut named_only = None;
         {
             let mut intents = lock(&self.intents);
             if batch.full {
@@ -323,15 +363,19 @@ impl Decisions {
                 let before = intents.len();
                 intents.retain(|mac, _| named.contains(mac));
                 changed += before - intents.len();
+                named_only = Some(named);
             }
             for mac in &batch.forget {
                 changed += usize::from(intents.remove(mac).is_some());
+                accepted.insert(*mac, None);
             }
             for intent in batch.intents {
                 let newer = intents
                     .get(&intent.mac)
                     .is_none_or(|held| intent.generation > held.generation);
                 if newer {
+                    let token = intent.metadata.as_ref().map(|m| m.token.clone());
+                    accepted.insert(intent.mac, token);
                     intents.insert(intent.mac, intent);
                     changed += 1;
                 }
@@ -340,6 +384,7 @@ impl Decisions {
         if changed > 0 {
             self.persist();
         }
+        self.plans.take(&accepted, plans, named_only.as_ref());
         changed
     }
 

@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod decisions;
 pub mod http;
+pub mod plans;
 pub mod progress;
 pub mod render;
 pub mod serve;

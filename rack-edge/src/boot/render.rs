@@ -18,8 +18,16 @@ fn cmdline(base_cmdline: &str, rack_url: &str, mac: MacAddress) -> String {
 pub fn ipxe_script(decision: &BootDecision, rack_url: &str, mac: MacAddress) -> String {
     match decision {
         BootDecision::LocalDisk => {
-            // `exit` hands control back to the firmware, which tries the next boot device.
-            "#!ipxe\necho edgemetal: booting from local disk\nexit\n".to_string()
+            // BIOS: `sanboot` boots the first disk through INT 13h whatever
+            // the firmware's boot order. UEFI: sanboot cannot boot a local
+            // disk, but a failing `exit` makes the firmware try its next
+            // boot option (the disk's removable-media loader the installer
+            // wrote). Where sanboot fails too, `exit` is the fallback.
+            "#!ipxe\necho edgemetal: booting from local disk\n\
+             iseq ${platform} efi && goto efi ||\n\
+             sanboot --no-describe --drive 0x80 || exit\n\
+             :efi\nexit 1\n"
+                .to_string()
         }
         BootDecision::Ephemeral(image) => {
             let resource =
@@ -109,7 +117,12 @@ mod tests {
 
     #[test]
     fn local_disk_hands_back_to_the_firmware() {
-        assert!(ipxe_script(&BootDecision::LocalDisk, "http://x", MAC).contains("\nexit\n"));
+        let local = ipxe_script(&BootDecision::LocalDisk, "http://x", MAC);
+        assert!(
+            local.contains("sanboot --no-describe --drive 0x80"),
+            "{local}"
+        );
+        assert!(local.contains(":efi\nexit 1\n"), "{local}");
         assert!(pxelinux_config(&BootDecision::LocalDisk, "http://x", MAC).contains("LOCALBOOT 0"));
         assert!(grub_config(&BootDecision::LocalDisk, "http://x", MAC).contains("exit"));
     }

@@ -346,11 +346,11 @@ pub async fn run(
                         }
                         Inbound::BlobChunk(chunk) => writer.write(chunk, blobs::wanted_resources(&hub)).await,
                         Inbound::BootAnswer(answer) => settings.decisions.answered(answer),
-                        Inbound::Intents(batch) => {
+                        Inbound::Intents(planned) => {
                             let decisions = settings.decisions.clone();
-                            let (full, count) = (batch.full, batch.intents.len());
-                            let changed = tokio::task::spawn_blocking(move || decisions.apply(batch)).await.unwrap_or(0);
-                            tracing::info!(full, intents = count, changed, "boot intents received");
+                            let (full, count, plans) = (planned.batch.full, planned.batch.intents.len(), planned.plans.len());
+                            let changed = tokio::task::spawn_blocking(move || decisions.apply_planned(planned)).await.unwrap_or(0);
+                            tracing::info!(full, intents = count, plans, changed, "boot intents received");
                         }
                         Inbound::Power(command) => {
                             let executor = settings.power.clone();

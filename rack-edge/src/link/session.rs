@@ -69,8 +69,9 @@ pub enum Inbound {
     BlobChunk(edgemetal_protocol::BlobChunk),
     /// The region's boot decision for a machine (v1).
     BootAnswer(edgemetal_protocol::BootAnswer),
-    /// Machines' boot intents, pushed ahead of their boots (v2).
-    Intents(edgemetal_protocol::IntentBatch),
+    /// Machines' boot intents, pushed ahead of their boots (v2), with
+    /// their deploy and release plans (v3).
+    Intents(edgemetal_protocol::PlannedIntents),
     /// The payload was dropped; the reason is a metric label.
     Dropped(&'static str, String),
 }
@@ -368,7 +369,11 @@ impl Session {
             DownMessage::LogsAck(up_to) => Inbound::LogsAcked(up_to),
             DownMessage::BlobChunk(chunk) => Inbound::BlobChunk(chunk),
             DownMessage::BootAnswer(answer) => Inbound::BootAnswer(answer),
-            DownMessage::Intents(batch) => Inbound::Intents(batch),
+            DownMessage::Intents(batch) => Inbound::Intents(edgemetal_protocol::PlannedIntents {
+                batch,
+                plans: Vec::new(),
+            }),
+            DownMessage::IntentsV3(planned) => Inbound::Intents(planned),
             DownMessage::ConfigDelta(delta) => self.on_delta(now_ms, delta),
             DownMessage::Rekey(rekey) => self.on_rekey(now_ms, rekey),
             DownMessage::Power(command) if now_ms > command.deadline_ms => {

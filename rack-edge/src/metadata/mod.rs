@@ -9,6 +9,7 @@
 //! results are queued durably before the machine hears 202, and the link
 //! delivers them whenever it can.
 
+mod deploy;
 pub mod results;
 
 use std::net::{IpAddr, SocketAddr};
@@ -70,11 +71,21 @@ pub fn router(service: MetadataService) -> Router {
             "/metadata/v1/results",
             post(post_results).layer(DefaultBodyLimit::max(results::MAX_UPLOAD_BYTES)),
         )
+        .route("/metadata/v1/deploy", get(deploy::plan_text))
+        .route(
+            "/metadata/v1/progress",
+            post(deploy::post_progress).layer(DefaultBodyLimit::max(4096)),
+        )
+        .route("/metadata/v1/nocloud/{token}/{document}", get(deploy::seed))
+        .route(
+            "/metadata/v1/nocloud/{token}/phone-home",
+            post(deploy::phone_home).layer(DefaultBodyLimit::max(16 * 1024)),
+        )
         .with_state(service)
 }
 
 /// A refused request: its status and a line for the caller.
-struct Refusal(StatusCode, String);
+pub(super) struct Refusal(StatusCode, String);
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
@@ -82,12 +93,12 @@ impl IntoResponse for Refusal {
     }
 }
 
-fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
+pub(super) fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
     Refusal(status, message.into())
 }
 
 /// The machine behind `peer`, by its lease on this rack.
-fn caller(service: &MetadataService, peer: SocketAddr) -> Result<MacAddress, Refusal> {
+pub(super) fn caller(service: &MetadataService, peer: SocketAddr) -> Result<MacAddress, Refusal> {
     let IpAddr::V4(address) = peer.ip().to_canonical() else {
         return Err(refuse(StatusCode::FORBIDDEN, "IPv6 callers are not served"));
     };
@@ -101,7 +112,7 @@ fn caller(service: &MetadataService, peer: SocketAddr) -> Result<MacAddress, Ref
 }
 
 /// The caller's metadata and the URLs it needs.
-async fn lookup(
+pub(super) async fn lookup(
     service: &MetadataService,
     peer: SocketAddr,
     headers: &HeaderMap,
@@ -171,6 +182,9 @@ fn fields(
     if service.gateway.dns.is_some() {
         fields.push(("dns", rack_host));
     }
+    if let Some((mac, _)) = service.decisions.by_token(&metadata.token) {
+        fields.extend(deploy::run_fields(service, mac, base));
+    }
     fields
 }
 
@@ -211,7 +225,7 @@ async fn meta_data_json(
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
         .to_str()
@@ -271,32 +285,18 @@ async fn post_results(
         purpose: metadata.purpose.clone(),
         outputs,
     });
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default();
-    let (events, bytes, machine) = (service.events.clone(), body.len(), metadata.machine_id);
-    // In its own task: if the client goes away mid-request the handler is
-    // dropped, but results already on their way to disk are still logged.
-    let queued = tokio::spawn(async move {
-        let pushed = tokio::task::spawn_blocking(move || events.push(now_ms, vec![event])).await;
-        match pushed {
-            Ok(Ok(())) => {
-                tracing::info!(%mac, %machine, outputs = count, bytes, "commissioning results queued for the region");
-                true
-            }
-            Ok(Err(error)) => {
-                tracing::error!(%mac, %error, "cannot queue commissioning results");
-                false
-            }
-            Err(error) => {
-                tracing::error!(%mac, %error, "results queueing task failed");
-                false
-            }
+    let (bytes, machine, purpose) = (body.len(), metadata.machine_id, metadata.purpose);
+    let queued = queue(&service, event).await;
+    if queued {
+        tracing::info!(%mac, %machine, %purpose, outputs = count, bytes, "results queued for the region");
+        if (purpose == "deploy" || purpose == "release")
+            && service.decisions.finish(mac, &metadata.token)
+        {
+            // The installer reboots next: from now on, its disk.
+            tracing::info!(%mac, %machine, %purpose, "run finished here; the machine boots from disk");
         }
-    })
-    .await;
-    if matches!(queued, Ok(true)) {
+    }
+    if queued {
         (StatusCode::ACCEPTED, "queued\n").into_response()
     } else {
         refuse(
@@ -304,5 +304,31 @@ async fn post_results(
             "the rack cannot store results now; retry",
         )
         .into_response()
+    }
+}
+
+/// Queues `event` durably for the region; false if it could not be stored.
+/// In its own task: if the client goes away mid-request the handler is
+/// dropped, but an event already on its way to disk is still stored.
+pub(super) async fn queue(service: &MetadataService, event: RackEventKind) -> bool {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    let events = service.events.clone();
+    let queued = tokio::spawn(async move {
+        tokio::task::spawn_blocking(move || events.push(now_ms, vec![event])).await
+    })
+    .await;
+    match queued {
+        Ok(Ok(Ok(()))) => true,
+        Ok(Ok(Err(error))) => {
+            tracing::error!(%error, "cannot queue an event for the region");
+            false
+        }
+        _ => {
+            tracing::error!("the event queueing task failed");
+            false
+        }
     }
 }

@@ -119,7 +119,10 @@ pub fn check_hostname(hostname: &str) -> Result<(), DeployRuleError> {
 
 /// The disk to install to: the one with `serial`, or else the boot disk
 /// (the first non-removable disk by name, as MAAS picks it).
-pub fn choose_disk<'a>(disks: &'a [Disk], serial: Option<&str>) -> Result<&'a Disk, DeployRuleError> {
+pub fn choose_disk<'a>(
+    disks: &'a [Disk],
+    serial: Option<&str>,
+) -> Result<&'a Disk, DeployRuleError> {
     match serial {
         Some(serial) => disks
             .iter()
@@ -127,7 +130,13 @@ pub fn choose_disk<'a>(disks: &'a [Disk], serial: Option<&str>) -> Result<&'a Di
             .ok_or_else(|| {
                 let known: Vec<String> = disks
                     .iter()
-                    .map(|d| format!("{} {}", d.name, d.serial.as_deref().unwrap_or("(no serial)")))
+                    .map(|d| {
+                        format!(
+                            "{} {}",
+                            d.name,
+                            d.serial.as_deref().unwrap_or("(no serial)")
+                        )
+                    })
                     .collect();
                 DeployRuleError::UnknownDisk(serial.to_string(), known.join(", "))
             }),

@@ -323,7 +323,10 @@ mod tests {
     fn the_deployment_cycle() {
         assert_eq!(go(S::Ready, A::Allocate), Ok(S::Allocated));
         assert_eq!(go(S::Allocated, A::Deploy), Ok(S::Deploying));
-        assert!(go(S::Ready, A::Deploy).is_err(), "deploy needs an allocation");
+        assert!(
+            go(S::Ready, A::Deploy).is_err(),
+            "deploy needs an allocation"
+        );
         assert_eq!(go(S::Deploying, A::DeploymentPassed), Ok(S::Deployed));
         assert_eq!(go(S::Deployed, A::Release), Ok(S::Releasing));
         assert_eq!(go(S::Releasing, A::ReleasePassed), Ok(S::Ready));

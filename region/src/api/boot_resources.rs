@@ -1,10 +1,12 @@
 //! `/boot-resources`: kernels, initrds and squashfs images that racks cache
-//! and serve to network-booting machines.
+//! and serve to network-booting machines, and the OS images they deploy.
+//! Each upload is checked to be the kind it claims before it is stored.
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
+use edgemetal_protocol::BootResourceKind;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -12,6 +14,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiPath, ApiQuery};
 use super::AppState;
 use crate::boot::blobs::BlobError;
+use crate::boot::inspect::{inspect, InspectError};
 use crate::store::{parse_kind, BootResourceRecord, ARCHITECTURES};
 
 /// What the uploaded content is.
@@ -23,7 +26,8 @@ pub struct UploadQuery {
     pub name: String,
     /// Architecture, e.g. `amd64`.
     pub architecture: String,
-    /// `kernel`, `initrd` or `squashfs`.
+    /// `kernel`, `initrd`, `squashfs`, or `rootfs` (an OS image to deploy: a
+    /// zstd-compressed tar of a root filesystem with a kernel and GRUB).
     pub kind: String,
 }
 
@@ -65,17 +69,45 @@ pub async fn upload_boot_resource(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<BootResourceRecord>), ApiError> {
-    let name_ok = !query.name.is_empty()
-        && query.name.len() <= 64
-        && query
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    let kind = parse_kind(&query.kind).ok_or_else(|| {
+        invalid(format!(
+            "unknown kind {:?}: use kernel, initrd, squashfs or rootfs",
+            query.kind
+        ))
+    })?;
+    // OS images are named os/release (`debian/bookworm`), as in MAAS.
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    };
+    let name_ok = query.name.len() <= 64
+        && match (kind, query.name.split_once('/')) {
+            (BootResourceKind::Rootfs, Some((os, release))) => label_ok(os) && label_ok(release),
+            (_, None) => label_ok(&query.name),
+            _ => false,
+        };
     if !name_ok {
         return Err(invalid(format!(
-            "invalid name {:?}: use 1 to 64 of a-z, 0-9, '.', '_' and '-'",
+            "invalid name {:?}: use 1 to 64 of a-z, 0-9, '.', '_' and '-' (OS images: os/release)",
             query.name
         )));
+    }
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/")
+        });
+    if multipart {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "multipart_not_accepted",
+            "send the file itself as the body (application/octet-stream, e.g. curl --data-binary @file), not a multipart form",
+        ));
     }
     if !ARCHITECTURES.contains(&query.architecture.as_str()) {
         return Err(invalid(format!(
@@ -84,12 +116,6 @@ pub async fn upload_boot_resource(
             ARCHITECTURES.join(", ")
         )));
     }
-    let kind = parse_kind(&query.kind).ok_or_else(|| {
-        invalid(format!(
-            "unknown kind {:?}: use kernel, initrd or squashfs",
-            query.kind
-        ))
-    })?;
     let expected = match headers.get("x-content-sha256") {
         None => None,
         Some(value) => {
@@ -106,6 +132,29 @@ pub async fn upload_boot_resource(
         .blobs
         .ingest(body.into_data_stream(), expected)
         .await?;
+    let path = state.blobs.path(&sha256);
+    let inspected = tokio::task::spawn_blocking(move || inspect(kind, &path))
+        .await
+        .map_err(|_| ApiError::internal())?;
+    let facts = match inspected {
+        Ok(facts) => facts,
+        Err(error) => {
+            remove_if_unused(&state, &hex::encode(sha256)).await;
+            return Err(match error {
+                InspectError::Io(error) => {
+                    tracing::error!(%error, "cannot read back an uploaded blob");
+                    ApiError::internal()
+                }
+                error => invalid(error.to_string()),
+            });
+        }
+    };
+    if let Some(facts) = &facts {
+        state
+            .store
+            .put_os_image(&hex::encode(sha256), facts)
+            .await?;
+    }
     let (record, replaced) = state
         .store
         .put_boot_resource(&query.name, &query.architecture, kind, &sha256, size)

@@ -107,7 +107,8 @@ pub async fn machine_action(
     let empty = body.iter().all(u8::is_ascii_whitespace);
     match Action::from_api_name(&action) {
         Some(Action::Deploy) => {
-            let request: DeployRequest = parse_body(&body, "{\"image\": \"debian/bookworm\", ...}")?;
+            let request: DeployRequest =
+                parse_body(&body, "{\"image\": \"debian/bookworm\", ...}")?;
             check_reason(request.reason.as_deref().unwrap_or(""))?;
             return Ok(Json(state.lifecycle.deploy(&id, request, &key.name).await?));
         }
@@ -118,7 +119,9 @@ pub async fn machine_action(
                 parse_body(&body, "{\"erase\": \"none|quick|full|secure\"} or empty")?
             };
             check_reason(request.reason.as_deref().unwrap_or(""))?;
-            return Ok(Json(state.lifecycle.release(&id, request, &key.name).await?));
+            return Ok(Json(
+                state.lifecycle.release(&id, request, &key.name).await?,
+            ));
         }
         _ => {}
     }

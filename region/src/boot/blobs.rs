@@ -44,7 +44,8 @@ impl BlobStore {
         }
     }
 
-    fn path(&self, sha256: &[u8; 32]) -> PathBuf {
+    /// Where the blob `sha256` is stored.
+    pub fn path(&self, sha256: &[u8; 32]) -> PathBuf {
         self.dir.join(hex::encode(sha256))
     }
 

@@ -1,5 +1,6 @@
 //! What a network-booting machine boots, by its lifecycle status: the
-//! ephemeral image to enlist (unknown or New), commission, or for rescue;
+//! ephemeral image to enlist (unknown or New), commission, deploy, erase,
+//! or for rescue;
 //! its local disk otherwise (Ready, Allocated, Deployed, …). Machines that
 //! boot the ephemeral image as known machines also get their metadata,
 //! with the token of the current run.
@@ -24,6 +25,10 @@ fn ephemeral_purpose(status: MachineStatus) -> Option<&'static str> {
         MachineStatus::New => Some("enlist"),
         MachineStatus::Commissioning => Some("commission"),
         MachineStatus::RescueMode => Some("rescue"),
+        // The installer and the eraser are the ephemeral image too; their
+        // plans travel with the intent (protocol v3).
+        MachineStatus::Deploying => Some("deploy"),
+        MachineStatus::Releasing => Some("release"),
         _ => None,
     }
 }

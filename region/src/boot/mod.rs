@@ -4,6 +4,7 @@
 
 pub mod blobs;
 pub mod decision;
+pub mod inspect;
 
 /// Largest piece of a blob sent in one link message; racks ask for this much.
 pub const CHUNK_BYTES: u32 = 512 * 1024;

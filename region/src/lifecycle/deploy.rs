@@ -146,12 +146,19 @@ impl LifecycleService {
         let facts = self.store.os_image(&image.sha256).await?.ok_or_else(|| {
             unprocessable(
                 "unknown_image",
-                format!("{:?} was uploaded before OS images were checked: upload it again", image.name),
+                format!(
+                    "{:?} was uploaded before OS images were checked: upload it again",
+                    image.name
+                ),
             )
         })?;
         let user_data = request.user_data.unwrap_or_default();
         rules::check_user_data(&user_data).map_err(|e| {
-            refuse(StatusCode::PAYLOAD_TOO_LARGE, "user_data_too_large", e.to_string())
+            refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "user_data_too_large",
+                e.to_string(),
+            )
         })?;
         let ssh_keys = request.ssh_keys.unwrap_or_default();
         rules::check_ssh_keys(&ssh_keys).map_err(|e| unprocessable("invalid", e))?;

@@ -233,7 +233,11 @@ impl LifecycleService {
     }
 
     /// Next boot from the network, then power on (or cycle, if it is on).
-    pub(super) async fn boot_from_network(&self, machine_id: &str, actor: &str) -> Result<(), PowerError> {
+    pub(super) async fn boot_from_network(
+        &self,
+        machine_id: &str,
+        actor: &str,
+    ) -> Result<(), PowerError> {
         if self.store.stored_power(machine_id).await?.is_none() {
             // Booted by hand: its rack holds the intent before we answer.
             self.power.intents_published().await;
@@ -330,13 +334,7 @@ impl LifecycleService {
                 self.store.fail_run(&machine_id, &why).await?;
             }
             match self
-                .change(
-                    &machine_id,
-                    failed,
-                    "region",
-                    &why,
-                    TokenChange::Withdraw,
-                )
+                .change(&machine_id, failed, "region", &why, TokenChange::Withdraw)
                 .await
             {
                 Ok(_) => self.power_off(&machine_id, "region").await,

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use edgemetal_protocol::frame::ReplayWindow;
 use edgemetal_protocol::{
-    ConfigSnapshot, DownMessage, Generation, IntentBatch, RackId, RackStatus, UpMessage,
+    ConfigSnapshot, DownMessage, Generation, IntentBatch, PlannedIntents, RackId, RackStatus,
+    UpMessage,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -267,18 +268,10 @@ impl Link {
                 Err(error) => return tracing::error!(%error, "cannot look a machine up"),
             };
             match intents::one(&self.store, self.keyring.master(), &machine.id).await {
-                Ok(Some(intent)) => {
-                    let batch = IntentBatch {
-                        full: false,
-                        intents: vec![intent],
-                        forget: Vec::new(),
-                    };
-                    self.metrics.intents_pushed.inc();
-                    self.publisher
-                        .send(rack_id, DownMessage::Intents(batch), false)
-                        .await;
+                Ok(planned) if !planned.batch.intents.is_empty() => {
+                    self.publisher.send_intents(rack_id, planned).await;
                 }
-                Ok(None) => {}
+                Ok(_) => {}
                 Err(error) => tracing::error!(%error, "cannot decide a boot"),
             }
             return;
@@ -367,7 +360,12 @@ impl Link {
         site: &ConfigSnapshot,
         rack_id: &RackId,
     ) -> Result<(ConfigSnapshot, bool), crate::store::StoreError> {
-        let cut = per_rack::for_rack(site, rack_id);
+        let mut cut = per_rack::for_rack(site, rack_id);
+        if self.publisher.version_of(rack_id) < 3 {
+            // A v2 rack cannot decode the kind, and cannot deploy anyway.
+            cut.boot_resources
+                .retain(|r| r.kind != edgemetal_protocol::BootResourceKind::Rootfs);
+        }
         let digest = per_rack::content_digest(&cut);
         let target = self.store.rack_target(rack_id).await?;
         match target {
@@ -447,13 +445,8 @@ impl Link {
             Err(error) => Err(error),
         };
         match built {
-            Ok(batch) => {
-                self.metrics
-                    .intents_pushed
-                    .inc_by(batch.intents.len() as u64);
-                self.publisher
-                    .send(rack_id, DownMessage::Intents(batch), false)
-                    .await;
+            Ok(planned) => {
+                self.publisher.send_intents(rack_id, planned).await;
             }
             Err(error) => tracing::error!(%error, "cannot build the boot intents"),
         }
@@ -465,7 +458,7 @@ impl Link {
     }
 
     /// Publishes `batch` to the racks it concerns.
-    async fn intents_to_all(&self, batch: Result<IntentBatch, crate::store::StoreError>) {
+    async fn intents_to_all(&self, batch: Result<PlannedIntents, crate::store::StoreError>) {
         let placed = match batch {
             Ok(batch) => intents::Placement::load(&self.store)
                 .await
@@ -508,22 +501,20 @@ impl Link {
                     self.full_intents_to_all().await;
                 }
                 Change::Machine(machine_id) => {
-                    let intent =
+                    let planned =
                         intents::one(&self.store, self.keyring.master(), &machine_id).await;
-                    let batch = intent.map(|intent| IntentBatch {
-                        full: false,
-                        intents: intent.into_iter().collect(),
-                        forget: Vec::new(),
-                    });
-                    self.intents_to_all(batch).await;
+                    self.intents_to_all(planned).await;
                 }
                 Change::MachineRemoved(mac) => {
-                    let batch = IntentBatch {
-                        full: false,
-                        intents: Vec::new(),
-                        forget: vec![mac],
+                    let planned = PlannedIntents {
+                        batch: IntentBatch {
+                            full: false,
+                            intents: Vec::new(),
+                            forget: vec![mac],
+                        },
+                        plans: Vec::new(),
                     };
-                    self.intents_to_all(Ok(batch)).await;
+                    self.intents_to_all(Ok(planned)).await;
                 }
             }
             self.published_through.send_replace(number);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use edgemetal_protocol::frame::{self, Sealer};
 use edgemetal_protocol::{
-    ConfigSnapshot, DownMessage, Generation, IntentBatch, MessageId, RackId, Rekey,
+    ConfigSnapshot, DownMessage, Generation, MessageId, PlannedIntents, RackId, Rekey,
 };
 use rand::RngCore;
 use rumqttc::{AsyncClient, QoS};
@@ -184,6 +184,9 @@ impl Publisher {
             // A v1 rack decodes neither: it asks per boot, and gets snapshots.
             return false;
         }
+        if matches!(message, DownMessage::IntentsV3(_)) && version < 3 {
+            return false;
+        }
         let is_snapshot = matches!(message, DownMessage::Snapshot(_));
         let sequence = match self.store.next_down_sequence(rack_id.as_str()).await {
             Ok(sequence) => sequence,
@@ -233,21 +236,34 @@ impl Publisher {
         }
     }
 
-    /// Publishes to every active rack that speaks v2 the part of `batch`
+    /// Publishes to every active rack that speaks v2 the part of `planned`
     /// that concerns it (a partial batch that concerns it not is skipped).
-    pub async fn intents_to_all(&self, batch: &IntentBatch, placement: &Placement) {
+    pub async fn intents_to_all(&self, planned: &PlannedIntents, placement: &Placement) {
         for (rack_id, _) in self.keyring.active_racks() {
-            if self.version_of(&rack_id) < 2 {
-                continue;
-            }
-            let part = placement.for_rack(batch, &rack_id);
-            if part.full || !part.intents.is_empty() || !part.forget.is_empty() {
-                self.metrics
-                    .intents_pushed
-                    .inc_by(part.intents.len() as u64);
-                self.send(&rack_id, DownMessage::Intents(part), false).await;
+            let part = placement.for_rack(planned, &rack_id);
+            let batch = &part.batch;
+            if batch.full || !batch.intents.is_empty() || !batch.forget.is_empty() {
+                self.send_intents(&rack_id, part).await;
             }
         }
+    }
+
+    /// Sends intents in the rack's version: with their plans to a v3 rack,
+    /// without to a v2 rack (which cannot deploy), not at all to a v1 rack.
+    pub async fn send_intents(&self, rack_id: &RackId, planned: PlannedIntents) -> bool {
+        let version = self.version_of(rack_id);
+        if version < 2 {
+            return false;
+        }
+        self.metrics
+            .intents_pushed
+            .inc_by(planned.batch.intents.len() as u64);
+        let message = if version >= 3 {
+            DownMessage::IntentsV3(planned)
+        } else {
+            DownMessage::Intents(planned.batch)
+        };
+        self.send(rack_id, message, false).await
     }
 
     /// Sends a rack its pending key, sealed under the current one.
