@@ -55,7 +55,27 @@ pub struct VmSpec {
     pub tap: String,
     /// Where its serial console goes; appended to across power cycles.
     pub serial_log: PathBuf,
+    /// Its firmware: SeaBIOS, or OVMF (UEFI).
+    pub firmware: Firmware,
+    /// Whether a reboot from inside the guest restarts it (as a real
+    /// machine does) instead of reading as a power off.
+    pub reboot: bool,
 }
+
+/// A machine's boot firmware.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// SeaBIOS with the e1000's iPXE ROM; `-boot n`/`c` picks the device.
+    Bios,
+    /// OVMF (Debian's `ovmf`, 4 MiB build, no Secure Boot) with the e1000's
+    /// UEFI iPXE ROM; its variables survive power cycles, and `bootindex`
+    /// puts the NIC or the disk first.
+    Uefi,
+}
+
+/// OVMF's code and its variable-store template.
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// ipmi_sim runs it as `chassis_control 0x20 get power boot`, `... set power 1`,
 /// `... set boot pxe`, etc. (the shell has already removed ipmi_sim's quotes).
@@ -189,6 +209,9 @@ impl VmBmc {
         crate::packages::ensure("/usr/bin/ipmitool", "ipmitool");
         crate::packages::ensure("/usr/bin/qemu-system-x86_64", "qemu-system-x86");
         crate::packages::ensure("/usr/lib/ipxe/qemu/pxe-e1000.rom", "ipxe-qemu");
+        if vm.firmware == Firmware::Uefi {
+            crate::packages::ensure(OVMF_CODE, "ovmf");
+        }
         // Another process in the namespace may take the free port before
         // ipmi_sim binds it; then ipmi_sim exits and we try another port.
         for _ in 0..5 {
@@ -228,6 +251,9 @@ impl VmBmc {
         std::fs::write(path.join("boot"), "none\n").unwrap();
         for empty in ["log", "events", "qemu.pid", "qemu.out", "lock"] {
             std::fs::write(path.join(empty), "").unwrap();
+        }
+        if vm.firmware == Firmware::Uefi {
+            std::fs::copy(OVMF_VARS, path.join("ovmf-vars.fd")).expect("copy OVMF's variables");
         }
         // Sparse: no blocks until the guest writes.
         File::create(path.join("disk.img"))
@@ -326,6 +352,12 @@ impl VmBmc {
             .count()
     }
 
+    /// The machine's disk: a raw file, sparse where the guest wrote nothing
+    /// or discarded.
+    pub fn disk_path(&self) -> PathBuf {
+        self.dir.path().join("disk.img")
+    }
+
     /// What QEMU printed on stdout and stderr, every run: why it did not
     /// start (a busy tap, a bad option), or `terminating on signal 15`.
     pub fn qemu_output(&self) -> String {
@@ -380,7 +412,7 @@ impl Drop for VmBmc {
 /// `$1` is QEMU's boot order, `n` (network) or `c` (disk).
 fn start_qemu_script(machine_ns: &Netns, vm: &VmSpec, token: &str, dir: &Path) -> String {
     let disk = dir.join("disk.img");
-    let args: Vec<String> = [
+    let mut args: Vec<String> = [
         "ip",
         "netns",
         "exec",
@@ -401,7 +433,6 @@ fn start_qemu_script(machine_ns: &Netns, vm: &VmSpec, token: &str, dir: &Path) -
         "none",
         "-monitor",
         "none",
-        "-no-reboot",
         // A file chardev can append; `-serial file:` truncates on each start.
         "-chardev",
         &format!(
@@ -415,23 +446,52 @@ fn start_qemu_script(machine_ns: &Netns, vm: &VmSpec, token: &str, dir: &Path) -
             "tap,id=n0,ifname={},script=no,downscript=no",
             qemu_value(&vm.tap)
         ),
-        "-device",
-        &format!("e1000,netdev=n0,mac={}", qemu_value(&vm.mac)),
         // QEMU 7.2 refuses `serial=` on `-drive`: it belongs to the device.
+        // Discards and zero writes unmap: an erased disk is sparse again.
         "-drive",
         &format!(
-            "file={},if=none,id=disk0,format=raw",
+            "file={},if=none,id=disk0,format=raw,discard=unmap,detect-zeroes=unmap",
             qemu_value(&disk.to_string_lossy())
-        ),
-        "-device",
-        &format!(
-            "virtio-blk-pci,drive=disk0,serial={}",
-            qemu_value(&vm.disk_serial)
         ),
     ]
     .iter()
     .map(|arg| shell_quote(arg))
     .collect();
+    if !vm.reboot {
+        args.push(shell_quote("-no-reboot"));
+    }
+    let nic = format!("e1000,netdev=n0,mac={}", qemu_value(&vm.mac));
+    let disk_device = format!("virtio-blk-pci,drive=disk0,serial={}", qemu_value(&vm.disk_serial));
+    let (devices, boot) = match vm.firmware {
+        // SeaBIOS: `-boot n` or `-boot c`, as ipmi_sim's boot device says.
+        Firmware::Bios => (
+            format!(
+                "-device {} -device {}",
+                shell_quote(&nic),
+                shell_quote(&disk_device)
+            ),
+            r#"-boot "$1""#.to_string(),
+        ),
+        // OVMF follows bootindex, not -boot: the script puts the wanted
+        // device first.
+        Firmware::Uefi => {
+            let code = format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}");
+            let vars = format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                qemu_value(&dir.join("ovmf-vars.fd").to_string_lossy())
+            );
+            (
+                format!(
+                    "-drive {} -drive {} -device {}\"$nic_index\" -device {}\"$disk_index\"",
+                    shell_quote(&code),
+                    shell_quote(&vars),
+                    shell_quote(&format!("{nic},bootindex=")),
+                    shell_quote(&format!("{disk_device},bootindex=")),
+                ),
+                String::new(),
+            )
+        }
+    };
     format!(
         r#"#!/bin/bash
 # Starts this machine's QEMU, detached. Generated by edgemetal_tests::vm_bmc.
@@ -441,7 +501,8 @@ for fd in /proc/$$/fd/*; do
     fd=${{fd##*/}}
     if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-" 2>/dev/null; fi
 done
-exec {} -boot "$1"
+if [ "$1" = n ]; then nic_index=1 disk_index=2; else nic_index=2 disk_index=1; fi
+exec {} {devices} {boot}
 "#,
         args.join(" ")
     )
@@ -519,6 +580,8 @@ mod tests {
                 disk_serial: "EMTEST0001".into(),
                 tap: site.tap.clone(),
                 serial_log: logs.path().join("serial.log"),
+                firmware: Firmware::Bios,
+                reboot: false,
             },
         );
         assert_eq!(bmc.power_status(), "Chassis Power is off");

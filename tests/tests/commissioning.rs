@@ -24,7 +24,7 @@ use edgemetal_tests::metrics::{counter, labelled};
 use edgemetal_tests::netns::{forward_loopback_port, MachineSite};
 use edgemetal_tests::process::log_dir;
 use edgemetal_tests::site::wait_in_sync;
-use edgemetal_tests::vm_bmc::{VmBmc, VmSpec};
+use edgemetal_tests::vm_bmc::{Firmware, VmBmc, VmSpec};
 use edgemetal_tests::{ApiClient, RegionOptions, RegionProcess, Wan};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -205,6 +205,8 @@ async fn a_virtual_machine_behind_a_real_bmc_is_commissioned_to_ready_and_an_unk
             disk_serial: "EDGEDISK01".into(),
             tap: site.tap.clone(),
             serial_log: serial.clone(),
+            firmware: Firmware::Bios,
+            reboot: false,
         },
     );
     edgemetal_tests::secrets::remember(edgemetal_tests::bmc::PASSWORD);
@@ -386,6 +388,8 @@ async fn a_virtual_machine_behind_a_real_bmc_is_commissioned_to_ready_and_an_unk
             disk_serial: "EDGEDISK02".into(),
             tap: site.add_tap(),
             serial_log: serial.clone(),
+            firmware: Firmware::Bios,
+            reboot: false,
         },
     );
     by_hand.ipmitool(&["chassis", "bootdev", "pxe"]);
