@@ -13,6 +13,7 @@ pub mod lan;
 pub mod metrics;
 pub mod mosquitto;
 pub mod netns;
+pub mod os_image;
 pub mod packages;
 pub mod ports;
 pub mod postgres;

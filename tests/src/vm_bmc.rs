@@ -461,7 +461,10 @@ fn start_qemu_script(machine_ns: &Netns, vm: &VmSpec, token: &str, dir: &Path) -
         args.push(shell_quote("-no-reboot"));
     }
     let nic = format!("e1000,netdev=n0,mac={}", qemu_value(&vm.mac));
-    let disk_device = format!("virtio-blk-pci,drive=disk0,serial={}", qemu_value(&vm.disk_serial));
+    let disk_device = format!(
+        "virtio-blk-pci,drive=disk0,serial={}",
+        qemu_value(&vm.disk_serial)
+    );
     let (devices, boot) = match vm.firmware {
         // SeaBIOS: `-boot n` or `-boot c`, as ipmi_sim's boot device says.
         Firmware::Bios => (

@@ -20,7 +20,8 @@ use crate::store::{kind_name, now_ms, Machine, NewRun, StoreError, TokenChange, 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeployRequest {
-    /// The OS image's name, e.g. `debian/bookworm` (a `rootfs` boot resource).
+    /// The OS image's name, e.g. `debian/bookworm` (a `rootfs` boot resource); required.
+    #[serde(default)]
     pub image: String,
     /// cloud-init user data, at most 64 KiB.
     #[serde(default)]
@@ -98,6 +99,12 @@ impl LifecycleService {
                     "cannot deploy a machine that is {}: allocate a Ready machine first",
                     machine.status.label()
                 ),
+            ));
+        }
+        if request.image.is_empty() {
+            return Err(unprocessable(
+                "invalid",
+                "image is required, e.g. {\"image\": \"debian/bookworm\"}",
             ));
         }
         let layout = match request.storage_layout.as_deref() {

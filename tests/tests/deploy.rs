@@ -1,0 +1,553 @@
+//! Deploy and release, end to end, on QEMU machines behind real IPMI BMCs
+//! (ipmi_sim), once on SeaBIOS and once on OVMF (UEFI): commission, allocate,
+//! the refusals that change nothing, then deploy Debian 12 (built by
+//! `images/os/build.sh` with mmdebstrap) with user data and an SSH key. The
+//! ephemeral image installs it from the rack (partitions, image, GRUB for
+//! both firmwares, static network, cloud-init seed on the rack), reboots
+//! into it, and its cloud-init calls home through the rack: Deployed. Then
+//! `ssh` from the site's namespace with the operator's key reads the user
+//! data's marker and the host name, the serial console shows GRUB and the
+//! installed system's login prompt, and release with `quick` erase leaves a
+//! disk with no partition table, the machine Ready and off.
+//!
+//! On the BIOS run the region is stopped right after the deploy's power-on
+//! and started again once the rack holds the phone-home: the install never
+//! waits on it, and the queued phone-home lands when it is back.
+//!
+//! `hil/deploy.sh` runs both with their output (phase timings) shown; logs
+//! (rack, region, serial consoles) are under target/test-logs/deploy-*.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use edgemetal_tests::dhcp_site::{rack_metrics_in, start_rack_in_with};
+use edgemetal_tests::metrics::{counter, labelled};
+use edgemetal_tests::netns::{forward_loopback_port, MachineSite};
+use edgemetal_tests::process::log_dir;
+use edgemetal_tests::site::wait_in_sync;
+use edgemetal_tests::vm_bmc::{Firmware, VmBmc, VmSpec};
+use edgemetal_tests::{ApiClient, RegionOptions, RegionProcess};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const MEMORY_MIB: u32 = 1024;
+const DISK_BYTES: u64 = 4 << 30;
+const DISK_SERIAL: &str = "EDGEDISK01";
+const IMAGE: &str = "debian/bookworm";
+/// Commissioning under emulation takes well under a minute; deploying
+/// (a ≈ 1 GB image through emulated zstd, tar and ext4, then a first boot
+/// with cloud-init) several.
+const PATIENCE: Duration = Duration::from_secs(1200);
+
+/// The deploy's steps as machine event kinds, in order.
+const DEPLOY_FLOW: [&str; 10] = [
+    "status", // Allocated → Deploying
+    "power.on",
+    "boot.metadata", // the installer reads its metadata
+    "deploy.disk",
+    "deploy.partitioning",
+    "deploy.image",
+    "deploy.bootloader",
+    "deploy.installed", // results posted: the rack boots it from disk now
+    "deploy.phone-home",
+    "status", // Deployed
+];
+
+struct Bench {
+    logs: std::path::PathBuf,
+    data: tempfile::TempDir,
+    options: RegionOptions,
+    region: Option<RegionProcess>,
+    site: MachineSite,
+    rack_log: std::path::PathBuf,
+    _rack: edgemetal_tests::dhcp_site::NamespacedRack,
+}
+
+/// The machine's events, oldest first, as (kind, detail).
+async fn events(api: &ApiClient, id: &str) -> Vec<(String, String)> {
+    let listed = api.get(&format!("/api/v1/machines/{id}/events")).await;
+    let mut events: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    events.reverse();
+    events
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+async fn wait_for_status(api: &ApiClient, id: &str, status: &str, serial: &Path) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (code, machine) = api
+            .call(Method::GET, &format!("/api/v1/machines/{id}"), None)
+            .await;
+        if code == StatusCode::OK && machine["status"] == status {
+            return machine;
+        }
+        let failed = machine["status"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("failed"));
+        if failed || Instant::now() > deadline {
+            panic!(
+                "machine {id} did not reach {status}: it is {}\nevents: {:#?}\nserial:\n{}",
+                machine["status"],
+                events(api, id).await,
+                tail(serial, 60)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn positions(events: &[(String, String)], flow: &[&str]) -> Result<Vec<usize>, String> {
+    let mut found = Vec::new();
+    let mut from = 0;
+    for step in flow {
+        let at = events[from..]
+            .iter()
+            .position(|(kind, _)| kind == step)
+            .ok_or_else(|| format!("no {step} after event {from}"))?;
+        found.push(from + at);
+        from += at + 1;
+    }
+    Ok(found)
+}
+
+async fn bench(name: &str) -> (Bench, edgemetal_tests::os_image::OsImage) {
+    let logs = log_dir(name);
+    let (image, os) = tokio::task::spawn_blocking(|| {
+        (
+            edgemetal_tests::ephemeral::image(),
+            edgemetal_tests::os_image::image(),
+        )
+    })
+    .await
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let options = RegionOptions::embedded(&data.path().join("region"), &logs);
+    let region = RegionProcess::start(&options).await;
+    let api = region.client();
+    let subnet = api
+        .create(
+            "/api/v1/subnets",
+            json!({"name": "hil-site", "cidr": "10.88.0.0/24", "gateway": "10.88.0.1",
+                   "lease_time_secs": 600}),
+        )
+        .await;
+    let subnet_id = subnet["id"].as_str().unwrap();
+    api.create(
+        &format!("/api/v1/subnets/{subnet_id}/ranges"),
+        json!({"start": "10.88.0.100", "end": "10.88.0.150", "purpose": "dynamic"}),
+    )
+    .await;
+    for (kind, path) in [("kernel", &image.kernel), ("initrd", &image.initrd)] {
+        let (status, body) = api
+            .upload(
+                &format!("/api/v1/boot-resources?name=ephemeral&architecture=amd64&kind={kind}"),
+                std::fs::read(path).unwrap(),
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, body) = api
+        .upload(
+            &format!("/api/v1/boot-resources?name={IMAGE}&architecture=amd64&kind=rootfs"),
+            std::fs::read(&os.rootfs).unwrap(),
+            &[("x-content-sha256", &os.sha256)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["sha256"], os.sha256.as_str());
+
+    let state = data.path().join("rack");
+    region.enrol_rack("hil-rack", &state).await;
+    let site = MachineSite::create("10.88.0.1/24");
+    forward_loopback_port(&site.rack, options.embedded_broker.port());
+    let rack_log = logs.join("rack.log");
+    let broker_url = format!("mqtts://127.0.0.1:{}", options.embedded_broker.port());
+    let rack = start_rack_in_with(
+        &site.rack,
+        &state,
+        &site.rack_if,
+        &rack_log,
+        &[
+            ("EDGEMETAL_LOG", "info"),
+            ("EDGEMETAL_RACK_BROKER_URL", &broker_url),
+        ],
+    );
+    wait_in_sync(&api, "hil-rack").await;
+    wait_for_cached(&site, &rack_log, 3).await;
+    (
+        Bench {
+            logs,
+            data,
+            options,
+            region: Some(region),
+            site,
+            rack_log,
+            _rack: rack,
+        },
+        os,
+    )
+}
+
+/// Waits until the rack holds `count` boot resources, all verified.
+async fn wait_for_cached(site: &MachineSite, rack_log: &Path, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let output = site
+            .rack
+            .command("curl")
+            .args(["-sf", "http://127.0.0.1:5250/status"])
+            .output()
+            .expect("curl");
+        let status: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        let ready = status["boot_resources"]
+            .as_array()
+            .is_some_and(|r| r.len() == count && r.iter().all(|r| r["ready"] == true));
+        if ready {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rack did not cache the images: {status}\n{}",
+            tail(rack_log, 20)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// An ed25519 key pair in `dir`: (private key path, public key line).
+fn ssh_key(dir: &Path) -> (std::path::PathBuf, String) {
+    let key = dir.join("id_ed25519");
+    let status = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "operator@bench",
+            "-f",
+        ])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen (openssh-client)");
+    assert!(status.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (key, public.trim().to_string())
+}
+
+/// The whole life of one machine: commission, refusals, deploy, login, release.
+async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_region: bool) {
+    let name = match firmware {
+        Firmware::Bios => "deploy-bios",
+        Firmware::Uefi => "deploy-uefi",
+    };
+    let (mut bench, _os) = bench(name).await;
+    let api = bench.region.as_ref().unwrap().client();
+    let serial = bench.logs.join("serial.log");
+    let _ = std::fs::remove_file(&serial);
+    let vm = VmBmc::start(
+        &bench.site.rack,
+        &bench.site.machine,
+        VmSpec {
+            mac: mac.into(),
+            memory_mib: MEMORY_MIB,
+            cpus: 1,
+            disk_bytes: DISK_BYTES,
+            disk_serial: DISK_SERIAL.into(),
+            tap: bench.site.tap.clone(),
+            serial_log: serial.clone(),
+            firmware,
+            reboot: true,
+        },
+    );
+    edgemetal_tests::secrets::remember(edgemetal_tests::bmc::PASSWORD);
+    let machine = api
+        .create(
+            "/api/v1/machines",
+            json!({"mac": mac, "hostname": "hil-node-1", "architecture": "amd64"}),
+        )
+        .await;
+    let id = machine["id"].as_str().unwrap().to_string();
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &format!("/api/v1/machines/{id}/power-settings"),
+            Some(
+                json!({"driver": "ipmi", "address": "127.0.0.1", "port": vm.port,
+                        "username": edgemetal_tests::bmc::USER,
+                        "password": edgemetal_tests::bmc::PASSWORD}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The installed system gets a fixed address: the machine's reservation.
+    let subnets = api.get("/api/v1/subnets").await;
+    let subnet_id = subnets[0]["id"].as_str().unwrap();
+    api.create(
+        &format!("/api/v1/subnets/{subnet_id}/reservations"),
+        json!({"mac": mac, "address": address}),
+    )
+    .await;
+
+    let action = |verb: &str| format!("/api/v1/machines/{id}/actions/{verb}");
+    let (status, body) = api.call(Method::POST, &action("commission"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ready = wait_for_status(&api, &id, "ready", &serial).await;
+    let expected_firmware = match firmware {
+        Firmware::Bios => "bios",
+        Firmware::Uefi => "uefi",
+    };
+    assert_eq!(ready["hardware"]["firmware"], expected_firmware, "{ready}");
+    wait_for_off(&vm).await;
+
+    // Refusals, each a 4xx with a JSON error that leaves the machine as it was.
+    let (key, public_key) = ssh_key(bench.data.path());
+    let marker = format!("edgemetal-marker-{}", std::process::id());
+    let user_data = format!(
+        "#cloud-config\nwrite_files:\n  - path: /var/lib/edgemetal-test/marker\n    content: {marker}\n"
+    );
+    let good = json!({"image": IMAGE, "user_data": user_data, "ssh_keys": [public_key],
+                      "hostname": "hil-node-1", "storage_layout": "flat", "disk": DISK_SERIAL});
+    let deploy = action("deploy");
+    api.expect_error(
+        Method::POST,
+        &deploy,
+        Some(good.clone()),
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+    let (status, body) = api.call(Method::POST, &action("allocate"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let refusals = [
+        (
+            json!({"image": "nope/none"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_image",
+        ),
+        (
+            json!({"image": IMAGE, "user_data": "x".repeat(64 * 1024 + 1)}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "user_data_too_large",
+        ),
+        (
+            json!({"image": IMAGE, "disk": "NOSUCHDISK"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_disk",
+        ),
+        (
+            json!({"image": IMAGE, "ssh_keys": ["ssh-ed25519 not-a-key"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            json!({"image": IMAGE, "storage_layout": "zfs"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            json!({"image": IMAGE, "colour": "blue"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+    ];
+    for (body, status, code) in refusals {
+        api.expect_error(Method::POST, &deploy, Some(body), status, code)
+            .await;
+    }
+    let still = api.get(&format!("/api/v1/machines/{id}")).await;
+    assert_eq!(still["status"], "allocated", "{still}");
+    assert_eq!(
+        api.get(&format!("/api/v1/machines/{id}/deployments")).await,
+        json!([]),
+        "a refused deploy starts no run"
+    );
+    assert!(!vm.qemu_running(), "a refused deploy powers nothing on");
+
+    // Deploy.
+    let started = Instant::now();
+    let (status, body) = api.call(Method::POST, &deploy, Some(good)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "deploying");
+    if stop_region {
+        // The region goes away as soon as the machine is powered on; the
+        // rack carries the install and holds the phone-home for it.
+        let region = bench.region.take().unwrap();
+        assert!(region.stop().success());
+        wait_for_log(&bench.rack_log, "installed system called home", PATIENCE).await;
+        let region = RegionProcess::start(&bench.options).await;
+        bench.region = Some(region);
+    }
+    let api = bench.region.as_ref().unwrap().client();
+    let deployed = wait_for_status(&api, &id, "deployed", &serial).await;
+    let took = started.elapsed();
+    eprintln!("{name}: deployed in {:.0} s", took.as_secs_f64());
+    assert_eq!(deployed["status"], "deployed");
+
+    // The events tell the whole story, in order.
+    let log = events(&api, &id).await;
+    let from = log
+        .iter()
+        .rposition(|(kind, detail)| kind == "status" && detail.contains("Deploying"))
+        .expect("the deploy's status change");
+    if let Err(error) = positions(&log[from..], &DEPLOY_FLOW) {
+        panic!("{error}: {:#?}", &log[from..]);
+    }
+    let runs = api.get(&format!("/api/v1/machines/{id}/deployments")).await;
+    assert_eq!(runs[0]["state"], "done", "{runs}");
+    let host_key = runs[0]["host_key"].as_str().unwrap().to_string();
+    assert!(host_key.starts_with("ssh-ed25519 "), "{runs}");
+
+    // The rack booted the machine from its disk after the install, itself.
+    let metrics = rack_metrics_in(&bench.site.rack);
+    assert_eq!(
+        counter(&metrics, "edgemetal_rack_boot_region_waits_total"),
+        0,
+        "{metrics}"
+    );
+    assert!(
+        labelled(
+            &metrics,
+            "edgemetal_rack_boot_answers_total",
+            "source=\"finished\""
+        ) >= 1,
+        "{metrics}"
+    );
+
+    // The owner logs in with their key; the user data ran; the host key is
+    // the one the installed system reported.
+    let known_hosts = bench.data.path().join("known_hosts");
+    let output = bench
+        .site
+        .rack
+        .command("ssh")
+        .arg("-i")
+        .arg(&key)
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+        ])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args(["-o", "ConnectTimeout=10"])
+        .arg(format!("debian@{address}"))
+        .arg("cat /var/lib/edgemetal-test/marker; hostname")
+        .output()
+        .expect("ssh (openssh-client)");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "ssh failed: {}\nserial:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        tail(&serial, 40)
+    );
+    assert_eq!(
+        said.lines().collect::<Vec<_>>(),
+        [marker.as_str(), "hil-node-1"],
+        "{said}"
+    );
+    let recorded = std::fs::read_to_string(&known_hosts).unwrap();
+    let key_body = host_key.split_whitespace().nth(1).unwrap();
+    assert!(recorded.contains(key_body), "{recorded} vs {host_key}");
+    let console = std::fs::read_to_string(&serial).unwrap_or_default();
+    assert!(console.contains("GRUB"), "no GRUB on the console");
+    assert!(
+        console.contains("Debian GNU/Linux 12 hil-node-1 ttyS0"),
+        "no login prompt of the installed system:\n{}",
+        tail(&serial, 40)
+    );
+
+    // Release with quick erase: Ready, off, and no partition table left.
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &action("release"),
+            Some(json!({"erase": "quick"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "releasing");
+    wait_for_status(&api, &id, "ready", &serial).await;
+    wait_for_off(&vm).await;
+    let log = events(&api, &id).await;
+    assert!(
+        log.iter().any(|(kind, _)| kind == "release.erased"),
+        "{log:#?}"
+    );
+    let disk = vm.disk_path();
+    let sfdisk = Command::new("sfdisk")
+        .arg("-d")
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert!(
+        !sfdisk.status.success(),
+        "a partition table survived: {}",
+        String::from_utf8_lossy(&sfdisk.stdout)
+    );
+    let wipefs = Command::new("wipefs").arg(&disk).output().unwrap();
+    assert!(wipefs.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&wipefs.stdout).trim(),
+        "",
+        "signatures survived"
+    );
+    eprintln!("{name}: released with quick erase; the disk has no partition table");
+}
+
+async fn wait_for_off(vm: &VmBmc) {
+    let deadline = Instant::now() + PATIENCE;
+    while vm.qemu_running() {
+        assert!(Instant::now() < deadline, "the machine did not power off");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn wait_for_log(path: &Path, needle: &str, patience: Duration) {
+    let deadline = Instant::now() + patience;
+    loop {
+        if std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .contains(needle)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never appeared in {}:\n{}",
+            path.display(),
+            tail(path, 30)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_bios_machine_is_deployed_logged_into_and_released_with_the_region_away_meanwhile() {
+    deploy_and_release(Firmware::Bios, "52:54:00:89:00:01", "10.88.0.20", true).await;
+}
+
+#[tokio::test]
+async fn a_uefi_machine_is_deployed_logged_into_and_released() {
+    deploy_and_release(Firmware::Uefi, "52:54:00:89:00:02", "10.88.0.21", false).await;
+}
