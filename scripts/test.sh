@@ -43,6 +43,12 @@ command -v dpkg-scanpackages >/dev/null 2>&1 || missing+=(dpkg-dev)
 # NTP: an upstream server and the clients that query the rack.
 command -v chronyd >/dev/null 2>&1 || [[ -x /usr/sbin/chronyd ]] || missing+=(chrony)
 command -v ntpdate >/dev/null 2>&1 || [[ -x /usr/sbin/ntpdate ]] || missing+=(ntpsec-ntpdate)
+# Deploy: the OS image build (mmdebstrap, zstd), UEFI firmware for the
+# machines, and the owner's ssh into the deployed one.
+command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+[[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ]] || missing+=(ovmf)
+command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 # A kernel for the network-boot test's machine (not booted by this host).
 compgen -G "/boot/vmlinuz-*" >/dev/null || missing+=(linux-image-amd64)
 if ((${#missing[@]})); then

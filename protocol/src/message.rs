@@ -37,6 +37,22 @@ pub enum UpMessage {
     BootQuery(BootQuery),
     /// Machine log lines the syslog relay queued, oldest first.
     Logs(crate::syslog::LogBatch),
+    /// How far the rack's cache holds each boot resource it was given
+    /// (protocol v3; sent when it changes, with a heartbeat).
+    Resources(Vec<ResourceHeld>),
+}
+
+/// One boot resource in a rack's cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceHeld {
+    /// The resource, by content address.
+    pub sha256: [u8; 32],
+    /// Its size.
+    pub size: u64,
+    /// Bytes cached so far.
+    pub cached: u64,
+    /// Complete, verified and served.
+    pub ready: bool,
 }
 
 impl UpMessage {
@@ -53,6 +69,7 @@ impl UpMessage {
             UpMessage::BlobRequest(_) => Channel::BlobRequest,
             UpMessage::BootQuery(_) => Channel::BootQuery,
             UpMessage::Logs(_) => Channel::Logs,
+            UpMessage::Resources(_) => Channel::Resources,
         }
     }
 }

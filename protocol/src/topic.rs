@@ -62,6 +62,8 @@ pub enum Channel {
     Intents,
     /// Changes to the rack's configuration since the generation it holds. Down.
     ConfigDelta,
+    /// How far the rack's cache holds each boot resource. Up.
+    Resources,
 }
 
 impl Channel {
@@ -103,6 +105,7 @@ impl Channel {
             Channel::LogsAck => "logs-ack",
             Channel::Intents => "intents",
             Channel::ConfigDelta => "config-delta",
+            Channel::Resources => "resources",
         }
     }
 
@@ -127,6 +130,7 @@ impl Channel {
             "logs-ack" => Channel::LogsAck,
             "intents" => Channel::Intents,
             "config-delta" => Channel::ConfigDelta,
+            "resources" => Channel::Resources,
             _ => return None,
         };
         (channel.direction() == direction).then_some(channel)

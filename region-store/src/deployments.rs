@@ -80,15 +80,6 @@ pub struct NewRun<'a> {
     pub erase: &'a str,
 }
 
-/// An OS image's facts beyond its bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OsImageFacts {
-    /// e.g. `tar.zst`.
-    pub format: String,
-    /// Its size unpacked.
-    pub uncompressed_bytes: u64,
-}
-
 #[derive(sqlx::FromRow)]
 struct RunRow {
     id: String,
@@ -247,33 +238,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    /// Records an OS image's facts (by content address).
-    pub async fn put_os_image(&self, sha256: &str, facts: &OsImageFacts) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO os_images (sha256, format, uncompressed_bytes) VALUES ($1, $2, $3) \
-             ON CONFLICT (sha256) DO UPDATE SET format = $2, uncompressed_bytes = $3",
-        )
-        .bind(sha256)
-        .bind(&facts.format)
-        .bind(facts.uncompressed_bytes as i64)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// An OS image's facts, if it is one.
-    pub async fn os_image(&self, sha256: &str) -> Result<Option<OsImageFacts>, StoreError> {
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT format, uncompressed_bytes FROM os_images WHERE sha256 = $1")
-                .bind(sha256)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(format, bytes)| OsImageFacts {
-            format,
-            uncompressed_bytes: bytes.max(0) as u64,
-        }))
     }
 }
 

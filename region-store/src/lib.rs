@@ -24,6 +24,7 @@ mod identities;
 mod leases;
 mod lifecycle;
 mod machines;
+mod os_images;
 mod power;
 mod racks;
 mod reservations;
@@ -42,7 +43,7 @@ pub use api_keys::{
 pub use audit::{AuditEntry, NewAuditEntry, MAX_AUDIT_PAGE};
 pub use boot_resources::{kind_name, parse_kind, BootResourceRecord};
 pub use changes::{Change, ChangeFeed};
-pub use deployments::{NewRun, OsImageFacts, RunRecord};
+pub use deployments::{NewRun, RunRecord};
 pub use edgemetal_region_model::dns::{
     parse_record_data, valid_domain_name, DnsRecordRow, DomainRecord, NewDnsRecord, NewDomain,
 };
@@ -58,6 +59,7 @@ pub use identities::{
 pub use leases::AppliedEvents;
 pub use lifecycle::{token_digest, CommissioningRecord, ResultsOutcome, TokenChange, Transition};
 pub use machines::{HardwareSummary, Machine, MachineFilter, NewMachine, ARCHITECTURES};
+pub use os_images::{OsImageFacts, OsImageRecord, RackHolding};
 pub use power::{MachineEvent, PowerSettings, PowerStatus, StoredPower};
 pub use racks::RackHello;
 pub use syslog::{parse_severity, LogQuery, LogRecord, LogRetention, MAX_LOG_PAGE};

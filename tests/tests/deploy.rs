@@ -416,6 +416,14 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
     let host_key = runs[0]["host_key"].as_str().unwrap().to_string();
     assert!(host_key.starts_with("ssh-ed25519 "), "{runs}");
 
+    // The catalogue shows the image and the rack that holds it.
+    let catalogue = api.get("/api/v1/os-images").await;
+    let entry = &catalogue[0];
+    assert_eq!(entry["name"], IMAGE, "{catalogue}");
+    assert_eq!(entry["format"], "tar.zst", "{catalogue}");
+    assert_eq!(entry["racks"][0]["ready"], true, "{catalogue}");
+    assert_eq!(entry["racks"][0]["cached"], entry["size"], "{catalogue}");
+
     // The rack booted the machine from its disk after the install, itself.
     let metrics = rack_metrics_in(&bench.site.rack);
     assert_eq!(

@@ -159,3 +159,23 @@ pub async fn sleep_until_wake(wake: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// What the cache holds of each resource, as the region is told it.
+pub fn held_resources(hub: &Hub) -> Vec<edgemetal_protocol::ResourceHeld> {
+    let Ok(shown) = hub.boot_resources.read() else {
+        return Vec::new();
+    };
+    shown
+        .iter()
+        .filter_map(|progress| {
+            let mut sha256 = [0u8; 32];
+            hex::decode_to_slice(&progress.sha256, &mut sha256).ok()?;
+            Some(edgemetal_protocol::ResourceHeld {
+                sha256,
+                size: progress.size,
+                cached: progress.cached,
+                ready: progress.ready,
+            })
+        })
+        .collect()
+}

@@ -250,6 +250,8 @@ pub async fn run(
     // Last id of the log batch awaiting its ack.
     let mut logs_in_flight: Option<u64> = None;
     let mut heartbeat = tokio::time::interval(settings.heartbeat);
+    // What the region was last told the cache holds (sent again on change).
+    let mut resources_reported = Vec::new();
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut connected = false;
     loop {
@@ -444,6 +446,15 @@ pub async fn run(
                 let heartbeat = session.heartbeat(now_ms(), started.elapsed().as_secs(), health, counters);
                 if persist_counters(&mut session, &files.counters).await {
                     send(heartbeat);
+                }
+                let held = blobs::held_resources(&hub);
+                if held != resources_reported {
+                    if let Some(report) = session.resources(now_ms(), held.clone()) {
+                        if persist_counters(&mut session, &files.counters).await {
+                            send(report);
+                            resources_reported = held;
+                        }
+                    }
                 }
             }
         }

@@ -274,6 +274,15 @@ impl Session {
         self.outgoing(now_ms, UpMessage::Heartbeat(heartbeat), false)
     }
 
+    /// How far the cache holds each boot resource (v3; `None` for older).
+    pub fn resources(
+        &mut self,
+        now_ms: u64,
+        held: Vec<edgemetal_protocol::ResourceHeld>,
+    ) -> Option<Outgoing> {
+        (self.version >= 3).then(|| self.outgoing(now_ms, UpMessage::Resources(held), false))
+    }
+
     /// The outcome of a power command.
     pub fn power_result(
         &mut self,

@@ -31,3 +31,14 @@ CREATE TABLE deployments (
     finished_ms BIGINT
 );
 CREATE INDEX deployments_by_machine ON deployments (machine_id, started_ms);
+
+-- How far each rack's cache holds each boot resource (its last report).
+CREATE TABLE rack_resources (
+    rack_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    cached BIGINT NOT NULL,
+    ready BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (rack_id, sha256)
+);

@@ -15,7 +15,7 @@ use super::extract::{ApiPath, ApiQuery};
 use super::AppState;
 use crate::boot::blobs::BlobError;
 use crate::boot::inspect::{inspect, InspectError};
-use crate::store::{parse_kind, BootResourceRecord, ARCHITECTURES};
+use crate::store::{parse_kind, BootResourceRecord, OsImageRecord, ARCHITECTURES};
 
 /// What the uploaded content is.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -189,6 +189,16 @@ pub async fn list_boot_resources(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<BootResourceRecord>>, ApiError> {
     Ok(Json(state.store.list_boot_resources().await?))
+}
+
+/// The OS image catalogue: each `rootfs` resource with its format, sizes
+/// and hash, and how far each rack's cache holds it.
+#[utoipa::path(get, path = "/os-images", tag = "boot",
+    responses((status = 200, body = Vec<OsImageRecord>)))]
+pub async fn list_os_images(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<OsImageRecord>>, ApiError> {
+    Ok(Json(state.store.os_image_catalogue().await?))
 }
 
 /// Get one boot resource.

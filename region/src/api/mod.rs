@@ -162,6 +162,7 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             boot_resources::list_boot_resources,
             boot_resources::upload_boot_resource
         ))
+        .routes(routes!(boot_resources::list_os_images))
         .routes(routes!(
             boot_resources::get_boot_resource,
             boot_resources::delete_boot_resource

@@ -195,6 +195,7 @@ const RULES: &[Rule] = &[
         ReadOnly,
         "boot_resource.get",
     ),
+    rule(Method::GET, "/os-images", ReadOnly, "os_image.list"),
     rule(
         Method::DELETE,
         "/boot-resources/{id}",

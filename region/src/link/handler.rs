@@ -191,6 +191,10 @@ async fn apply_in(frame: &mut FrameWrite, inbound: &Inbound) -> Result<Applied, 
             tracing::debug!(rack = %inbound.rack_id, lines = batch.lines.len(), up_to = stored, "rack log lines stored");
             Ok(Applied::Then(FollowUp::AckLogs(stored)))
         }
+        UpMessage::Resources(held) => {
+            frame.record_resources(&inbound.rack_id, held).await?;
+            Ok(Applied::Then(FollowUp::None))
+        }
         UpMessage::Status(RackStatus::Online) => {
             frame
                 .mark_rack_online(&inbound.rack_id, now, inbound.sequence)
