@@ -103,11 +103,13 @@ impl ApiClient {
         bytes: Vec<u8>,
         headers: &[(&str, &str)],
     ) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/octet-stream")
-            .body(bytes);
+        let mut request = self.http.post(format!("{}{path}", self.base)).body(bytes);
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
+            request = request.header("content-type", "application/octet-stream");
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

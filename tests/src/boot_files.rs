@@ -11,9 +11,18 @@ use crate::ApiClient;
 
 /// `len` bytes of deterministic, incompressible-looking content.
 pub fn content(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
+    let mut bytes: Vec<u8> = (0..len)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
-        .collect()
+        .collect();
+    // The region checks each upload is the kind it claims: this content
+    // starts as a newc cpio archive (an initrd) and carries a Linux boot
+    // header (a kernel), so it passes as either.
+    let cpio = b"070701";
+    bytes[..cpio.len().min(len)].copy_from_slice(&cpio[..cpio.len().min(len)]);
+    if len >= 0x206 {
+        bytes[0x202..0x206].copy_from_slice(b"HdrS");
+    }
+    bytes
 }
 
 /// Uploads `bytes` as the amd64 ephemeral image's `kind`; returns the record.

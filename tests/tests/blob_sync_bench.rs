@@ -84,7 +84,7 @@ async fn one_gib_resource_syncs_at_0_and_300_ms_rtt() {
     let options = RegionOptions::embedded(&data.path().join("region"), &logs);
     let region = RegionProcess::start(&options).await;
     let api = region.client();
-    upload(&api, "squashfs", &content(SIZE, 7)).await;
+    upload(&api, "initrd", &content(SIZE, 7)).await;
     let wan = Wan::start(options.embedded_broker, Duration::ZERO).await;
     let via_wan = format!("mqtts://127.0.0.1:{}", wan.address().port());
     let direct = format!("mqtts://{}", options.embedded_broker);

@@ -44,6 +44,44 @@ async fn uploaded_resources_reach_the_rack_and_are_served_over_http_and_tftp() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Uploads must be what they claim: a multipart form is refused, whether
+    // it says so or is sent as the file itself, and so is a page as a kernel.
+    let form = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"vmlinuz\"\r\n\r\nMZ\r\n--XyZ--\r\n".to_vec();
+    let (status, error) = api
+        .upload(
+            "/api/v1/boot-resources?name=other&architecture=amd64&kind=kernel",
+            form.clone(),
+            &[("content-type", "multipart/form-data; boundary=XyZ")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{error}");
+    assert_eq!(error["code"], "multipart_not_accepted", "{error}");
+    for (kind, body) in [
+        ("kernel", form),
+        ("kernel", b"<html>not found</html>".to_vec()),
+        ("rootfs", content(4096, 9)),
+    ] {
+        let name = if kind == "rootfs" {
+            "other/os"
+        } else {
+            "other"
+        };
+        let (status, error) = api
+            .upload(
+                &format!("/api/v1/boot-resources?name={name}&architecture=amd64&kind={kind}"),
+                body,
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{kind}: {error}");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("not a {kind}")),
+            "{error}"
+        );
+    }
     assert_eq!(
         api.get("/api/v1/boot-resources")
             .await
