@@ -137,3 +137,17 @@ make_initrd() { # root out
             cpio --null -o -H newc --reproducible -R 0:0 --quiet
     ) | gzip -n -9 >"$2"
 }
+
+# ---- dynamically linked tools
+
+# Copies `binary` into `root` at the same path, with every shared library
+# ldd names and the dynamic loader (as initramfs-tools' copy_exec does).
+copy_exec() { # root binary
+    local root=$1 binary lib
+    binary=$(readlink -f "$2")
+    install -D -m 0755 "$binary" "$root$2"
+    while read -r lib; do
+        [[ -n $lib && ! -e $root$lib ]] || continue
+        install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
+    done < <(ldd "$binary" 2>/dev/null | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p')
+}

@@ -207,6 +207,10 @@ done
 
 MACHINE_ID=
 MD_HOSTNAME=
+DEPLOY_URL=
+PROGRESS_URL=
+ERASE=
+SECURE_FALLBACK=
 TOKEN=
 PURPOSE=
 RESULTS_URL=
@@ -223,6 +227,10 @@ while IFS= read -r line || [ -n "$line" ]; do
     purpose) PURPOSE=$val ;;
     results_url) RESULTS_URL=$val ;;
     syslog) SYSLOG_TARGET=$val ;;
+    deploy_url) DEPLOY_URL=$val ;;
+    progress_url) PROGRESS_URL=$val ;;
+    erase) ERASE=$val ;;
+    secure_fallback) SECURE_FALLBACK=$val ;;
     esac
 done </tmp/meta-data
 rm -f /tmp/meta-data /tmp/meta-data.part
@@ -333,6 +341,19 @@ disks=$(sed -n 's/^name=\([^	]*\).*/\1/p' $R/block | tr '\n' ' ')
 disks=${disks% }
 say "gathered: $cpus CPUs, MemTotal $mem, disks: ${disks:-none}"
 
+# Deploy and release do their run here; their outputs join the inventory.
+RUN_NEXT=off
+case $PURPOSE in
+deploy)
+    [ -n "${DEPLOY_URL:-}" ] && [ -n "${PROGRESS_URL:-}" ] || fail "metadata for deploy has no deploy_url or progress_url"
+    . /lib/edgemetal/deploy.sh
+    ;;
+release)
+    [ -n "${PROGRESS_URL:-}" ] || fail "metadata for release has no progress_url"
+    . /lib/edgemetal/erase.sh
+    ;;
+esac
+
 tar -cf /tmp/results.tar -C $R . || fail "cannot tar the results"
 
 # --- post ------------------------------------------------------------------
@@ -414,5 +435,10 @@ while :; do
     [ $((attempt % 10)) = 1 ] && say "results not accepted yet (${why:-no answer}), retrying"
     sleep 2
 done
+if [ "$RUN_NEXT" = reboot ]; then
+    say "results accepted (HTTP $status) after $(uptime_s) s, rebooting into the installed system"
+    sync
+    reboot -f
+fi
 say "results accepted (HTTP $status) after $(uptime_s) s, powering off"
 off

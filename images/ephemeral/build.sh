@@ -27,10 +27,20 @@ modules=(
     e1000 e1000e igb
     virtio_pci virtio_net virtio_blk virtio_scsi
     ahci sd_mod nvme
+    # The installer's filesystems (ext4 root, FAT ESP) and LVM.
+    ext4 vfat nls_cp437 nls_ascii nls_utf8 crc32c_generic dm_mod
+)
+
+# The installer's and eraser's tools that busybox lacks or does not do
+# fully (GPT, ext4, FAT32, zstd, GNU tar with xattrs, LVM), from Debian's
+# packages with their libraries.
+tools=(
+    /usr/sbin/sfdisk /usr/sbin/wipefs /usr/sbin/blkid /usr/sbin/blkdiscard
+    /usr/sbin/mke2fs /usr/sbin/mkfs.fat /usr/bin/zstd /usr/bin/tar /usr/sbin/lvm
 )
 
 # Every file of the image that comes from this directory.
-inputs=(build.sh agent.sh udhcpc.script ../lib.sh)
+inputs=(build.sh agent.sh deploy.sh erase.sh udhcpc.script ../lib.sh)
 
 # Hash of everything the output depends on.
 stamp() {
@@ -43,6 +53,14 @@ stamp() {
             echo 'busybox none'
         fi
         printf 'epoch %s\n' "$epoch"
+        local tool
+        for tool in "${tools[@]}"; do
+            if [[ -e $tool ]]; then
+                printf '%s %s\n' "$tool" "$(stat -L -c %s "$tool")"
+            else
+                printf '%s none\n' "$tool"
+            fi
+        done
     } | sha256sum | cut -d' ' -f1
 }
 
@@ -53,6 +71,11 @@ ensure_packages() {
     # Not the `busybox` package: its /bin/busybox is dynamically linked.
     installed busybox-static || missing+=(busybox-static)
     [[ -n $(newest_kernel) ]] || missing+=(linux-image-amd64)
+    installed fdisk || missing+=(fdisk)
+    installed e2fsprogs || missing+=(e2fsprogs)
+    installed dosfstools || missing+=(dosfstools)
+    installed zstd || missing+=(zstd)
+    installed lvm2 || missing+=(lvm2)
     install_packages "${missing[@]}"
 }
 
@@ -83,6 +106,21 @@ mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,root,results,et
 install -m 0755 "$busybox" "$root/bin/busybox"
 install -m 0755 "$here/agent.sh" "$root/init"
 install -m 0755 "$here/udhcpc.script" "$root/etc/udhcpc/default.script"
+install -D -m 0644 "$here/deploy.sh" "$root/lib/edgemetal/deploy.sh"
+install -D -m 0644 "$here/erase.sh" "$root/lib/edgemetal/erase.sh"
+for tool in "${tools[@]}"; do
+    copy_exec "$root" "$tool"
+done
+# GNU tar beside busybox's (which has no --xattrs), under its own name.
+mv "$root/usr/bin/tar" "$root/usr/bin/gtar"
+ln -s mke2fs "$root/usr/sbin/mkfs.ext4"
+printf '[defaults]\n\tbase_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr\n\tdefault_mntopts = acl,user_xattr\n\tblocksize = 4096\n\tinode_size = 256\n\tinode_ratio = 16384\n[fs_types]\n\text4 = {\n\t\tfeatures = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize\n\t}\n' >"$root/etc/mke2fs.conf"
+# LVM without udev (there is none here): no waiting for udev, no device list from it.
+mkdir -p "$root/etc/lvm"
+printf 'activation {\n\tudev_sync = 0\n\tudev_rules = 0\n}\ndevices {\n\tobtain_device_list_from_udev = 0\n\tuse_devicesfile = 0\n}\n' >"$root/etc/lvm/lvm.conf"
+for name in pvcreate vgcreate lvcreate vgchange vgmknodes pvs vgs lvs; do
+    ln -s lvm "$root/usr/sbin/$name"
+done
 
 # Uncompressed .ko files next to each other, and the load order as
 # "name file" lines.
