@@ -185,6 +185,13 @@ step_bootloader() {
     if [ "${P_LAYOUT:-flat}" = lvm ] && ! chroot $T sh -c 'lsinitramfs /boot/initrd.img-* | grep -q sbin/lvm'; then
         logged chroot $T update-initramfs -u || { run_failed bootloader "update-initramfs failed"; return 1; }
     fi
+    # grub-mkconfig names the root by UUID only if /dev/disk/by-uuid has it,
+    # and no udev made those links here.
+    mkdir -p /dev/disk/by-uuid
+    for dev in "$ROOTDEV" "$ESP"; do
+        uuid=$(blkid -s UUID -o value "$dev")
+        [ -n "$uuid" ] && ln -sf "$(readlink -f "$dev")" "/dev/disk/by-uuid/$uuid"
+    done
     logged chroot $T update-grub || { run_failed bootloader "update-grub failed: $(tail -n 1 "$LOG")"; return 1; }
     grep -q "root=UUID=\|root=/dev/mapper/vg0-root" $T/boot/grub/grub.cfg ||
         { run_failed bootloader "grub.cfg does not name the root by UUID"; return 1; }
@@ -205,7 +212,8 @@ step_network() {
         echo "      set-name: eth0"
         if [ -n "${P_ADDRESS:-}" ]; then
             echo "      addresses: [\"$P_ADDRESS\"]"
-            [ -n "${P_GATEWAY:-}" ] && echo "      routes: [{to: default, via: \"$P_GATEWAY\"}]"
+            # cloud-init 22.4 takes no `default` here: the prefix it means.
+            [ -n "${P_GATEWAY:-}" ] && echo "      routes: [{to: 0.0.0.0/0, via: \"$P_GATEWAY\"}]"
         else
             echo "      dhcp4: true"
         fi
@@ -217,7 +225,8 @@ step_network() {
 }
 
 step_seed() {
-    progress seed start "$P_SEED"
+    # The seed URL carries the run's token: never in a log or report.
+    progress seed start "cloud-init NoCloud seed on the rack"
     printf 'datasource:\n  NoCloud:\n    seedfrom: "%s"\n' "$P_SEED" >$T/etc/cloud/cloud.cfg.d/90-edgemetal-ds.cfg
     chmod 0600 $T/etc/cloud/cloud.cfg.d/90-edgemetal-ds.cfg
     [ -n "${P_HOSTNAME:-}" ] && echo "$P_HOSTNAME" >$T/etc/hostname

@@ -412,6 +412,9 @@ impl Drop for VmBmc {
 /// `$1` is QEMU's boot order, `n` (network) or `c` (disk).
 fn start_qemu_script(machine_ns: &Netns, vm: &VmSpec, token: &str, dir: &Path) -> String {
     let disk = dir.join("disk.img");
+    // TCG everywhere by default (CI has no KVM); benches may ask for
+    // `kvm` (where /dev/kvm works) to time the flow as on hardware.
+    let accel = std::env::var("EDGEMETAL_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
     let mut args: Vec<String> = [
         "ip",
         "netns",
@@ -422,7 +425,7 @@ fn start_qemu_script(machine_ns: &Netns, vm: &VmSpec, token: &str, dir: &Path) -
         "-name",
         token,
         "-accel",
-        "tcg",
+        &accel,
         "-machine",
         "pc",
         "-m",

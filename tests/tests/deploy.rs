@@ -406,11 +406,12 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
     let log = events(&api, &id).await;
     let from = log
         .iter()
-        .rposition(|(kind, detail)| kind == "status" && detail.contains("Deploying"))
+        .rposition(|(kind, detail)| kind == "status" && detail.contains("→ Deploying"))
         .expect("the deploy's status change");
     if let Err(error) = positions(&log[from..], &DEPLOY_FLOW) {
         panic!("{error}: {:#?}", &log[from..]);
     }
+    report_phases(&api, &id, name, &bench.logs, stop_region).await;
     let runs = api.get(&format!("/api/v1/machines/{id}/deployments")).await;
     assert_eq!(runs[0]["state"], "done", "{runs}");
     let host_key = runs[0]["host_key"].as_str().unwrap().to_string();
@@ -521,6 +522,85 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
         "signatures survived"
     );
     eprintln!("{name}: released with quick erase; the disk has no partition table");
+}
+
+/// Prints (and writes to phases.txt) the deploy's time by phase, from the
+/// machine's events: each phase ends at the first event of its kind after
+/// the one before. With the region away, the rack's events are stamped when
+/// the region stores them, so the phases after the outage are not timings.
+async fn report_phases(api: &ApiClient, id: &str, name: &str, logs: &Path, region_away: bool) {
+    let listed = api.get(&format!("/api/v1/machines/{id}/events")).await;
+    let mut events: Vec<(String, String, i64)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or("").to_string(),
+                e["detail"].as_str().unwrap_or("").to_string(),
+                e["at_ms"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    events.reverse();
+    let Some(start) = events
+        .iter()
+        .rposition(|(kind, detail, _)| kind == "status" && detail.contains("→ Deploying"))
+    else {
+        return;
+    };
+    let marks: [(&str, &str, &str); 8] = [
+        ("power on", "power.on", ""),
+        ("PXE and ephemeral boot", "boot.metadata", ""),
+        ("disk and partitioning", "deploy.partitioning", "done"),
+        ("image write", "deploy.image", "done"),
+        ("bootloader", "deploy.bootloader", "done"),
+        ("network, seed, results", "deploy.installed", ""),
+        (
+            "reboot and first boot to phone-home",
+            "deploy.phone-home",
+            "",
+        ),
+        ("Deployed", "status", "Deployed"),
+    ];
+    let mut at = events[start].2;
+    let first = at;
+    let mut from = start;
+    let mut table = format!(
+        "{name}: deploy by phase{}\n",
+        if region_away {
+            " (region away during the install: later phases include the outage)"
+        } else {
+            ""
+        }
+    );
+    for (label, kind, needle) in marks {
+        let Some(found) = events[from..]
+            .iter()
+            .position(|(k, d, _)| k == kind && d.contains(needle))
+        else {
+            break;
+        };
+        let (_, detail, t) = &events[from + found];
+        table += &format!(
+            "  {label:<40} {:>7.1} s  {}\n",
+            (t - at) as f64 / 1000.0,
+            if kind == "deploy.image" {
+                detail.as_str()
+            } else {
+                ""
+            }
+        );
+        at = *t;
+        from += found + 1;
+    }
+    table += &format!(
+        "  {:<40} {:>7.1} s\n",
+        "total, deploy → Deployed",
+        (at - first) as f64 / 1000.0
+    );
+    eprint!("{table}");
+    let _ = std::fs::write(logs.join("phases.txt"), table);
 }
 
 async fn wait_for_off(vm: &VmBmc) {
