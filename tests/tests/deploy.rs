@@ -460,7 +460,7 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
         .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
         .args(["-o", "ConnectTimeout=10"])
         .arg(format!("debian@{address}"))
-        .arg("cat /var/lib/edgemetal-test/marker; hostname")
+        .arg("cat /var/lib/edgemetal-test/marker; echo; hostname")
         .output()
         .expect("ssh (openssh-client)");
     let said = String::from_utf8_lossy(&output.stdout);
