@@ -479,7 +479,13 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
     let key_body = host_key.split_whitespace().nth(1).unwrap();
     assert!(recorded.contains(key_body), "{recorded} vs {host_key}");
     let console = std::fs::read_to_string(&serial).unwrap_or_default();
-    assert!(console.contains("GRUB"), "no GRUB on the console");
+    // GRUB (installed by the installer, for this firmware) started the
+    // installed kernel: it sets BOOT_IMAGE and names the root by UUID.
+    assert!(
+        console.contains("BOOT_IMAGE=/boot/vmlinuz") && console.contains("root=UUID="),
+        "the installed system was not booted by its GRUB:\n{}",
+        tail(&serial, 40)
+    );
     assert!(
         console.contains("Debian GNU/Linux 12 hil-node-1 ttyS0"),
         "no login prompt of the installed system:\n{}",
