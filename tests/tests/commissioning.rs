@@ -345,7 +345,7 @@ async fn a_virtual_machine_behind_a_real_bmc_is_commissioned_to_ready_and_an_unk
         "iPXE script served",
         "boot resource served",
         "metadata served",
-        "commissioning results queued",
+        "results queued for the region",
     ] {
         assert!(
             log.lines()
