@@ -82,8 +82,13 @@ async fn events(api: &ApiClient, id: &str) -> Vec<(String, String)> {
     events
 }
 
+/// A file's text; firmware writes bytes that are not UTF-8 to the console.
+fn read_lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
 fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = read_lossy(path);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
@@ -478,7 +483,7 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
     let recorded = std::fs::read_to_string(&known_hosts).unwrap();
     let key_body = host_key.split_whitespace().nth(1).unwrap();
     assert!(recorded.contains(key_body), "{recorded} vs {host_key}");
-    let console = std::fs::read_to_string(&serial).unwrap_or_default();
+    let console = read_lossy(&serial);
     // GRUB (installed by the installer, for this firmware) started the
     // installed kernel: it sets BOOT_IMAGE and names the root by UUID.
     assert!(
