@@ -343,6 +343,18 @@ say "gathered: $cpus CPUs, MemTotal $mem, disks: ${disks:-none}"
 
 # Deploy and release do their run here; their outputs join the inventory.
 RUN_NEXT=off
+# progress STEP STATE [DETAIL]: a step of the run, to the rack ($PROGRESS_URL,
+# never fatal) and to the run's log ($LOG).
+progress() {
+    echo "$(uptime_s) s: $1 $2${3:+ $3}" >>"$LOG"
+    say "$1: $2${3:+ ($3)}"
+    wget -q -O /dev/null --header "Authorization: Bearer $TOKEN" \
+        --header "Content-Type: text/plain" \
+        --post-data "step=$1 state=$2 detail=$3" "$PROGRESS_URL" 2>/dev/null ||
+        say "progress report to $PROGRESS_URL failed (going on)"
+    return 0
+}
+
 case $PURPOSE in
 deploy)
     [ -n "${DEPLOY_URL:-}" ] && [ -n "${PROGRESS_URL:-}" ] || fail "metadata for deploy has no deploy_url or progress_url"

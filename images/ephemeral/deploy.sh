@@ -13,16 +13,6 @@ LOG=/results/deploy.log
 : >"$LOG"
 T=/target
 
-# progress STEP STATE [DETAIL]: to the rack (never fatal) and the log.
-progress() {
-    echo "$(uptime_s) s: $1 $2${3:+ $3}" >>"$LOG"
-    say "$1: $2${3:+ ($3)}"
-    wget -q -O /dev/null --header "Authorization: Bearer $TOKEN" \
-        --header "Content-Type: text/plain" \
-        --post-data "step=$1 state=$2 detail=$3" "$PROGRESS_URL" 2>/dev/null ||
-        say "progress report to $PROGRESS_URL failed (going on)"
-    return 0
-}
 
 # run_failed STEP WHY: record, report, stop the run.
 run_failed() {

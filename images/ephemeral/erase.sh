@@ -10,16 +10,6 @@ LOG=/results/erase.log
 RUN_NEXT=off
 echo release >/results/purpose
 
-progress() {
-    echo "$(uptime_s) s: $1 $2${3:+ $3}" >>"$LOG"
-    say "$1: $2${3:+ ($3)}"
-    wget -q -O /dev/null --header "Authorization: Bearer $TOKEN" \
-        --header "Content-Type: text/plain" \
-        --post-data "step=$1 state=$2 detail=$3" "$PROGRESS_URL" 2>/dev/null ||
-        say "progress report to $PROGRESS_URL failed (going on)"
-    return 0
-}
-
 # zero DEV OFFSET_BYTES LENGTH_BYTES (MiB-aligned)
 zero() {
     dd if=/dev/zero of="$1" bs=1048576 seek=$(($2 / 1048576)) count=$(($3 / 1048576)) conv=fsync 2>/dev/null

@@ -10,6 +10,7 @@ pub mod configured;
 pub mod dhcp_site;
 pub mod ephemeral;
 pub mod lan;
+pub mod machine_flow;
 pub mod metrics;
 pub mod mosquitto;
 pub mod netns;
@@ -22,6 +23,7 @@ pub mod rack_image;
 pub mod secrets;
 pub mod site;
 pub mod vm_bmc;
+pub mod vm_qemu;
 pub mod wait;
 pub mod wan;
 

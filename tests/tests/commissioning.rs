@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edgemetal_tests::dhcp_site::{rack_metrics_in, start_rack_in_with};
+use edgemetal_tests::machine_flow::{self, events, positions};
 use edgemetal_tests::metrics::{counter, labelled};
 use edgemetal_tests::netns::{forward_loopback_port, MachineSite};
 use edgemetal_tests::process::log_dir;
@@ -71,66 +72,8 @@ const FLOW: [&str; 11] = [
     "power.off",             // powered off at the end
 ];
 
-/// The machine's events, oldest first, as (kind, detail, at_ms).
-async fn events(api: &ApiClient, id: &str) -> Vec<(String, String, i64)> {
-    let listed = api.get(&format!("/api/v1/machines/{id}/events")).await;
-    let mut events: Vec<(String, String, i64)> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["kind"].as_str().unwrap().to_string(),
-                e["detail"].as_str().unwrap().to_string(),
-                e["at_ms"].as_i64().unwrap(),
-            )
-        })
-        .collect();
-    events.reverse();
-    events
-}
-
-/// The last lines of a file, for failure messages.
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// Waits until the machine reaches `status`; on timeout, fails with what
-/// the machine's events and serial console say.
 async fn wait_for_status(api: &ApiClient, id: &str, status: &str, serial: &Path) -> Value {
-    let deadline = Instant::now() + COMMISSIONING_PATIENCE;
-    loop {
-        let machine = api.get(&format!("/api/v1/machines/{id}")).await;
-        if machine["status"] == status {
-            return machine;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "machine {id} did not reach {status}: it is {}\nevents: {:#?}\nserial:\n{}",
-                machine["status"],
-                events(api, id).await,
-                tail(serial, 40)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Positions of the flow's steps in `events`, each after the one before.
-fn flow_positions(events: &[(String, String, i64)]) -> Result<Vec<usize>, String> {
-    let mut positions = Vec::new();
-    let mut from = 0;
-    for step in FLOW {
-        let found = events[from..]
-            .iter()
-            .position(|(kind, _, _)| kind == step)
-            .ok_or_else(|| format!("no {step} after event {from}"))?;
-        positions.push(from + found);
-        from += found + 1;
-    }
-    Ok(positions)
+    machine_flow::wait_for_status(api, id, status, serial, COMMISSIONING_PATIENCE).await
 }
 
 #[tokio::test]
@@ -446,28 +389,7 @@ fn without_colours(log: &str) -> String {
 
 /// Waits until the rack holds the ephemeral image, verified.
 async fn wait_for_cached_image(site: &MachineSite, rack_log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let output = site
-            .rack
-            .command("curl")
-            .args(["-sf", "http://127.0.0.1:5250/status"])
-            .output()
-            .expect("curl");
-        let status: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
-        let ready = status["boot_resources"]
-            .as_array()
-            .is_some_and(|r| r.len() == 2 && r.iter().all(|r| r["ready"] == true));
-        if ready {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the rack did not cache the image: {status}\n{}",
-            tail(rack_log, 20)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    machine_flow::wait_for_cached(site, rack_log, 2, Duration::from_secs(60)).await
 }
 
 /// Waits until the region lists a machine with `mac`.
@@ -491,7 +413,7 @@ async fn wait_for_flow(api: &ApiClient, id: &str) -> Vec<(String, String, i64)> 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let events = events(api, id).await;
-        match flow_positions(&events) {
+        match positions(&events, &FLOW) {
             Ok(positions) => {
                 return positions.into_iter().map(|p| events[p].clone()).collect();
             }

@@ -22,6 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use edgemetal_tests::dhcp_site::{rack_metrics_in, start_rack_in_with};
+use edgemetal_tests::machine_flow::{self, events, positions, read_lossy, tail};
 use edgemetal_tests::metrics::{counter, labelled};
 use edgemetal_tests::netns::{forward_loopback_port, MachineSite};
 use edgemetal_tests::process::log_dir;
@@ -29,7 +30,7 @@ use edgemetal_tests::site::wait_in_sync;
 use edgemetal_tests::vm_bmc::{Firmware, VmBmc, VmSpec};
 use edgemetal_tests::{ApiClient, RegionOptions, RegionProcess};
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const MEMORY_MIB: u32 = 1024;
 const DISK_BYTES: u64 = 4 << 30;
@@ -62,73 +63,6 @@ struct Bench {
     site: MachineSite,
     rack_log: std::path::PathBuf,
     _rack: edgemetal_tests::dhcp_site::NamespacedRack,
-}
-
-/// The machine's events, oldest first, as (kind, detail).
-async fn events(api: &ApiClient, id: &str) -> Vec<(String, String)> {
-    let listed = api.get(&format!("/api/v1/machines/{id}/events")).await;
-    let mut events: Vec<(String, String)> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["kind"].as_str().unwrap().to_string(),
-                e["detail"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    events.reverse();
-    events
-}
-
-/// A file's text; firmware writes bytes that are not UTF-8 to the console.
-fn read_lossy(path: &Path) -> String {
-    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = read_lossy(path);
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-async fn wait_for_status(api: &ApiClient, id: &str, status: &str, serial: &Path) -> Value {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let (code, machine) = api
-            .call(Method::GET, &format!("/api/v1/machines/{id}"), None)
-            .await;
-        if code == StatusCode::OK && machine["status"] == status {
-            return machine;
-        }
-        let failed = machine["status"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("failed"));
-        if failed || Instant::now() > deadline {
-            panic!(
-                "machine {id} did not reach {status}: it is {}\nevents: {:#?}\nserial:\n{}",
-                machine["status"],
-                events(api, id).await,
-                tail(serial, 60)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-fn positions(events: &[(String, String)], flow: &[&str]) -> Result<Vec<usize>, String> {
-    let mut found = Vec::new();
-    let mut from = 0;
-    for step in flow {
-        let at = events[from..]
-            .iter()
-            .position(|(kind, _)| kind == step)
-            .ok_or_else(|| format!("no {step} after event {from}"))?;
-        found.push(from + at);
-        from += at + 1;
-    }
-    Ok(found)
 }
 
 async fn bench(name: &str) -> (Bench, edgemetal_tests::os_image::OsImage) {
@@ -195,7 +129,7 @@ async fn bench(name: &str) -> (Bench, edgemetal_tests::os_image::OsImage) {
         ],
     );
     wait_in_sync(&api, "hil-rack").await;
-    wait_for_cached(&site, &rack_log, 3).await;
+    machine_flow::wait_for_cached(&site, &rack_log, 3, Duration::from_secs(300)).await;
     (
         Bench {
             logs,
@@ -208,32 +142,6 @@ async fn bench(name: &str) -> (Bench, edgemetal_tests::os_image::OsImage) {
         },
         os,
     )
-}
-
-/// Waits until the rack holds `count` boot resources, all verified.
-async fn wait_for_cached(site: &MachineSite, rack_log: &Path, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let output = site
-            .rack
-            .command("curl")
-            .args(["-sf", "http://127.0.0.1:5250/status"])
-            .output()
-            .expect("curl");
-        let status: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
-        let ready = status["boot_resources"]
-            .as_array()
-            .is_some_and(|r| r.len() == count && r.iter().all(|r| r["ready"] == true));
-        if ready {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the rack did not cache the images: {status}\n{}",
-            tail(rack_log, 20)
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// An ed25519 key pair in `dir`: (private key path, public key line).
@@ -315,7 +223,7 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
     let action = |verb: &str| format!("/api/v1/machines/{id}/actions/{verb}");
     let (status, body) = api.call(Method::POST, &action("commission"), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let ready = wait_for_status(&api, &id, "ready", &serial).await;
+    let ready = machine_flow::wait_for_status(&api, &id, "ready", &serial, PATIENCE).await;
     let expected_firmware = match firmware {
         Firmware::Bios => "bios",
         Firmware::Uefi => "uefi",
@@ -402,7 +310,7 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
         bench.region = Some(region);
     }
     let api = bench.region.as_ref().unwrap().client();
-    let deployed = wait_for_status(&api, &id, "deployed", &serial).await;
+    let deployed = machine_flow::wait_for_status(&api, &id, "deployed", &serial, PATIENCE).await;
     let took = started.elapsed();
     eprintln!("{name}: deployed in {:.0} s", took.as_secs_f64());
     assert_eq!(deployed["status"], "deployed");
@@ -411,7 +319,7 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
     let log = events(&api, &id).await;
     let from = log
         .iter()
-        .rposition(|(kind, detail)| kind == "status" && detail.contains("→ Deploying"))
+        .rposition(|(kind, detail, _)| kind == "status" && detail.contains("→ Deploying"))
         .expect("the deploy's status change");
     if let Err(error) = positions(&log[from..], &DEPLOY_FLOW) {
         panic!("{error}: {:#?}", &log[from..]);
@@ -507,11 +415,11 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "releasing");
-    wait_for_status(&api, &id, "ready", &serial).await;
+    machine_flow::wait_for_status(&api, &id, "ready", &serial, PATIENCE).await;
     wait_for_off(&vm).await;
     let log = events(&api, &id).await;
     assert!(
-        log.iter().any(|(kind, _)| kind == "release.erased"),
+        log.iter().any(|(kind, _, _)| kind == "release.erased"),
         "{log:#?}"
     );
     let disk = vm.disk_path();
@@ -540,20 +448,7 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
 /// the one before. With the region away, the rack's events are stamped when
 /// the region stores them, so the phases after the outage are not timings.
 async fn report_phases(api: &ApiClient, id: &str, name: &str, logs: &Path, region_away: bool) {
-    let listed = api.get(&format!("/api/v1/machines/{id}/events")).await;
-    let mut events: Vec<(String, String, i64)> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["kind"].as_str().unwrap_or("").to_string(),
-                e["detail"].as_str().unwrap_or("").to_string(),
-                e["at_ms"].as_i64().unwrap_or(0),
-            )
-        })
-        .collect();
-    events.reverse();
+    let events = events(api, id).await;
     let Some(start) = events
         .iter()
         .rposition(|(kind, detail, _)| kind == "status" && detail.contains("→ Deploying"))

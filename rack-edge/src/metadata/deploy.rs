@@ -23,7 +23,7 @@ use edgemetal_protocol::{
     DeployPlan, InstallProgress, MacAddress, MachineMetadata, PhoneHome, Plan, RackEventKind,
 };
 
-use super::{bearer, lookup, queue, refuse, MetadataService, Refusal};
+use super::{bearer, host_of, lookup, queue, refuse, MetadataService, Refusal};
 
 /// The fields of meta-data a run adds: where its plan and progress go.
 pub(super) fn run_fields(
@@ -78,12 +78,8 @@ pub(super) async fn plan_text(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let (metadata, base) = match lookup(&service, peer, &headers).await {
+    let (mac, metadata, base) = match lookup(&service, peer, &headers).await {
         Ok(found) => found,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let mac = match super::caller(&service, peer) {
-        Ok(mac) => mac,
         Err(refusal) => return refusal.into_response(),
     };
     let plan = match deploy_plan_of(&service, mac, &metadata, &headers) {
@@ -150,13 +146,6 @@ fn network_of(service: &MetadataService, plan: &DeployPlan) -> Network {
         network.search = subnet.domain.clone().unwrap_or_default();
     }
     network
-}
-
-fn host_of(base: &str) -> String {
-    base.trim_start_matches("http://")
-        .rsplit_once(':')
-        .map_or(base, |(host, _)| host)
-        .to_string()
 }
 
 /// `POST /metadata/v1/progress`: one `step=… state=… detail=…` line.

@@ -111,12 +111,12 @@ pub(super) fn caller(service: &MetadataService, peer: SocketAddr) -> Result<MacA
     })
 }
 
-/// The caller's metadata and the URLs it needs.
+/// The caller (by its lease), its metadata and this rack's base URL.
 pub(super) async fn lookup(
     service: &MetadataService,
     peer: SocketAddr,
     headers: &HeaderMap,
-) -> Result<(MachineMetadata, String), Refusal> {
+) -> Result<(MacAddress, MachineMetadata, String), Refusal> {
     let mac = caller(service, peer)?;
     let Some(base) = rack_url(headers) else {
         return Err(refuse(
@@ -132,7 +132,7 @@ pub(super) async fn lookup(
     };
     progress::report(&service.events, mac, BootStage::MetadataServed);
     tracing::info!(%mac, machine = %metadata.machine_id, purpose = %metadata.purpose, "metadata served");
-    Ok((metadata, base))
+    Ok((mac, metadata, base))
 }
 
 /// What the machine reads: who it is, where to post, and where its
@@ -140,6 +140,7 @@ pub(super) async fn lookup(
 /// (every rack on the subnet answers it), NTP and DNS by this rack's address.
 fn fields(
     service: &MetadataService,
+    mac: MacAddress,
     metadata: &MachineMetadata,
     base: &str,
     peer: SocketAddr,
@@ -152,11 +153,7 @@ fn fields(
         ("results_url", format!("{base}/metadata/v1/results")),
         ("rack_url", base.to_string()),
     ];
-    let rack_host = base
-        .trim_start_matches("http://")
-        .rsplit_once(':')
-        .map_or(base, |(host, _)| host)
-        .to_string();
+    let rack_host = host_of(base);
     let subnet = match peer.ip().to_canonical() {
         IpAddr::V4(address) => service.snapshots.borrow().as_ref().and_then(|snapshot| {
             snapshot
@@ -182,10 +179,16 @@ fn fields(
     if service.gateway.dns.is_some() {
         fields.push(("dns", rack_host));
     }
-    if let Some((mac, _)) = service.decisions.by_token(&metadata.token) {
-        fields.extend(deploy::run_fields(service, mac, base));
-    }
+    fields.extend(deploy::run_fields(service, mac, base));
     fields
+}
+
+/// The host of a base URL `http://HOST:PORT`.
+pub(super) fn host_of(base: &str) -> String {
+    base.trim_start_matches("http://")
+        .rsplit_once(':')
+        .map_or(base, |(host, _)| host)
+        .to_string()
 }
 
 /// `key=value` lines: easy for a busybox shell to read.
@@ -195,8 +198,8 @@ async fn meta_data_text(
     headers: HeaderMap,
 ) -> Response {
     match lookup(&service, peer, &headers).await {
-        Ok((metadata, base)) => {
-            let text: String = fields(&service, &metadata, &base, peer)
+        Ok((mac, metadata, base)) => {
+            let text: String = fields(&service, mac, &metadata, &base, peer)
                 .iter()
                 .map(|(key, value)| format!("{key}={value}\n"))
                 .collect();
@@ -213,9 +216,9 @@ async fn meta_data_json(
     headers: HeaderMap,
 ) -> Response {
     match lookup(&service, peer, &headers).await {
-        Ok((metadata, base)) => {
+        Ok((mac, metadata, base)) => {
             let object: serde_json::Map<String, serde_json::Value> =
-                fields(&service, &metadata, &base, peer)
+                fields(&service, mac, &metadata, &base, peer)
                     .into_iter()
                     .map(|(key, value)| (key.to_string(), value.into()))
                     .collect();

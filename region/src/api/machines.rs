@@ -129,13 +129,7 @@ pub async fn machine_action(
     let request: ActionRequest = if empty {
         ActionRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("the body must be {{\"reason\": \"...\"}} or empty: {e}"),
-            )
-        })?
+        parse_body(&body, "{\"reason\": \"...\"} or empty")?
     };
     let action = Action::from_api_name(&action).ok_or_else(|| {
         ApiError::new(
