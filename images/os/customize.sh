@@ -35,6 +35,9 @@ system_info:
   network:
     renderers: [networkd]
 ssh_genkeytypes: [ed25519]
+# No locales package (docs and locales are left out): cc_locale's
+# update-locale would fail and mark cloud-init's status as error.
+locale: false
 # A later boot whose seed is gone (the rack withdraws it once deployed)
 # keeps this instance instead of starting a new one.
 manual_cache_clean: true
