@@ -480,7 +480,9 @@ pub(crate) async fn apply_run_results_in(
         .bind(machine_id)
         .execute(&mut **tx)
         .await?;
-    Ok(ResultsOutcome::Progress)
+    Ok(ResultsOutcome::Installed {
+        machine_id: machine_id.to_string(),
+    })
 }
 
 /// Applies an installed system's first call home, inside `tx`: Deployed.

@@ -87,6 +87,12 @@ pub enum ResultsOutcome {
         /// The machine.
         machine_id: String,
     },
+    /// The installer finished: the machine reboots into its installed
+    /// system (its next boot device becomes the disk).
+    Installed {
+        /// The machine.
+        machine_id: String,
+    },
     /// The installed system called home: the machine is Deployed.
     Deployed {
         /// The machine.
@@ -102,7 +108,9 @@ impl ResultsOutcome {
             | ResultsOutcome::RunFailed { machine_id }
             | ResultsOutcome::Released { machine_id }
             | ResultsOutcome::Deployed { machine_id } => Some(machine_id),
-            ResultsOutcome::Refused | ResultsOutcome::Progress => None,
+            ResultsOutcome::Refused
+            | ResultsOutcome::Progress
+            | ResultsOutcome::Installed { .. } => None,
         }
     }
 }

@@ -7,12 +7,16 @@
 //! into it, and its cloud-init calls home through the rack: Deployed. Then
 //! `ssh` from the site's namespace with the operator's key reads the user
 //! data's marker and the host name, the serial console shows GRUB and the
-//! installed system's login prompt, and release with `quick` erase leaves a
-//! disk with no partition table, the machine Ready and off.
+//! installed system's login prompt, the BMC's boot device is the disk, and
+//! release with erase leaves a disk with no partition table, the machine
+//! Ready and off.
 //!
-//! On the BIOS run the region is stopped right after the deploy's power-on
-//! and started again once the rack holds the phone-home: the install never
-//! waits on it, and the queued phone-home lands when it is back.
+//! The BIOS run deploys `flat` and releases with `quick` erase; the region
+//! is stopped right after its power-on and started again once the rack
+//! holds the phone-home: the install never waits on it, and the queued
+//! phone-home lands when it is back. The UEFI run deploys onto `lvm` (root
+//! on /dev/mapper/vg0-root, seen over ssh) and releases with `full` erase
+//! (every byte of the disk reads back zero).
 //!
 //! `hil/deploy.sh` runs both with their output (phase timings) shown; logs
 //! (rack, region, serial consoles) are under target/test-logs/deploy-*.
@@ -166,8 +170,28 @@ fn ssh_key(dir: &Path) -> (std::path::PathBuf, String) {
     (key, public.trim().to_string())
 }
 
+/// One machine's run: its firmware, addresses, the storage layout it is
+/// deployed with and the erase it is released with.
+struct Run {
+    firmware: Firmware,
+    mac: &'static str,
+    address: &'static str,
+    layout: &'static str,
+    erase: &'static str,
+    /// Stop the region right after the deploy's power-on.
+    stop_region: bool,
+}
+
 /// The whole life of one machine: commission, refusals, deploy, login, release.
-async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_region: bool) {
+async fn deploy_and_release(run: Run) {
+    let Run {
+        firmware,
+        mac,
+        address,
+        layout,
+        erase,
+        stop_region,
+    } = run;
     let name = match firmware {
         Firmware::Bios => "deploy-bios",
         Firmware::Uefi => "deploy-uefi",
@@ -238,7 +262,7 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
         "#cloud-config\nwrite_files:\n  - path: /var/lib/edgemetal-test/marker\n    content: {marker}\n"
     );
     let good = json!({"image": IMAGE, "user_data": user_data, "ssh_keys": [public_key],
-                      "hostname": "hil-node-1", "storage_layout": "flat", "disk": DISK_SERIAL});
+                      "hostname": "hil-node-1", "storage_layout": layout, "disk": DISK_SERIAL});
     let deploy = action("deploy");
     api.expect_error(
         Method::POST,
@@ -329,6 +353,23 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
     assert_eq!(runs[0]["state"], "done", "{runs}");
     let host_key = runs[0]["host_key"].as_str().unwrap().to_string();
     assert!(host_key.starts_with("ssh-ed25519 "), "{runs}");
+    assert_eq!(runs[0]["layout"], layout, "{runs}");
+
+    // After the install the BMC boots the machine from its disk (read with
+    // ipmitool, as an operator would); the region sets it when the
+    // installer's results land, so it may trail them by a BMC round trip.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let flags = vm.ipmitool(&["chassis", "bootparam", "get", "5"]);
+        if flags.contains("Force Boot from default Hard-Drive") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the boot device is not the disk: {flags}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // The catalogue shows the image and the rack that holds it.
     let catalogue = api.get("/api/v1/os-images").await;
@@ -373,7 +414,7 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
         .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
         .args(["-o", "ConnectTimeout=10"])
         .arg(format!("debian@{address}"))
-        .arg("cat /var/lib/edgemetal-test/marker; echo; hostname")
+        .arg("cat /var/lib/edgemetal-test/marker; echo; hostname; findmnt -no SOURCE /")
         .output()
         .expect("ssh (openssh-client)");
     let said = String::from_utf8_lossy(&output.stdout);
@@ -383,11 +424,14 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
         String::from_utf8_lossy(&output.stderr),
         tail(&serial, 40)
     );
-    assert_eq!(
-        said.lines().collect::<Vec<_>>(),
-        [marker.as_str(), "hil-node-1"],
-        "{said}"
-    );
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines[..2], [marker.as_str(), "hil-node-1"], "{said}");
+    // The root filesystem is where the layout puts it.
+    let root = lines.get(2).copied().unwrap_or_default();
+    match layout {
+        "lvm" => assert_eq!(root, "/dev/mapper/vg0-root", "{said}"),
+        _ => assert!(root.starts_with("/dev/") && !root.contains("mapper"), "{said}"),
+    }
     let recorded = std::fs::read_to_string(&known_hosts).unwrap();
     let key_body = host_key.split_whitespace().nth(1).unwrap();
     assert!(recorded.contains(key_body), "{recorded} vs {host_key}");
@@ -405,12 +449,12 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
         tail(&serial, 40)
     );
 
-    // Release with quick erase: Ready, off, and no partition table left.
+    // Release with erase: Ready, off, and no partition table left.
     let (status, body) = api
         .call(
             Method::POST,
             &action("release"),
-            Some(json!({"erase": "quick"})),
+            Some(json!({ "erase": erase })),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -421,6 +465,12 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
     assert!(
         log.iter().any(|(kind, _, _)| kind == "release.erased"),
         "{log:#?}"
+    );
+    assert!(
+        log.iter().any(|(kind, detail, _)| kind == "release.erase"
+            && detail.starts_with("done:")
+            && detail.contains(&format!(" {erase}: "))),
+        "no erase step done with {erase}: {log:#?}"
     );
     let disk = vm.disk_path();
     let sfdisk = Command::new("sfdisk")
@@ -440,7 +490,22 @@ async fn deploy_and_release(firmware: Firmware, mac: &str, address: &str, stop_r
         "",
         "signatures survived"
     );
-    eprintln!("{name}: released with quick erase; the disk has no partition table");
+    if erase == "full" {
+        // Every byte of the disk reads back as zero.
+        let cmp = Command::new("cmp")
+            .arg("-n")
+            .arg(DISK_BYTES.to_string())
+            .arg(&disk)
+            .arg("/dev/zero")
+            .output()
+            .unwrap();
+        assert!(
+            cmp.status.success(),
+            "the full erase left data: {}",
+            String::from_utf8_lossy(&cmp.stdout)
+        );
+    }
+    eprintln!("{name}: released with {erase} erase; the disk has no partition table");
 }
 
 /// Prints (and writes to phases.txt) the deploy's time by phase, from the
@@ -538,10 +603,26 @@ async fn wait_for_log(path: &Path, needle: &str, patience: Duration) {
 
 #[tokio::test]
 async fn a_bios_machine_is_deployed_logged_into_and_released_with_the_region_away_meanwhile() {
-    deploy_and_release(Firmware::Bios, "52:54:00:89:00:01", "10.88.0.20", true).await;
+    deploy_and_release(Run {
+        firmware: Firmware::Bios,
+        mac: "52:54:00:89:00:01",
+        address: "10.88.0.20",
+        layout: "flat",
+        erase: "quick",
+        stop_region: true,
+    })
+    .await;
 }
 
 #[tokio::test]
-async fn a_uefi_machine_is_deployed_logged_into_and_released() {
-    deploy_and_release(Firmware::Uefi, "52:54:00:89:00:02", "10.88.0.21", false).await;
+async fn a_uefi_machine_is_deployed_on_lvm_logged_into_and_released_with_full_erase() {
+    deploy_and_release(Run {
+        firmware: Firmware::Uefi,
+        mac: "52:54:00:89:00:02",
+        address: "10.88.0.21",
+        layout: "lvm",
+        erase: "full",
+        stop_region: false,
+    })
+    .await;
 }

@@ -6,11 +6,11 @@
 
 use std::path::Path;
 
-use edgemetal_tests::dhcp_site::{field, start_rack_in, udhcpc, udhcpc_script};
+use edgemetal_tests::dhcp_site::{field, start_rack_in, start_rack_in_with, udhcpc, udhcpc_script};
 use edgemetal_tests::lan::Lan;
 use edgemetal_tests::netns::Netns;
 use edgemetal_tests::process::log_dir;
-use edgemetal_tests::site::PATIENCE;
+use edgemetal_tests::site::{rack_record, PATIENCE};
 use edgemetal_tests::{wait_until, RegionOptions, RegionProcess};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -225,4 +225,48 @@ async fn machines_read_their_own_metadata_and_results_survive_a_cut_link() {
     .await;
     let machine = api.get(&format!("/api/v1/machines/{id}")).await;
     assert_eq!(machine["status"], "ready");
+
+    // The rack that served its commissioning now speaks protocol v2, which
+    // cannot carry a deploy's plan: the deploy is refused up front, with
+    // nothing changed, rather than failing later in the installer.
+    drop(_rack);
+    let _rack = start_rack_in_with(
+        &lan.rack_ns,
+        &state,
+        &lan.rack_nic,
+        &logs.join("rack-v2.log"),
+        &[("EDGEMETAL_RACK_PROTOCOL_VERSION", "2")],
+    );
+    wait_until("the rack to be back, speaking v2", PATIENCE, || async {
+        let rack = rack_record(&api, "meta-rack").await?;
+        (rack["protocol_version"] == 2 && rack["status"] == "online").then_some(())
+    })
+    .await;
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/machines/{id}/actions/allocate"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/machines/{id}/actions/deploy"),
+            Some(json!({"image": "debian/bookworm"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "rack_too_old", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("meta-rack"),
+        "{body}"
+    );
+    let machine = api.get(&format!("/api/v1/machines/{id}")).await;
+    assert_eq!(machine["status"], "allocated", "{machine}");
+    assert_eq!(
+        api.get(&format!("/api/v1/machines/{id}/deployments")).await,
+        json!([])
+    );
 }

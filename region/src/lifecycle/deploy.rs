@@ -70,6 +70,9 @@ pub struct Refusal {
     pub message: String,
 }
 
+/// The first protocol whose intents carry plans (deploy, erase).
+const PLANS_PROTOCOL: u16 = 3;
+
 fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) -> LifecycleError {
     LifecycleError::Refused(Refusal {
         status,
@@ -101,6 +104,7 @@ impl LifecycleService {
                 ),
             ));
         }
+        self.check_racks_carry_plans(machine_id).await?;
         if request.image.is_empty() {
             return Err(unprocessable(
                 "invalid",
@@ -186,7 +190,6 @@ impl LifecycleService {
         })?;
         rules::check_disk_fits(disk, facts.uncompressed_bytes)
             .map_err(|e| unprocessable("disk_too_small", e))?;
-        self.reachable(machine_id).await?;
         let address = self
             .store
             .list_reservations(None)
@@ -262,7 +265,7 @@ impl LifecycleService {
         // Checked before the status changes, as for deploy.
         super::next(machine.status, Action::Release, Default::default())
             .map_err(|illegal| StoreError::Conflict(illegal.to_string()))?;
-        self.reachable(machine_id).await?;
+        self.check_racks_carry_plans(machine_id).await?;
         let deadline = now_ms() + self.settings.release_timeout.as_millis() as i64;
         let erase_field = format!("{}/{fallback}", erase.as_str());
         let (machine, run) = self
@@ -301,6 +304,37 @@ impl LifecycleService {
         match self.power.reachable(machine_id).await {
             Ok(()) | Err(PowerError::NoSettings(_)) => Ok(()),
             Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Deploy and erase travel to the rack as plans, which racks before
+    /// protocol v3 cannot carry: refused up front (409 `rack_too_old`)
+    /// rather than failing later in the installer. The racks that matter
+    /// are the one that drives the machine's BMC and the one that relayed
+    /// its last commissioning (it served that boot).
+    async fn check_racks_carry_plans(&self, machine_id: &str) -> Result<(), LifecycleError> {
+        let mut racks = Vec::new();
+        match self.power.rack_protocol(machine_id).await {
+            Ok((rack, version)) => racks.push((rack.to_string(), version)),
+            Err(PowerError::NoSettings(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+        if let Some(results) = self.store.latest_results(machine_id).await? {
+            match self.store.get_rack(&results.rack_id).await {
+                Ok(rack) => racks.push((rack.id, rack.protocol_version)),
+                Err(StoreError::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        match racks.into_iter().find(|(_, version)| *version < PLANS_PROTOCOL) {
+            Some((rack, version)) => Err(refuse(
+                StatusCode::CONFLICT,
+                "rack_too_old",
+                format!(
+                    "rack {rack} speaks protocol v{version}; deploy and erase need v{PLANS_PROTOCOL}: update the rack"
+                ),
+            )),
+            None => Ok(()),
         }
     }
 

@@ -301,6 +301,26 @@ impl LifecycleService {
                 tracing::info!(machine = %machine_id, "run ended; powering off");
                 self.power_off(&machine_id, "region").await;
             }
+            Notice::Results(ResultsOutcome::Installed { machine_id }) => {
+                // The rack already answers its network boots with "boot
+                // local disk"; the BMC's boot device says so too, for the
+                // power-ons that come later (PXE again only for the next
+                // commission, deploy or release).
+                match self
+                    .power
+                    .act(
+                        &machine_id,
+                        PowerAction::SetBootDevice(BootDevice::Disk),
+                        "region",
+                    )
+                    .await
+                {
+                    Ok(_) | Err(PowerError::NoSettings(_)) => {}
+                    Err(error) => {
+                        tracing::warn!(machine = %machine_id, %error, "cannot set the boot device to disk")
+                    }
+                }
+            }
             Notice::Results(ResultsOutcome::Deployed { machine_id }) => {
                 tracing::info!(machine = %machine_id, "deployed");
             }

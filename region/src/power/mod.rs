@@ -212,8 +212,16 @@ impl PowerService {
         self.route(machine_id).await.map(|_| ())
     }
 
-    /// The machine's BMC settings and the rack that reaches them.
-    async fn route(&self, machine_id: &str) -> Result<(StoredPower, RackId), PowerError> {
+    /// The protocol version of the rack that reaches the machine's BMC.
+    pub async fn rack_protocol(&self, machine_id: &str) -> Result<(RackId, u16), PowerError> {
+        self.route(machine_id)
+            .await
+            .map(|(_, rack_id, version)| (rack_id, version))
+    }
+
+    /// The machine's BMC settings, the rack that reaches them and the
+    /// protocol that rack speaks.
+    async fn route(&self, machine_id: &str) -> Result<(StoredPower, RackId, u16), PowerError> {
         let stored = self
             .store
             .stored_power(machine_id)
@@ -227,7 +235,7 @@ impl PowerService {
         let racks = self.store.list_racks().await?;
         let rack = rack_choice::choose(&racks, bmc).ok_or(PowerError::NoRack(bmc))?;
         let rack_id = RackId::new(&rack.id).map_err(|_| PowerError::NoRack(bmc))?;
-        Ok((stored, rack_id))
+        Ok((stored, rack_id, rack.protocol_version))
     }
 
     async fn run(
@@ -235,7 +243,7 @@ impl PowerService {
         machine_id: &str,
         action: PowerAction,
     ) -> Result<(RackId, PowerObservation), PowerError> {
-        let (stored, rack_id) = self.route(machine_id).await?;
+        let (stored, rack_id, _) = self.route(machine_id).await?;
         let password = self
             .keyring
             .master()
