@@ -40,8 +40,8 @@ if [[ -f $image ]]; then
     for run in bios uefi; do
         line=$(grep "image write" "target/test-logs/deploy-$run/phases.txt" 2>/dev/null || true)
         [[ -n $line ]] || continue
-        took=$(sed -n 's/.* bytes in \([0-9]*\) s.*/\1/p' <<<"$line")
-        [[ -n $took && $took -gt 0 ]] || continue
+        took=$(sed -n 's/.* bytes in \([0-9.]*\) s.*/\1/p' <<<"$line")
+        [[ -n $took ]] && awk -v t="$took" 'BEGIN { exit !(t > 0) }' || continue
         awk -v b="$bytes" -v t="$took" -v s="$start" -v e="$end" -v r="$run" \
             'BEGIN { printf "%s machine image write: %.1f MB/s compressed, %.2f of the local write\n", r, b / t / 1e6, (e - s) / t }'
     done

@@ -49,13 +49,37 @@ command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 [[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ]] || missing+=(ovmf)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+# Hardware tests in the ephemeral image's tools (from this host's
+# packages), their squashfs, and the bench switch's LLDP.
+command -v smartctl >/dev/null 2>&1 || [[ -x /usr/sbin/smartctl ]] || missing+=(smartmontools)
+[[ -x /usr/sbin/memtester ]] || missing+=(memtester)
+command -v fio >/dev/null 2>&1 || missing+=(fio)
+command -v stress-ng >/dev/null 2>&1 || missing+=(stress-ng)
+[[ -x /usr/sbin/lldpd ]] || missing+=(lldpd)
+command -v mksquashfs >/dev/null 2>&1 || missing+=(squashfs-tools)
 # A kernel for the network-boot test's machine (not booted by this host).
 compgen -G "/boot/vmlinuz-*" >/dev/null || missing+=(linux-image-amd64)
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # What is installed here is neither started nor left enabled at boot
+    # (the tests start the daemons they need, on loopback or in namespaces):
+    # policy-rc.d refuses starts while apt runs, and units the install
+    # enabled are disabled again.
+    enabled() { systemctl list-unit-files --state=enabled --no-legend 2>/dev/null | awk '{ print $1 }' | sort; }
+    enabled_before=$(enabled)
+    policy=/usr/sbin/policy-rc.d
+    made_policy=
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 0755 "$policy"
+        made_policy=1
+    fi
+    status=0
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" || status=$?
+    [[ -n $made_policy ]] && rm -f "$policy"
+    comm -13 <(echo "$enabled_before") <(enabled) | xargs -r systemctl disable --quiet 2>/dev/null || true
+    ((status == 0)) || exit "$status"
 fi
 
 cargo fmt --all -- --check

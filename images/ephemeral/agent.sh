@@ -55,6 +55,13 @@ uptime_s() {
     echo "${_up%.*}"
 }
 
+# Centiseconds since boot, for timings a whole second would blur.
+uptime_cs() {
+    read -r _up _ </proc/uptime
+    _cs=${_up#*.}
+    echo "$((${_up%.*} * 100 + ${_cs#0}))"
+}
+
 # _v = first line of file $1 with surrounding blanks trimmed, tabs made
 # spaces; empty when missing or unreadable (e.g. carrier of a down link).
 rd() {
@@ -231,6 +238,9 @@ while IFS= read -r line || [ -n "$line" ]; do
     progress_url) PROGRESS_URL=$val ;;
     erase) ERASE=$val ;;
     secure_fallback) SECURE_FALLBACK=$val ;;
+    tests) TESTS=$val ;;
+    lldp_secs) LLDP_SECS=$val ;;
+    tools_url) TOOLS_URL=$val ;;
     esac
 done </tmp/meta-data
 rm -f /tmp/meta-data /tmp/meta-data.part
@@ -356,6 +366,11 @@ progress() {
 }
 
 case $PURPOSE in
+commission)
+    if [ -n "${TESTS:-}" ] || [ "${LLDP_SECS:-0}" -gt 0 ]; then
+        . /lib/edgemetal/tests.sh
+    fi
+    ;;
 deploy)
     [ -n "${DEPLOY_URL:-}" ] && [ -n "${PROGRESS_URL:-}" ] || fail "metadata for deploy has no deploy_url or progress_url"
     . /lib/edgemetal/deploy.sh

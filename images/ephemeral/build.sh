@@ -6,6 +6,10 @@
 #   OUT_DIR/initrd.gz  gzipped newc cpio: static busybox, the agent as /init,
 #                      the udhcpc script and the NIC/disk modules with their
 #                      dependencies, in load order
+#   OUT_DIR/tools.squashfs  the hardware tests and LLDP (smartctl, memtester,
+#                      fio, stress-ng, lldpd) with their libraries: large
+#                      (fio links Ceph), so the agent fetches it from the rack
+#                      only for a commissioning run that asks for them
 #   OUT_DIR/stamp      hash of the inputs; `build.sh --stamp` prints the same
 #                      hash without building, so callers can tell stale output
 #
@@ -29,6 +33,8 @@ modules=(
     ahci sd_mod nvme
     # The installer's filesystems (ext4 root, FAT ESP) and LVM.
     ext4 vfat nls_cp437 nls_ascii nls_utf8 crc32c_generic dm_mod
+    # The tools image.
+    loop squashfs
 )
 
 # The installer's and eraser's tools that busybox lacks or does not do
@@ -39,8 +45,14 @@ tools=(
     /usr/sbin/mke2fs /usr/sbin/mkfs.fat /usr/bin/zstd /usr/bin/tar /usr/sbin/lvm
 )
 
+# The hardware tests and LLDP, from Debian's packages, for the tools image.
+test_tools=(
+    /usr/sbin/smartctl /usr/sbin/memtester /usr/bin/fio /usr/bin/stress-ng
+    /usr/sbin/lldpd /usr/sbin/lldpcli
+)
+
 # Every file of the image that comes from this directory.
-inputs=(build.sh agent.sh deploy.sh erase.sh udhcpc.script ../lib.sh)
+inputs=(build.sh agent.sh deploy.sh erase.sh tests.sh udhcpc.script ../lib.sh)
 
 # Hash of everything the output depends on.
 stamp() {
@@ -54,7 +66,7 @@ stamp() {
         fi
         printf 'epoch %s\n' "$epoch"
         local tool
-        for tool in "${tools[@]}"; do
+        for tool in "${tools[@]}" "${test_tools[@]}"; do
             if [[ -e $tool ]]; then
                 printf '%s %s\n' "$tool" "$(stat -L -c %s "$tool")"
             else
@@ -76,6 +88,10 @@ ensure_packages() {
     installed dosfstools || missing+=(dosfstools)
     installed zstd || missing+=(zstd)
     installed lvm2 || missing+=(lvm2)
+    local package
+    for package in smartmontools memtester fio stress-ng lldpd squashfs-tools; do
+        installed "$package" || missing+=("$package")
+    done
     install_packages "${missing[@]}"
 }
 
@@ -108,6 +124,7 @@ install -m 0755 "$here/agent.sh" "$root/init"
 install -m 0755 "$here/udhcpc.script" "$root/etc/udhcpc/default.script"
 install -D -m 0644 "$here/deploy.sh" "$root/lib/edgemetal/deploy.sh"
 install -D -m 0644 "$here/erase.sh" "$root/lib/edgemetal/erase.sh"
+install -D -m 0644 "$here/tests.sh" "$root/lib/edgemetal/tests.sh"
 for tool in "${tools[@]}"; do
     copy_exec "$root" "$tool"
 done
@@ -135,12 +152,27 @@ chmod 0644 "$root/lib/modules/$kver/load-order"
 fix_directory_modes "$root"
 make_initrd "$root" "$work/initrd.gz"
 
+# The tools image: run chrooted by the agent, with /dev, /proc, /sys bound
+# and tmpfs on /tmp and /run; lldpd drops to its own user in /run/lldpd.
+tools_root=$work/tools
+mkdir -p "$tools_root"/{dev,proc,sys,tmp,run,etc}
+for tool in "${test_tools[@]}"; do
+    copy_exec "$tools_root" "$tool"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\n_lldpd:x:101:101:lldpd:/run/lldpd:/bin/false\n' >"$tools_root/etc/passwd"
+printf 'root:x:0:\n_lldpd:x:101:\n' >"$tools_root/etc/group"
+fix_directory_modes "$tools_root"
+find "$tools_root" -exec touch -h -d "@$epoch" {} +
+mksquashfs "$tools_root" "$work/tools.squashfs" -quiet -no-progress -noappend -all-root \
+    -comp zstd -mkfs-time "$epoch" -all-time "$epoch" >/dev/null
+
 mkdir -p "$out"
 cp "$kernel" "$work/vmlinuz"
-touch -d "@$epoch" "$work/vmlinuz" "$work/initrd.gz"
-chmod 0644 "$work/vmlinuz" "$work/initrd.gz"
+touch -d "@$epoch" "$work/vmlinuz" "$work/initrd.gz" "$work/tools.squashfs"
+chmod 0644 "$work/vmlinuz" "$work/initrd.gz" "$work/tools.squashfs"
 mv -f "$work/vmlinuz" "$out/vmlinuz"
 mv -f "$work/initrd.gz" "$out/initrd.gz"
+mv -f "$work/tools.squashfs" "$out/tools.squashfs"
 # Last: the stamp says the rest is complete.
 stamp >"$work/stamp"
 mv -f "$work/stamp" "$out/stamp"

@@ -137,7 +137,7 @@ step_image() {
     mkfifo /tmp/image.fifo
     sha256sum </tmp/image.fifo >/tmp/image.sum &
     sumpid=$!
-    started=$(uptime_s)
+    started=$(uptime_cs)
     set -o pipefail
     wget -q -O - "$P_IMAGE_URL" 2>/tmp/image.err | tee /tmp/image.fifo |
         zstd -q -dc | gtar -x --xattrs --xattrs-include='*' --numeric-owner -C $T 2>>"$LOG"
@@ -145,7 +145,8 @@ step_image() {
     set +o pipefail
     wait $sumpid
     read -r sum _ </tmp/image.sum
-    took=$(($(uptime_s) - started))
+    took=$(($(uptime_cs) - started))
+    took=$((took / 100)).$((took % 100 / 10))$((took % 10))
     [ $written = 0 ] || { run_failed image "download or unpack failed: $(tail -n 1 /tmp/image.err) $(tail -n 1 "$LOG")"; return 1; }
     if [ "$sum" != "$P_SHA256" ]; then
         umount $T/boot/efi $T 2>/dev/null

@@ -16,7 +16,8 @@ pub enum BootResourceKind {
     Kernel,
     /// An initial ramdisk.
     Initrd,
-    /// A root filesystem image.
+    /// A squashfs image: for the ephemeral image, its tools (the hardware
+    /// tests), fetched by the agent when a run needs them.
     Squashfs,
     /// An operating system to deploy: a root filesystem archive (protocol v3).
     Rootfs,
@@ -114,7 +115,8 @@ pub struct EphemeralBoot {
     pub kernel: [u8; 32],
     /// The initrd.
     pub initrd: [u8; 32],
-    /// The root filesystem, when the image has one.
+    /// The image's tools squashfs, when it has one (fetched by the agent,
+    /// not by the boot loader).
     pub squashfs: Option<[u8; 32]>,
     /// Extra kernel command line; the rack adds where to reach it.
     pub cmdline: String,

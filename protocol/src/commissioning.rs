@@ -103,3 +103,53 @@ impl core::fmt::Debug for CommissioningResults {
             .finish_non_exhaustive()
     }
 }
+
+/// A hardware test the commissioning agent can run (protocol v4), from
+/// Debian's packages in the ephemeral image's tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum HardwareTest {
+    /// `smartctl -H` on every fixed disk; a disk without SMART is skipped.
+    Smartctl,
+    /// A short `memtester` run over part of the free memory.
+    Memtester,
+    /// `fio` random read and write on every fixed disk. It writes to the
+    /// disks (as MAAS's fio test does): their data is not kept.
+    Fio,
+    /// `stress-ng` on every CPU with its results verified.
+    StressNg,
+}
+
+impl HardwareTest {
+    /// Every test, in the order the agent runs them.
+    pub const ALL: [HardwareTest; 4] = [
+        HardwareTest::Smartctl,
+        HardwareTest::Memtester,
+        HardwareTest::Fio,
+        HardwareTest::StressNg,
+    ];
+
+    /// The name the API, the agent and the results use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HardwareTest::Smartctl => "smartctl",
+            HardwareTest::Memtester => "memtester",
+            HardwareTest::Fio => "fio",
+            HardwareTest::StressNg => "stress-ng",
+        }
+    }
+
+    /// The test named `name`, if any.
+    pub fn parse(name: &str) -> Option<HardwareTest> {
+        HardwareTest::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+/// What a commissioning run does besides the inventory (protocol v4): the
+/// hardware tests to run and how long to listen for LLDP neighbours.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommissionPlan {
+    /// The tests, each at most once.
+    pub tests: Vec<HardwareTest>,
+    /// Seconds to listen for LLDP on every interface; 0: not at all.
+    pub lldp_secs: u16,
+}

@@ -158,6 +158,8 @@ pub enum Plan {
     Deploy(DeployPlan),
     /// Erase the disks.
     Release(ReleasePlan),
+    /// Commission with hardware tests or LLDP (protocol v4; not sent to v3 racks).
+    Commission(crate::commissioning::CommissionPlan),
 }
 
 /// One machine's plan.

@@ -65,7 +65,10 @@ pub use types::*;
 ///   ([`DownMessage::IntentsV3`]); boot resources include root filesystem
 ///   images ([`BootResourceKind::Rootfs`]); racks report
 ///   [`RackEventKind::InstallProgress`] and [`RackEventKind::PhoneHome`].
-pub const PROTOCOL_VERSION: u16 = 3;
+/// - v4: commissioning with hardware tests and LLDP: [`Plan::Commission`]
+///   ([`CommissionPlan`]). A v3 rack gets its intents without those plans
+///   (its machines commission with the inventory only).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The inclusive range of protocol versions this build can decode.
 pub const SUPPORTED_VERSIONS: core::ops::RangeInclusive<u16> = 1..=PROTOCOL_VERSION;

@@ -20,6 +20,7 @@ mod changes;
 mod deployments;
 mod dns;
 mod frames;
+mod hardware_tests;
 mod identities;
 mod leases;
 mod lifecycle;

@@ -359,7 +359,42 @@ pub(crate) async fn store_results_in(
         ),
     )
     .await?;
-    let ready = status == MachineStatus::Commissioning.as_str();
+    if !inventory.tests.is_empty() {
+        let summary: Vec<String> = inventory
+            .tests
+            .iter()
+            .map(|t| format!("{} {}", t.name, t.result.as_str()))
+            .collect();
+        add_event_in(
+            tx,
+            machine_id,
+            "commissioning.tests",
+            &actor,
+            &summary.join(", "),
+        )
+        .await?;
+    }
+    let commissioning = status == MachineStatus::Commissioning.as_str();
+    if commissioning {
+        if let Err(why) = super::hardware_tests::judge_in(tx, machine_id, &inventory).await? {
+            transition_in(
+                tx,
+                machine_id,
+                &Transition {
+                    action: Action::CommissioningFailed,
+                    actor: "region",
+                    reason: &why,
+                    deadline_ms: None,
+                    token: TokenChange::Withdraw,
+                },
+            )
+            .await?;
+            return Ok(ResultsOutcome::RunFailed {
+                machine_id: machine_id.to_string(),
+            });
+        }
+    }
+    let ready = commissioning;
     if ready {
         transition_in(
             tx,

@@ -24,6 +24,9 @@ pub struct EphemeralImage {
     /// The gzipped newc initramfs: busybox, the agent as `/init`, and the
     /// NIC and disk modules.
     pub initrd: PathBuf,
+    /// The tools squashfs (hardware tests and LLDP), uploaded as the
+    /// image's `squashfs`; the agent fetches it only when a run needs it.
+    pub tools: PathBuf,
 }
 
 /// The directory holding `build.sh`, `agent.sh` and the other image inputs.
@@ -45,12 +48,13 @@ pub fn image() -> EphemeralImage {
         name: "ephemeral",
         script: &script,
         args: &[],
-        files: &["vmlinuz", "initrd.gz"],
+        files: &["vmlinuz", "initrd.gz", "tools.squashfs"],
     }
     .output();
     EphemeralImage {
         kernel: out.join("vmlinuz"),
         initrd: out.join("initrd.gz"),
+        tools: out.join("tools.squashfs"),
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::netns::MachineSite;
+use crate::vm_bmc::VmBmc;
 use crate::ApiClient;
 
 /// A machine's events, oldest first, as (kind, detail, at_ms).
@@ -117,5 +118,34 @@ pub async fn wait_for_cached(
             tail(rack_log, 20)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the machine's QEMU is gone (powered off).
+pub async fn wait_for_off(vm: &VmBmc, patience: Duration) {
+    let deadline = Instant::now() + patience;
+    while vm.qemu_running() {
+        assert!(Instant::now() < deadline, "the machine did not power off");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until `needle` appears in the log at `path`.
+pub async fn wait_for_log(path: &Path, needle: &str, patience: Duration) {
+    let deadline = Instant::now() + patience;
+    loop {
+        if std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .contains(needle)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never appeared in {}:\n{}",
+            path.display(),
+            tail(path, 30)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

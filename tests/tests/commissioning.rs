@@ -8,6 +8,11 @@
 //! machine Ready and powers it off. Then an unknown machine, powered on by
 //! hand, is enlisted and (auto-commission) commissioned.
 //!
+//! The known machine is commissioned with every hardware test (smartctl,
+//! memtester, fio, stress-ng, from the image's tools squashfs, fetched from
+//! the rack) and LLDP: a real lldpd on the machine's side of the bench plays
+//! its switch (`hil-switch`, port `swp7`), and the inventory names it.
+//!
 //! The rack reaches the region over a WAN of 300 ms RTT that is cut twice
 //! for 10 s while the machine boots and reports: commissioning still ends
 //! Ready, and no boot-path request on the rack waited on the region.
@@ -101,7 +106,11 @@ async fn a_virtual_machine_behind_a_real_bmc_is_commissioned_to_ready_and_an_unk
         json!({"start": "10.88.0.100", "end": "10.88.0.150", "purpose": "dynamic"}),
     )
     .await;
-    for (kind, path) in [("kernel", &image.kernel), ("initrd", &image.initrd)] {
+    for (kind, path) in [
+        ("kernel", &image.kernel),
+        ("initrd", &image.initrd),
+        ("squashfs", &image.tools),
+    ] {
         let (status, body) = api
             .upload(
                 &format!("/api/v1/boot-resources?name=ephemeral&architecture=amd64&kind={kind}"),
@@ -133,6 +142,9 @@ async fn a_virtual_machine_behind_a_real_bmc_is_commissioned_to_ready_and_an_unk
     );
     wait_in_sync(&api, "hil-rack").await;
     wait_for_cached_image(&site, &rack_log).await;
+
+    // The machine's switch: lldpd on its tap, sending every second.
+    let _switch = Switch::start(&site, data.path());
 
     // The machine: registered with its BMC, then commissioned.
     let serial = logs.join("serial-known.log");
@@ -178,7 +190,8 @@ async fn a_virtual_machine_behind_a_real_bmc_is_commissioned_to_ready_and_an_unk
         .call(
             Method::POST,
             &format!("/api/v1/machines/{id}/actions/commission"),
-            Some(json!({"reason": "HIL bench"})),
+            Some(json!({"reason": "HIL bench", "lldp_secs": 30,
+                        "tests": ["smartctl", "memtester", "fio", "stress-ng"]})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -253,6 +266,46 @@ async fn a_virtual_machine_behind_a_real_bmc_is_commissioned_to_ready_and_an_unk
         );
     }
     assert_eq!(results["purpose"], "commission");
+
+    // The hardware tests ran: the virtio disk has no SMART (skipped), the
+    // rest passed; and the switch was heard over LLDP.
+    let tests: Vec<(&str, &str)> = inventory["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap(), t["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        tests,
+        [
+            ("fio", "passed"),
+            ("memtester", "passed"),
+            ("smartctl", "skipped"),
+            ("stress-ng", "passed")
+        ],
+        "{inventory}"
+    );
+    let fio = &inventory["tests"][0]["detail"];
+    assert!(
+        fio.as_str()
+            .is_some_and(|d| d.contains("read ") && d.contains("IOPS")),
+        "{fio}"
+    );
+    for raw in [
+        "test-fio.log",
+        "test-memtester.log",
+        "test-stress-ng.log",
+        "tests",
+        "lldp",
+    ] {
+        assert!(results["outputs"][raw].is_string(), "no {raw} output");
+    }
+    let neighbour = &inventory["lldp"][0];
+    assert_eq!(neighbour["system_name"], "hil-switch", "{inventory}");
+    assert_eq!(neighbour["port_id"], "swp7", "{inventory}");
+    assert_eq!(neighbour["port_description"], "hil bench port 7");
+    let boot_nic = nics.iter().find(|n| n["mac"] == KNOWN_MAC).unwrap();
+    assert_eq!(neighbour["interface"], boot_nic["name"], "{inventory}");
 
     // Searchable: Ready machines with at least 2 CPUs and 500 MiB; none with 4 CPUs.
     let found = api
@@ -389,7 +442,58 @@ fn without_colours(log: &str) -> String {
 
 /// Waits until the rack holds the ephemeral image, verified.
 async fn wait_for_cached_image(site: &MachineSite, rack_log: &Path) {
-    machine_flow::wait_for_cached(site, rack_log, 2, Duration::from_secs(60)).await
+    machine_flow::wait_for_cached(site, rack_log, 3, Duration::from_secs(60)).await
+}
+
+/// A switch port for the machine: lldpd in the machine's namespace on its
+/// tap (frames sent there reach the VM's NIC), with its own control socket,
+/// killed on drop.
+struct Switch(std::process::Child);
+
+impl Switch {
+    fn start(site: &MachineSite, dir: &Path) -> Switch {
+        let config = dir.join("lldpd.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "configure system hostname hil-switch\nconfigure lldp tx-interval 1\n\
+                 configure ports {} lldp portidsubtype local swp7 description \"hil bench port 7\"\n",
+                site.tap
+            ),
+        )
+        .unwrap();
+        let child = site
+            .machine
+            .command("lldpd")
+            .arg("-d")
+            .arg("-u")
+            .arg(dir.join("lldpd.socket"))
+            .args(["-I", &site.tap])
+            .arg("-O")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("lldpd (package lldpd)");
+        Switch(child)
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        // SIGTERM: lldpd then stops its privilege-separated child too.
+        let _ = std::process::Command::new("kill")
+            .arg(self.0.id().to_string())
+            .status();
+        for _ in 0..40 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Waits until the region lists a machine with `mac`.

@@ -26,7 +26,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use edgemetal_tests::dhcp_site::{rack_metrics_in, start_rack_in_with};
-use edgemetal_tests::machine_flow::{self, events, positions, read_lossy, tail};
+use edgemetal_tests::machine_flow::{
+    self, events, positions, read_lossy, tail, wait_for_log, wait_for_off,
+};
 use edgemetal_tests::metrics::{counter, labelled};
 use edgemetal_tests::netns::{forward_loopback_port, MachineSite};
 use edgemetal_tests::process::log_dir;
@@ -253,7 +255,7 @@ async fn deploy_and_release(run: Run) {
         Firmware::Uefi => "uefi",
     };
     assert_eq!(ready["hardware"]["firmware"], expected_firmware, "{ready}");
-    wait_for_off(&vm).await;
+    wait_for_off(&vm, PATIENCE).await;
 
     // Refusals, each a 4xx with a JSON error that leaves the machine as it was.
     let (key, public_key) = ssh_key(bench.data.path());
@@ -430,16 +432,25 @@ async fn deploy_and_release(run: Run) {
     let root = lines.get(2).copied().unwrap_or_default();
     match layout {
         "lvm" => assert_eq!(root, "/dev/mapper/vg0-root", "{said}"),
-        _ => assert!(root.starts_with("/dev/") && !root.contains("mapper"), "{said}"),
+        _ => assert!(
+            root.starts_with("/dev/") && !root.contains("mapper"),
+            "{said}"
+        ),
     }
     let recorded = std::fs::read_to_string(&known_hosts).unwrap();
     let key_body = host_key.split_whitespace().nth(1).unwrap();
     assert!(recorded.contains(key_body), "{recorded} vs {host_key}");
     let console = read_lossy(&serial);
     // GRUB (installed by the installer, for this firmware) started the
-    // installed kernel: it sets BOOT_IMAGE and names the root by UUID.
+    // installed kernel: it sets BOOT_IMAGE and names the root (by UUID, or
+    // the logical volume).
+    let root_arg = if layout == "lvm" {
+        "root=/dev/mapper/vg0-root"
+    } else {
+        "root=UUID="
+    };
     assert!(
-        console.contains("BOOT_IMAGE=/boot/vmlinuz") && console.contains("root=UUID="),
+        console.contains("BOOT_IMAGE=/boot/vmlinuz") && console.contains(root_arg),
         "the installed system was not booted by its GRUB:\n{}",
         tail(&serial, 40)
     );
@@ -460,7 +471,7 @@ async fn deploy_and_release(run: Run) {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "releasing");
     machine_flow::wait_for_status(&api, &id, "ready", &serial, PATIENCE).await;
-    wait_for_off(&vm).await;
+    wait_for_off(&vm, PATIENCE).await;
     let log = events(&api, &id).await;
     assert!(
         log.iter().any(|(kind, _, _)| kind == "release.erased"),
@@ -572,33 +583,6 @@ async fn report_phases(api: &ApiClient, id: &str, name: &str, logs: &Path, regio
     );
     eprint!("{table}");
     let _ = std::fs::write(logs.join("phases.txt"), table);
-}
-
-async fn wait_for_off(vm: &VmBmc) {
-    let deadline = Instant::now() + PATIENCE;
-    while vm.qemu_running() {
-        assert!(Instant::now() < deadline, "the machine did not power off");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn wait_for_log(path: &Path, needle: &str, patience: Duration) {
-    let deadline = Instant::now() + patience;
-    loop {
-        if std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .contains(needle)
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} never appeared in {}:\n{}",
-            path.display(),
-            tail(path, 30)
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 #[tokio::test]

@@ -42,6 +42,11 @@ fn value<'a>(metadata: &'a str, key: &str) -> &'a str {
 
 /// A results archive as the agent makes it, from this host's /proc.
 fn results_archive(dir: &Path) -> std::path::PathBuf {
+    results_archive_with(dir, &[])
+}
+
+/// The same with further outputs (name, content).
+fn results_archive_with(dir: &Path, more: &[(&str, &str)]) -> std::path::PathBuf {
     let outputs = dir.join("outputs");
     std::fs::create_dir_all(&outputs).unwrap();
     std::fs::copy("/proc/cpuinfo", outputs.join("cpuinfo")).unwrap();
@@ -59,6 +64,9 @@ fn results_archive(dir: &Path) -> std::path::PathBuf {
     )
     .unwrap();
     std::fs::write(outputs.join("firmware"), "uefi\n").unwrap();
+    for (name, content) in more {
+        std::fs::write(outputs.join(name), content).unwrap();
+    }
     let archive = dir.join("results.tar");
     let status = std::process::Command::new("tar")
         .arg("-cf")
@@ -268,5 +276,90 @@ async fn machines_read_their_own_metadata_and_results_survive_a_cut_link() {
     assert_eq!(
         api.get(&format!("/api/v1/machines/{id}/deployments")).await,
         json!([])
+    );
+
+    // Back on a current rack, commissioning with a hardware test: the rack
+    // hands the agent the plan (this region has no tools image, so no
+    // tools_url), and a failed test keeps the machine from Ready.
+    let action = |verb: &str| format!("/api/v1/machines/{id}/actions/{verb}");
+    let (status, body) = api.call(Method::POST, &action("release"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    drop(_rack);
+    let _rack = start_rack_in(
+        &lan.rack_ns,
+        &state,
+        &lan.rack_nic,
+        &logs.join("rack-current.log"),
+    );
+    wait_until("the rack to be back, speaking v4", PATIENCE, || async {
+        let rack = rack_record(&api, "meta-rack").await?;
+        (rack["protocol_version"] == 4 && rack["status"] == "online").then_some(())
+    })
+    .await;
+    for (body, what) in [
+        (json!({"tests": ["badblocks"]}), "an unknown test"),
+        (json!({"lldp_secs": 301}), "a listen over 300 s"),
+        (json!({"tests": "fio"}), "tests that are not a list"),
+    ] {
+        let (status, answer) = api
+            .call(Method::POST, &action("commission"), Some(body))
+            .await;
+        assert!(status.is_client_error(), "{what}: {status} {answer}");
+        assert!(answer["message"].is_string(), "{what}: {answer}");
+    }
+    let machine = api.get(&format!("/api/v1/machines/{id}")).await;
+    assert_eq!(
+        machine["status"], "ready",
+        "refused commissions change nothing"
+    );
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &action("commission"),
+            Some(json!({"tests": ["fio"], "lldp_secs": 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let metadata = wait_until("the commissioning plan on the rack", PATIENCE, || async {
+        let (code, metadata) = curl(&machine_ns, &[METADATA]);
+        (code == 200 && value(&metadata, "tests") == "fio").then_some(metadata)
+    })
+    .await;
+    assert_eq!(value(&metadata, "lldp_secs"), "5", "{metadata}");
+    assert_eq!(value(&metadata, "tools_url"), "", "{metadata}");
+    let token = value(&metadata, "token").to_string();
+    edgemetal_tests::secrets::remember(&token);
+    let failing = tempfile::tempdir().unwrap();
+    let archive = results_archive_with(
+        failing.path(),
+        &[(
+            "tests",
+            "name=fio\tresult=failed\tseconds=2\tdetail=vda: I/O error\n",
+        )],
+    );
+    let (code, body) = post(&token, &format!("@{}", archive.display()));
+    assert_eq!(code, 202, "{body}");
+    let machine = wait_until(
+        "the failed test to fail commissioning",
+        PATIENCE,
+        || async {
+            let machine = api.get(&format!("/api/v1/machines/{id}")).await;
+            (machine["status"] == "failed_commissioning").then_some(machine)
+        },
+    )
+    .await;
+    let events = api.get(&format!("/api/v1/machines/{id}/events")).await;
+    assert!(
+        events.as_array().unwrap().iter().any(|e| e["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("hardware tests: fio: failed (vda: I/O error)"))),
+        "{machine} {events}"
+    );
+    let results = api
+        .get(&format!("/api/v1/machines/{id}/commissioning-results"))
+        .await;
+    assert_eq!(
+        results["inventory"]["tests"][0]["result"], "failed",
+        "{results}"
     );
 }

@@ -32,21 +32,16 @@ pub fn ipxe_script(decision: &BootDecision, rack_url: &str, mac: MacAddress) -> 
         BootDecision::Ephemeral(image) => {
             let resource =
                 |sha: &[u8; 32]| format!("{rack_url}{RESOURCE_PATH}{}", hex::encode(sha));
-            let mut script = format!(
-                "#!ipxe\necho edgemetal: {purpose}\nkernel {kernel} initrd=initrd {cmdline}\ninitrd --name initrd {initrd}\n",
+            // The squashfs (the tools image with the hardware tests) is not
+            // loaded here: the agent fetches it only for a run that needs it
+            // (see the metadata's `tools_url`), so other boots stay small.
+            format!(
+                "#!ipxe\necho edgemetal: {purpose}\nkernel {kernel} initrd=initrd {cmdline}\ninitrd --name initrd {initrd}\nboot\n",
                 purpose = image.purpose,
                 kernel = resource(&image.kernel),
                 cmdline = cmdline(&image.cmdline, rack_url, mac),
                 initrd = resource(&image.initrd),
-            );
-            if let Some(squashfs) = &image.squashfs {
-                script.push_str(&format!(
-                    "imgfetch --name squashfs {}\n",
-                    resource(squashfs)
-                ));
-            }
-            script.push_str("boot\n");
-            script
+            )
         }
     }
 }

@@ -20,8 +20,11 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use edgemetal_protocol::{
-    DeployPlan, InstallProgress, MacAddress, MachineMetadata, PhoneHome, Plan, RackEventKind,
+    BootDecision, CommissionPlan, DeployPlan, EphemeralBoot, InstallProgress, MacAddress,
+    MachineMetadata, PhoneHome, Plan, RackEventKind,
 };
+
+use crate::boot::render::RESOURCE_PATH;
 
 use super::{bearer, host_of, lookup, queue, refuse, MetadataService, Refusal};
 
@@ -34,8 +37,12 @@ pub(super) fn run_fields(
     let Some(held) = service.decisions.plan(mac) else {
         return Vec::new();
     };
+    if let Plan::Commission(commission) = &held.plan {
+        return commission_fields(service, mac, base, commission);
+    }
     let mut fields = vec![("progress_url", format!("{base}/metadata/v1/progress"))];
     match held.plan {
+        Plan::Commission(_) => {}
         Plan::Deploy(_) => fields.push(("deploy_url", format!("{base}/metadata/v1/deploy"))),
         Plan::Release(release) => {
             fields.push(("erase", release.erase.as_str().to_string()));
@@ -44,6 +51,33 @@ pub(super) fn run_fields(
                 release.secure_fallback.as_str().to_string(),
             ));
         }
+    }
+    fields
+}
+
+/// A commissioning run's fields (protocol v4): the hardware tests, how
+/// long to listen for LLDP, and where the tools image that has them is (the
+/// ephemeral image's squashfs, cached here like its kernel and initrd).
+fn commission_fields(
+    service: &MetadataService,
+    mac: MacAddress,
+    base: &str,
+    plan: &CommissionPlan,
+) -> Vec<(&'static str, String)> {
+    let tests: Vec<&str> = plan.tests.iter().map(|t| t.as_str()).collect();
+    let mut fields = vec![
+        ("tests", tests.join(",")),
+        ("lldp_secs", plan.lldp_secs.to_string()),
+    ];
+    if let Some(BootDecision::Ephemeral(EphemeralBoot {
+        squashfs: Some(tools),
+        ..
+    })) = service.decisions.held(mac)
+    {
+        fields.push((
+            "tools_url",
+            format!("{base}{RESOURCE_PATH}{}", hex::encode(tools)),
+        ));
     }
     fields
 }

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::hardware_tests::{parse_lldp, parse_tests, LldpNeighbour, TestResult};
+
 /// Longest string (in chars) kept from the machine; longer ones are cut.
 pub const MAX_STRING_CHARS: usize = 256;
 /// Most disks, and most NICs, kept; further lines are ignored.
@@ -43,6 +45,10 @@ pub struct Inventory {
     pub nics: Vec<Nic>,
     /// System identity from DMI.
     pub system: SystemInfo,
+    /// Hardware tests run during commissioning (when asked for), by name.
+    pub tests: Vec<TestResult>,
+    /// LLDP neighbours heard during commissioning (when asked for), by interface.
+    pub lldp: Vec<LldpNeighbour>,
     /// Human-readable notes about missing outputs and lines that could not be read.
     pub problems: Vec<String>,
 }
@@ -99,7 +105,8 @@ pub struct SystemInfo {
 
 /// Builds an inventory from the agent's outputs (name → raw bytes).
 ///
-/// Reads `cpuinfo`, `meminfo`, `iomem`, `firmware`, `block`, `net` and `dmi`;
+/// Reads `cpuinfo`, `meminfo`, `iomem`, `firmware`, `block`, `net` and `dmi`,
+/// and `tests` and `lldp` when the run had them;
 /// any may be missing or garbage. Never panics.
 pub fn parse(outputs: &BTreeMap<String, Vec<u8>>) -> Inventory {
     let mut notes = Notes::default();
@@ -115,6 +122,15 @@ pub fn parse(outputs: &BTreeMap<String, Vec<u8>>) -> Inventory {
     let nics = net.map(|t| parse_devices(&t, "net", &mut notes, parse_nic));
     let nics = nics.unwrap_or_default();
     let system = dmi.map(|t| parse_dmi(&t)).unwrap_or_default();
+    // Only runs that asked for them have these.
+    let optional = |name: &str, notes: &mut Notes| {
+        outputs
+            .contains_key(name)
+            .then(|| read_output(outputs, name, notes))
+            .flatten()
+    };
+    let tests = optional("tests", &mut notes).map(|t| parse_tests(&t, &mut notes));
+    let lldp = optional("lldp", &mut notes).map(|t| parse_lldp(&t, &mut notes));
     let sizes = disks.iter().map(|d| d.size_bytes);
     let storage_bytes = sizes.fold(0, u64::saturating_add);
     Inventory {
@@ -126,16 +142,18 @@ pub fn parse(outputs: &BTreeMap<String, Vec<u8>>) -> Inventory {
         disks,
         nics,
         system,
+        tests: tests.unwrap_or_default(),
+        lldp: lldp.unwrap_or_default(),
         problems: notes.0,
     }
 }
 
 /// Problem notes, capped at [`MAX_PROBLEMS`] and a final "more" marker.
 #[derive(Default)]
-struct Notes(Vec<String>);
+pub(super) struct Notes(pub(super) Vec<String>);
 
 impl Notes {
-    fn push(&mut self, note: impl Into<String>) {
+    pub(super) fn push(&mut self, note: impl Into<String>) {
         if self.0.len() < MAX_PROBLEMS {
             self.0.push(note.into());
         } else if self.0.len() == MAX_PROBLEMS {
@@ -167,7 +185,7 @@ fn read_output(
 
 /// A machine-supplied value as a bounded string without control characters;
 /// `None` when nothing is left (sysfs reports "unknown" as an empty file).
-fn clean(raw: &str) -> Option<String> {
+pub(super) fn clean(raw: &str) -> Option<String> {
     let chars = raw.trim_start().chars().filter(|c| !c.is_control());
     let mut kept: String = chars.take(MAX_STRING_CHARS).collect();
     kept.truncate(kept.trim_end().len());
@@ -175,7 +193,7 @@ fn clean(raw: &str) -> Option<String> {
 }
 
 /// A short, escaped excerpt of a machine-supplied value for a problem note.
-fn quote(raw: &str) -> String {
+pub(super) fn quote(raw: &str) -> String {
     let excerpt: String = raw.chars().take(QUOTE_CHARS).collect();
     let more = if excerpt.len() < raw.len() { "…" } else { "" };
     format!("{excerpt:?}{more}")
@@ -282,7 +300,7 @@ fn parse_firmware(text: &str, notes: &mut Notes) -> Option<String> {
 }
 
 /// The value of `key` in a TAB-separated `key=value` line (first one wins).
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+pub(super) fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     let mut fields = line.split('\t').filter_map(|f| f.split_once('='));
     fields.find(|(k, _)| k.trim() == key).map(|(_, v)| v)
 }
@@ -298,7 +316,7 @@ fn flag(line: &str, key: &str) -> Option<bool> {
 
 /// One device per non-blank line, deduplicated and sorted by name, at most
 /// [`MAX_DEVICES`] of them. Lines without a name are skipped with a note.
-fn parse_devices<T>(
+pub(super) fn parse_devices<T>(
     text: &str,
     output: &str,
     notes: &mut Notes,

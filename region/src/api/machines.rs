@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{AppState, Caller};
-use crate::lifecycle::{Action, DeployRequest, LifecycleError, ReleaseRequest};
+use crate::lifecycle::{Action, CommissionRequest, DeployRequest, LifecycleError, ReleaseRequest};
 use crate::store::{CommissioningRecord, Machine, MachineFilter, NewMachine, RunRecord};
 
 /// List machines, optionally only those matching every given condition,
@@ -92,7 +92,7 @@ impl From<LifecycleError> for ApiError {
 /// Commissioning sets the next boot to PXE and powers the machine on
 /// through a rack that reaches its BMC.
 #[utoipa::path(post, path = "/machines/{id}/actions/{action}", tag = "machines",
-    request_body(content = Option<ActionRequest>, description = "Optional reason; deploy takes a DeployRequest, release a ReleaseRequest"),
+    request_body(content = Option<ActionRequest>, description = "Optional reason; commission takes an optional CommissionRequest, deploy a DeployRequest, release a ReleaseRequest"),
     params(("id" = String, Path, description = "Machine id"),
         ("action" = String, Path, description = "The action")),
     responses((status = 200, body = Machine), (status = 404, body = ErrorBody),
@@ -111,6 +111,25 @@ pub async fn machine_action(
                 parse_body(&body, "{\"image\": \"debian/bookworm\", ...}")?;
             check_reason(request.reason.as_deref().unwrap_or(""))?;
             return Ok(Json(state.lifecycle.deploy(&id, request, &key.name).await?));
+        }
+        Some(Action::Commission) => {
+            let request: CommissionRequest = if empty {
+                CommissionRequest::default()
+            } else {
+                parse_body(
+                    &body,
+                    "{\"tests\": [\"smartctl\", \"memtester\", \"fio\", \"stress-ng\"], \"lldp_secs\": 30} or empty",
+                )?
+            };
+            let reason = request.reason.clone().unwrap_or_default();
+            check_reason(&reason)?;
+            let plan = request.plan().map_err(LifecycleError::Refused)?;
+            return Ok(Json(
+                state
+                    .lifecycle
+                    .commission(&id, &key.name, &reason, plan)
+                    .await?,
+            ));
         }
         Some(Action::Release) => {
             let request: ReleaseRequest = if empty {

@@ -79,7 +79,7 @@ impl AppState {
     info(title = "edgemetal region API", version = "1"),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
-    components(schemas(ErrorBody, crate::lifecycle::DeployRequest, crate::lifecycle::ReleaseRequest))
+    components(schemas(ErrorBody, crate::lifecycle::DeployRequest, crate::lifecycle::ReleaseRequest, crate::lifecycle::CommissionRequest))
 )]
 struct ApiDoc;
 

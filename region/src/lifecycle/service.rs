@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use edgemetal_protocol::{BootDevice, PowerAction, PowerState};
+use edgemetal_protocol::{BootDevice, CommissionPlan, PowerAction, PowerState};
 use tokio::sync::mpsc;
 
 use super::{Action, MachineStatus};
@@ -81,7 +81,10 @@ impl LifecycleService {
         reason: &str,
     ) -> Result<Machine, LifecycleError> {
         match action {
-            Action::Commission => self.commission(machine_id, actor, reason).await,
+            Action::Commission => {
+                self.commission(machine_id, actor, reason, CommissionPlan::default())
+                    .await
+            }
             Action::Abort => {
                 let machine = self
                     .change(
@@ -149,17 +152,23 @@ impl LifecycleService {
         machine_id: &str,
         actor: &str,
         reason: &str,
+        plan: CommissionPlan,
     ) -> Result<Machine, LifecycleError> {
         // Checked first: a refusal must leave the machine as it was.
         self.reachable(machine_id).await?;
         let deadline = now_ms() + self.settings.commissioning_timeout.as_millis() as i64;
         let machine = self
-            .issue_and_change(
+            .store
+            .start_commissioning(
                 machine_id,
-                Action::Commission,
-                actor,
-                reason,
-                Some(deadline),
+                Transition {
+                    action: Action::Commission,
+                    actor,
+                    reason,
+                    deadline_ms: Some(deadline),
+                    token: self.token_for_run(machine_id).await?,
+                },
+                &plan,
             )
             .await?;
         if let Err(error) = self.boot_from_network(machine_id, actor).await {
@@ -188,10 +197,7 @@ impl LifecycleService {
         reason: &str,
         deadline_ms: Option<i64>,
     ) -> Result<Machine, StoreError> {
-        let token = match self.store.sealed_token(machine_id).await? {
-            Some(_) => TokenChange::Keep,
-            None => new_token(&self.master),
-        };
+        let token = self.token_for_run(machine_id).await?;
         let (machine, _) = self
             .store
             .transition(
@@ -206,6 +212,15 @@ impl LifecycleService {
             )
             .await?;
         Ok(machine)
+    }
+
+    /// The machine's current token if it has one (an enlisting machine
+    /// keeps the token its running agent already read), else a new one.
+    async fn token_for_run(&self, machine_id: &str) -> Result<TokenChange, StoreError> {
+        Ok(match self.store.sealed_token(machine_id).await? {
+            Some(_) => TokenChange::Keep,
+            None => new_token(&self.master),
+        })
     }
 
     async fn change(
@@ -281,7 +296,12 @@ impl LifecycleService {
         match notice {
             Notice::Enlisted(machine_id) if self.settings.auto_commission => {
                 if let Err(error) = self
-                    .commission(&machine_id, "region", "auto-commission after enlistment")
+                    .commission(
+                        &machine_id,
+                        "region",
+                        "auto-commission after enlistment",
+                        CommissionPlan::default(),
+                    )
                     .await
                 {
                     tracing::warn!(machine = %machine_id, %error, "cannot auto-commission");

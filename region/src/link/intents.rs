@@ -60,7 +60,14 @@ pub async fn one(
     let resources = store.list_boot_resources().await?;
     let intent = intent_of(store, master, &machine, &resources, generation).await?;
     planned.batch.intents.push(intent);
-    if has_plan(machine.status) {
+    if machine.status == MachineStatus::Commissioning {
+        if let Some(plan) = store.commission_plan(machine_id).await? {
+            planned.plans.push(MachinePlan {
+                mac: machine.mac,
+                plan: Plan::Commission(plan),
+            });
+        }
+    } else if has_plan(machine.status) {
         if let Some((run, sealed)) = store.current_run(machine_id).await? {
             planned
                 .plans
@@ -86,6 +93,18 @@ pub async fn full(store: &Store, master: &MasterKeys) -> Result<PlannedIntents, 
         .into_iter()
         .map(|(run, sealed)| (run.machine_id.clone(), (run, sealed)))
         .collect();
+    let mut commission_plans = store.commission_plans().await?;
+    for machine in &machines {
+        if machine.status != MachineStatus::Commissioning {
+            continue;
+        }
+        if let Some(plan) = commission_plans.remove(&machine.id) {
+            plans.push(MachinePlan {
+                mac: machine.mac,
+                plan: Plan::Commission(plan),
+            });
+        }
+    }
     for machine in machines.iter().filter(|m| has_plan(m.status)) {
         if let Some((run, sealed)) = runs.get(&machine.id) {
             plans.extend(plan_of(store, master, machine, run, sealed, &resources).await?);

@@ -248,8 +248,9 @@ impl Publisher {
         }
     }
 
-    /// Sends intents in the rack's version: with their plans to a v3 rack,
-    /// without to a v2 rack (which cannot deploy), not at all to a v1 rack.
+    /// Sends intents in the rack's version: with their plans to a v4 rack,
+    /// with deploy and release plans only to a v3 rack, without plans to a
+    /// v2 rack (which cannot deploy), not at all to a v1 rack.
     pub async fn send_intents(&self, rack_id: &RackId, planned: PlannedIntents) -> bool {
         let version = self.version_of(rack_id);
         if version < 2 {
@@ -259,6 +260,14 @@ impl Publisher {
             .intents_pushed
             .inc_by(planned.batch.intents.len() as u64);
         let message = if version >= 3 {
+            let mut planned = planned;
+            if version < 4 {
+                // A v3 rack cannot decode a commissioning plan: its machines
+                // commission with the inventory only.
+                planned
+                    .plans
+                    .retain(|p| !matches!(p.plan, edgemetal_protocol::Plan::Commission(_)));
+            }
             DownMessage::IntentsV3(planned)
         } else {
             DownMessage::Intents(planned.batch)
