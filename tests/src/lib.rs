@@ -7,6 +7,7 @@ pub mod bmc;
 pub mod boot_files;
 pub mod build_once;
 pub mod configured;
+pub mod deploy_flow;
 pub mod dhcp_site;
 pub mod ephemeral;
 pub mod lan;

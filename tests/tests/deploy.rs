@@ -21,10 +21,10 @@
 //! `hil/deploy.sh` runs both with their output (phase timings) shown; logs
 //! (rack, region, serial consoles) are under target/test-logs/deploy-*.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use edgemetal_tests::deploy_flow;
 use edgemetal_tests::dhcp_site::{rack_metrics_in, start_rack_in_with};
 use edgemetal_tests::machine_flow::{
     self, events, positions, read_lossy, tail, wait_for_log, wait_for_off,
@@ -34,7 +34,7 @@ use edgemetal_tests::netns::{forward_loopback_port, MachineSite};
 use edgemetal_tests::process::log_dir;
 use edgemetal_tests::site::wait_in_sync;
 use edgemetal_tests::vm_bmc::{Firmware, VmBmc, VmSpec};
-use edgemetal_tests::{ApiClient, RegionOptions, RegionProcess};
+use edgemetal_tests::{RegionOptions, RegionProcess};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -150,28 +150,6 @@ async fn bench(name: &str) -> (Bench, edgemetal_tests::os_image::OsImage) {
     )
 }
 
-/// An ed25519 key pair in `dir`: (private key path, public key line).
-fn ssh_key(dir: &Path) -> (std::path::PathBuf, String) {
-    let key = dir.join("id_ed25519");
-    let status = Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "operator@bench",
-            "-f",
-        ])
-        .arg(&key)
-        .status()
-        .expect("ssh-keygen (openssh-client)");
-    assert!(status.success());
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    (key, public.trim().to_string())
-}
-
 /// One machine's run: its firmware, addresses, the storage layout it is
 /// deployed with and the erase it is released with.
 struct Run {
@@ -258,7 +236,7 @@ async fn deploy_and_release(run: Run) {
     wait_for_off(&vm, PATIENCE).await;
 
     // Refusals, each a 4xx with a JSON error that leaves the machine as it was.
-    let (key, public_key) = ssh_key(bench.data.path());
+    let (key, public_key) = deploy_flow::ssh_key(bench.data.path());
     let marker = format!("edgemetal-marker-{}", std::process::id());
     let user_data = format!(
         "#cloud-config\nwrite_files:\n  - path: /var/lib/edgemetal-test/marker\n    content: {marker}\n"
@@ -350,7 +328,7 @@ async fn deploy_and_release(run: Run) {
     if let Err(error) = positions(&log[from..], &DEPLOY_FLOW) {
         panic!("{error}: {:#?}", &log[from..]);
     }
-    report_phases(&api, &id, name, &bench.logs, stop_region).await;
+    deploy_flow::report_phases(&api, &id, name, &bench.logs, stop_region).await;
     let runs = api.get(&format!("/api/v1/machines/{id}/deployments")).await;
     assert_eq!(runs[0]["state"], "done", "{runs}");
     let host_key = runs[0]["host_key"].as_str().unwrap().to_string();
@@ -360,18 +338,16 @@ async fn deploy_and_release(run: Run) {
     // After the install the BMC boots the machine from its disk (read with
     // ipmitool, as an operator would); the region sets it when the
     // installer's results land, so it may trail them by a BMC round trip.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let flags = vm.ipmitool(&["chassis", "bootparam", "get", "5"]);
-        if flags.contains("Force Boot from default Hard-Drive") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the boot device is not the disk: {flags}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    edgemetal_tests::wait_until(
+        "the BMC's boot device to be the disk",
+        Duration::from_secs(60),
+        || async {
+            vm.ipmitool(&["chassis", "bootparam", "get", "5"])
+                .contains("Force Boot from default Hard-Drive")
+                .then_some(())
+        },
+    )
+    .await;
 
     // The catalogue shows the image and the rack that holds it.
     let catalogue = api.get("/api/v1/os-images").await;
@@ -517,72 +493,6 @@ async fn deploy_and_release(run: Run) {
         );
     }
     eprintln!("{name}: released with {erase} erase; the disk has no partition table");
-}
-
-/// Prints (and writes to phases.txt) the deploy's time by phase, from the
-/// machine's events: each phase ends at the first event of its kind after
-/// the one before. With the region away, the rack's events are stamped when
-/// the region stores them, so the phases after the outage are not timings.
-async fn report_phases(api: &ApiClient, id: &str, name: &str, logs: &Path, region_away: bool) {
-    let events = events(api, id).await;
-    let Some(start) = events
-        .iter()
-        .rposition(|(kind, detail, _)| kind == "status" && detail.contains("→ Deploying"))
-    else {
-        return;
-    };
-    let marks: [(&str, &str, &str); 8] = [
-        ("power on", "power.on", ""),
-        ("PXE and ephemeral boot", "boot.metadata", ""),
-        ("disk and partitioning", "deploy.partitioning", "done"),
-        ("image write", "deploy.image", "done"),
-        ("bootloader", "deploy.bootloader", "done"),
-        ("network, seed, results", "deploy.installed", ""),
-        (
-            "reboot and first boot to phone-home",
-            "deploy.phone-home",
-            "",
-        ),
-        ("Deployed", "status", "Deployed"),
-    ];
-    let mut at = events[start].2;
-    let first = at;
-    let mut from = start;
-    let mut table = format!(
-        "{name}: deploy by phase{}\n",
-        if region_away {
-            " (region away during the install: later phases include the outage)"
-        } else {
-            ""
-        }
-    );
-    for (label, kind, needle) in marks {
-        let Some(found) = events[from..]
-            .iter()
-            .position(|(k, d, _)| k == kind && d.contains(needle))
-        else {
-            break;
-        };
-        let (_, detail, t) = &events[from + found];
-        table += &format!(
-            "  {label:<40} {:>7.1} s  {}\n",
-            (t - at) as f64 / 1000.0,
-            if kind == "deploy.image" {
-                detail.as_str()
-            } else {
-                ""
-            }
-        );
-        at = *t;
-        from += found + 1;
-    }
-    table += &format!(
-        "  {:<40} {:>7.1} s\n",
-        "total, deploy → Deployed",
-        (at - first) as f64 / 1000.0
-    );
-    eprint!("{table}");
-    let _ = std::fs::write(logs.join("phases.txt"), table);
 }
 
 #[tokio::test]

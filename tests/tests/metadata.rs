@@ -40,6 +40,19 @@ fn value<'a>(metadata: &'a str, key: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// Waits until the rack is back online and announces `version`.
+async fn wait_for_rack_version(api: &edgemetal_tests::ApiClient, version: u16) {
+    wait_until(
+        &format!("the rack to be back, speaking v{version}"),
+        PATIENCE,
+        || async {
+            let rack = rack_record(api, "meta-rack").await?;
+            (rack["protocol_version"] == version && rack["status"] == "online").then_some(())
+        },
+    )
+    .await;
+}
+
 /// A results archive as the agent makes it, from this host's /proc.
 fn results_archive(dir: &Path) -> std::path::PathBuf {
     results_archive_with(dir, &[])
@@ -245,11 +258,7 @@ async fn machines_read_their_own_metadata_and_results_survive_a_cut_link() {
         &logs.join("rack-v2.log"),
         &[("EDGEMETAL_RACK_PROTOCOL_VERSION", "2")],
     );
-    wait_until("the rack to be back, speaking v2", PATIENCE, || async {
-        let rack = rack_record(&api, "meta-rack").await?;
-        (rack["protocol_version"] == 2 && rack["status"] == "online").then_some(())
-    })
-    .await;
+    wait_for_rack_version(&api, 2).await;
     let (status, body) = api
         .call(
             Method::POST,
@@ -291,11 +300,7 @@ async fn machines_read_their_own_metadata_and_results_survive_a_cut_link() {
         &lan.rack_nic,
         &logs.join("rack-current.log"),
     );
-    wait_until("the rack to be back, speaking v4", PATIENCE, || async {
-        let rack = rack_record(&api, "meta-rack").await?;
-        (rack["protocol_version"] == 4 && rack["status"] == "online").then_some(())
-    })
-    .await;
+    wait_for_rack_version(&api, 4).await;
     for (body, what) in [
         (json!({"tests": ["badblocks"]}), "an unknown test"),
         (json!({"lldp_secs": 301}), "a listen over 300 s"),

@@ -14,7 +14,9 @@ use utoipa::ToSchema;
 use super::service::{new_token, LifecycleError, LifecycleService};
 use super::{Action, MachineStatus};
 use crate::power::PowerError;
-use crate::store::{kind_name, now_ms, Machine, NewRun, StoreError, TokenChange, Transition};
+use crate::store::{
+    kind_name, now_ms, CommissioningRecord, Machine, NewRun, StoreError, TokenChange, Transition,
+};
 
 /// `POST /machines/{id}/actions/deploy`: what to install.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -104,7 +106,9 @@ impl LifecycleService {
                 ),
             ));
         }
-        self.check_racks_carry_plans(machine_id).await?;
+        let latest = self.store.latest_results(machine_id).await?;
+        self.check_racks_carry_plans(machine_id, latest.as_ref())
+            .await?;
         if request.image.is_empty() {
             return Err(unprocessable(
                 "invalid",
@@ -175,10 +179,7 @@ impl LifecycleService {
         rules::check_ssh_keys(&ssh_keys).map_err(|e| unprocessable("invalid", e))?;
         let hostname = request.hostname.unwrap_or_else(|| machine.hostname.clone());
         rules::check_hostname(&hostname).map_err(|e| unprocessable("invalid", e))?;
-        let inventory = self
-            .store
-            .latest_results(machine_id)
-            .await?
+        let inventory = latest
             .map(|results| results.inventory.disks)
             .unwrap_or_default();
         let disk = rules::choose_disk(&inventory, request.disk.as_deref()).map_err(|e| {
@@ -265,7 +266,9 @@ impl LifecycleService {
         // Checked before the status changes, as for deploy.
         super::next(machine.status, Action::Release, Default::default())
             .map_err(|illegal| StoreError::Conflict(illegal.to_string()))?;
-        self.check_racks_carry_plans(machine_id).await?;
+        let latest = self.store.latest_results(machine_id).await?;
+        self.check_racks_carry_plans(machine_id, latest.as_ref())
+            .await?;
         let deadline = now_ms() + self.settings.release_timeout.as_millis() as i64;
         let erase_field = format!("{}/{fallback}", erase.as_str());
         let (machine, run) = self
@@ -312,14 +315,18 @@ impl LifecycleService {
     /// rather than failing later in the installer. The racks that matter
     /// are the one that drives the machine's BMC and the one that relayed
     /// its last commissioning (it served that boot).
-    async fn check_racks_carry_plans(&self, machine_id: &str) -> Result<(), LifecycleError> {
+    async fn check_racks_carry_plans(
+        &self,
+        machine_id: &str,
+        latest: Option<&CommissioningRecord>,
+    ) -> Result<(), LifecycleError> {
         let mut racks = Vec::new();
         match self.power.rack_protocol(machine_id).await {
             Ok((rack, version)) => racks.push((rack.to_string(), version)),
             Err(PowerError::NoSettings(_)) => {}
             Err(error) => return Err(error.into()),
         }
-        if let Some(results) = self.store.latest_results(machine_id).await? {
+        if let Some(results) = latest {
             match self.store.get_rack(&results.rack_id).await {
                 Ok(rack) => racks.push((rack.id, rack.protocol_version)),
                 Err(StoreError::NotFound { .. }) => {}
