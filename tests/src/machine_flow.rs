@@ -38,6 +38,17 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// The first finished line (one its writer has ended with a newline) of a
+/// file that contains `needle`. A console file is read while the guest still
+/// writes it, so the last line may be cut mid-way.
+pub fn finished_line_containing(path: &Path, needle: &str) -> Option<String> {
+    read_lossy(path)
+        .split_inclusive('\n')
+        .filter(|line| line.ends_with('\n'))
+        .find(|line| line.contains(needle))
+        .map(|line| line.trim_end().to_string())
+}
+
 /// A file's text, with bytes that are not UTF-8 replaced; empty if absent.
 pub fn read_lossy(path: &Path) -> String {
     String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()

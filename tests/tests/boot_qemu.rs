@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use edgemetal_tests::dhcp_site::{start_rack_in, Guard};
+use edgemetal_tests::machine_flow::finished_line_containing;
 use edgemetal_tests::netns::MachineSite;
 use edgemetal_tests::process::log_dir;
 use edgemetal_tests::site::{wait_in_sync, PATIENCE};
@@ -161,12 +162,7 @@ async fn a_qemu_machine_boots_linux_from_the_rack_with_the_region_down() {
         Duration::from_secs(240),
         || {
             let serial = serial.clone();
-            async move {
-                let text = std::fs::read_to_string(&serial).ok()?;
-                text.lines()
-                    .find(|line| line.contains("EDGEMETAL-BOOTED"))
-                    .map(str::to_string)
-            }
+            async move { finished_line_containing(&serial, "EDGEMETAL-BOOTED") }
         },
     )
     .await;
