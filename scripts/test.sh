@@ -57,6 +57,10 @@ command -v fio >/dev/null 2>&1 || missing+=(fio)
 command -v stress-ng >/dev/null 2>&1 || missing+=(stress-ng)
 [[ -x /usr/sbin/lldpd ]] || missing+=(lldpd)
 command -v mksquashfs >/dev/null 2>&1 || missing+=(squashfs-tools)
+# Router Solicitations from a real client (rdisc6) and the captures that
+# check every one was answered.
+command -v rdisc6 >/dev/null 2>&1 || missing+=(ndisc6)
+command -v tcpdump >/dev/null 2>&1 || [[ -x /usr/bin/tcpdump ]] || missing+=(tcpdump)
 # A kernel for the network-boot test's machine (not booted by this host).
 compgen -G "/boot/vmlinuz-*" >/dev/null || missing+=(linux-image-amd64)
 if ((${#missing[@]})); then

@@ -28,7 +28,9 @@ async fn main() -> anyhow::Result<()> {
         ipxe_dir: "/usr/lib/ipxe".into(),
         progress: None,
     });
-    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    // The rack's own listener (TCP_NODELAY on every connection), so the
+    // benchmark measures what the rack serves.
+    let listener = edgemetal_rack::services::http_listener(listen.parse()?).await?;
     axum::serve(listener, app).await?;
     Ok(())
 }

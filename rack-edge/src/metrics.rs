@@ -28,6 +28,8 @@ pub struct Metrics {
     pub syslog: std::sync::Arc<crate::syslog::Counters>,
     /// Where boot-path answers came from (intents, enlistment, the region).
     pub boot: crate::boot::BootPathCounters,
+    /// The Router Solicitation responder's counters.
+    pub ndp: std::sync::Arc<crate::ndp::Counters>,
 }
 
 impl Metrics {
@@ -49,6 +51,8 @@ impl Metrics {
         boot.register(&mut registry);
         let tftp = std::sync::Arc::new(crate::tftp::Counters::default());
         tftp.register(&mut registry);
+        let ndp = std::sync::Arc::new(crate::ndp::Counters::default());
+        ndp.register(&mut registry);
         Metrics {
             registry,
             link,
@@ -59,6 +63,7 @@ impl Metrics {
             tftp,
             syslog,
             boot,
+            ndp,
         }
     }
 

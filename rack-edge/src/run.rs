@@ -91,10 +91,10 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
     // Every service starts the same way: bind (fatal unless said otherwise),
     // then its serving future goes into `services` (see crate::services).
     let mut services = Services::new(hub.clone());
-    let listener = tokio::net::TcpListener::bind(config.status_listen)
+    let listener = crate::services::http_listener(config.status_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.status_listen))?;
-    tracing::info!(address = %listener.local_addr()?, "status endpoint listening");
+    tracing::info!(address = %axum::serve::Listener::local_addr(&listener)?, "status endpoint listening");
     let app = status::router(hub.clone());
     services.spawn("status endpoint", None, async move {
         Ok(axum::serve(listener, app).await?)
@@ -105,6 +105,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
     );
     let directory = crate::dhcp::LeaseDirectory::default();
     if !config.dhcp_interfaces.is_empty() {
+        let ndp_counters = hub.metrics.ndp.clone();
         let (interfaces, port, dir, hub, events, directory) = (
             config.dhcp_interfaces.clone(),
             config.http_boot_port,
@@ -121,7 +122,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         services.spawn(
             "IPv6 router advertisements",
             None,
-            crate::ndp::server::run(config.dhcp_interfaces.clone()),
+            crate::ndp::serve(config.dhcp_interfaces.clone(), ndp_counters),
         );
     }
     let boot = crate::boot::serve::start(

@@ -150,8 +150,12 @@ pub enum KeyCheck {
     Expired(ApiKey),
     /// The secret matches but the key was revoked.
     Revoked(ApiKey),
-    /// Malformed token, unknown id or wrong secret: nothing more is said.
+    /// Malformed token or unknown id: nothing more is said.
     Unknown,
+    /// The id names a key but the secret is wrong. Told to the caller (not
+    /// to the client, which gets the same 401) so that guesses at one key
+    /// are counted apart from garbage.
+    WrongSecret,
 }
 
 fn hash_secret(secret: &str) -> String {
@@ -305,7 +309,7 @@ impl Store {
                 .as_bytes()
                 .ct_eq(hash_secret(secret).as_bytes()),
         ) {
-            return Ok(KeyCheck::Unknown);
+            return Ok(KeyCheck::WrongSecret);
         }
         let key = ApiKey::try_from(row.key)?;
         let now = now_ms();

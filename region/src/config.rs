@@ -127,7 +127,7 @@ impl Default for CommissioningConfig {
 /// How the HTTP API is served: HTTPS when `tls_cert` and `tls_key` are set;
 /// otherwise plain HTTP, which is refused on a non-loopback `http_listen`
 /// unless `allow_plaintext` says a TLS-terminating proxy sits in front.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// PEM certificate chain (leaf first) for HTTPS.
@@ -139,6 +139,25 @@ pub struct ApiConfig {
     /// Serve HTTPS with a certificate from the region's own CA (for the
     /// names in `[broker] tls_names`) when no `tls_cert` is given.
     pub tls_generated: bool,
+    /// Failed authentications one source may make with one presented key
+    /// (or with none) within `auth_failure_window_secs` before that pair is
+    /// refused for a while. Other keys from the same source still work.
+    pub auth_failure_limit: usize,
+    /// The sliding window failed authentications are counted over.
+    pub auth_failure_window_secs: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            tls_cert: None,
+            tls_key: None,
+            allow_plaintext: false,
+            tls_generated: false,
+            auth_failure_limit: crate::api::ratelimit::DEFAULT_LIMIT,
+            auth_failure_window_secs: crate::api::ratelimit::DEFAULT_WINDOW.as_secs(),
+        }
+    }
 }
 
 /// Which broker the region uses.
@@ -222,6 +241,10 @@ impl RegionConfig {
             None => RegionConfig::default(),
         };
         config.apply_env(|name| std::env::var(name).ok())?;
+        anyhow::ensure!(
+            config.api.auth_failure_limit > 0 && config.api.auth_failure_window_secs > 0,
+            "[api] auth_failure_limit and auth_failure_window_secs must be positive"
+        );
         Ok(config)
     }
 
@@ -385,6 +408,12 @@ impl RegionConfig {
             self.api.tls_generated = parse_flag(&flag).with_context(|| {
                 format!("EDGEMETAL_API_TLS_GENERATED={flag:?} is not 1/0, true/false or yes/no")
             })?;
+        }
+        if let Some(limit) = var("EDGEMETAL_API_AUTH_FAILURE_LIMIT") {
+            self.api.auth_failure_limit =
+                limit.parse().ok().filter(|n| *n > 0).with_context(|| {
+                    format!("EDGEMETAL_API_AUTH_FAILURE_LIMIT={limit:?} is not a positive number")
+                })?;
         }
         if let Some(flag) = var("EDGEMETAL_API_ALLOW_PLAINTEXT") {
             // A typo must not silently fall back to the safe-looking default.

@@ -111,7 +111,13 @@ pub async fn run(mut config: RegionConfig) -> anyhow::Result<()> {
         blobs: crate::boot::blobs::BlobStore::new(&config.data_dir),
         metrics,
         enroller,
-        auth_failures: Default::default(),
+        auth_failures: std::sync::Arc::new(std::sync::Mutex::new(
+            crate::api::AuthFailureLimiter::new(
+                config.api.auth_failure_limit,
+                std::time::Duration::from_secs(config.api.auth_failure_window_secs),
+                crate::api::ratelimit::DEFAULT_CAPACITY,
+            ),
+        )),
     });
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await

@@ -6,6 +6,7 @@ pub mod api;
 pub mod bmc;
 pub mod boot_files;
 pub mod build_once;
+pub mod capture;
 pub mod configured;
 pub mod deploy_flow;
 pub mod dhcp_site;

@@ -46,6 +46,18 @@ impl Netns {
         command
     }
 
+    /// Switches the kernel's IPv6 off on `interface` inside the namespace,
+    /// as operators of IPv4-only site networks often do.
+    pub fn disable_ipv6(&self, interface: &str) {
+        let status = self
+            .command("sysctl")
+            .arg("-qw")
+            .arg(format!("net.ipv6.conf.{interface}.disable_ipv6=1"))
+            .status()
+            .expect("sysctl");
+        assert!(status.success(), "cannot disable IPv6 on {interface}");
+    }
+
     /// Runs `ip ARGS` inside the namespace.
     pub fn ip(&self, args: &[&str]) {
         let mut all = vec!["-n", &self.name];

@@ -51,7 +51,7 @@ pub async fn start(
         decisions
     });
     if let Some(address) = config.http_boot_address() {
-        let listener = tokio::net::TcpListener::bind(address)
+        let listener = crate::services::http_listener(address)
             .await
             .with_context(|| format!("cannot listen for HTTP boot on {address}"))?;
         tracing::info!(%address, "HTTP boot server listening");

@@ -10,7 +10,7 @@
 //! - [`leases`]: the lease table and its expiry.
 //! - [`boot`]: the network-boot answer (PXE, iPXE, UEFI HTTP) as a data table.
 //! - [`journal`]: crash-safe persistence of the lease table (the one part
-//!   that does file I/O, behind [`Journal`]).
+//!   that does file I/O, behind [`Journal`]); [`commit`] is its one writer.
 //! - [`wire`]: strict request parsing and reply encoding.
 //! - [`engine`]: the protocol state machine tying them together; its inputs
 //!   and outputs are in [`config`] and [`action`], its drop counts in [`counters`].
@@ -19,11 +19,15 @@
 //! takes it. Then for each datagram, carry out the actions in order, making
 //! every [`Action::Persist`] durable before the next [`Action::Send`]; call
 //! [`Engine::poll_expired`] on a timer (see [`Engine::next_expiry`]) and
-//! [`Journal::compact`] with [`Engine::leases`] when the journal asks.
+//! [`Journal::compact`] with [`JournalRecord::live`] when the journal asks.
+//! The server ([`server`]) does this with group commit ([`commit`]): one
+//! writer thread makes many batches durable with one fsync while the engine
+//! goes on with the next datagrams.
 
 pub mod action;
 pub mod arp;
 pub mod boot;
+pub mod commit;
 pub mod config;
 pub mod counters;
 pub mod directory;

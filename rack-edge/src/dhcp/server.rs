@@ -1,8 +1,9 @@
 //! The DHCP adapter: owns the sockets (one per served interface, bound to the
-//! device), the clock and the lease journal, and carries out the engine's
-//! actions in order. Everything about DHCP itself is in the engine.
+//! device) and the clock, feeds the engine, and hands its actions to the
+//! journal writer ([`super::commit`]), which makes them durable before it
+//! sends them. Everything about DHCP itself is in the engine.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,28 +17,29 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::commit::{Committer, Outlet, Reply, Work};
 use super::{
-    Action, Destination, Engine, EngineConfig, Journal, LeaseDirectory, LeaseEvent, RecvMeta,
+    Action, Engine, EngineConfig, Journal, JournalRecord, LeaseDirectory, LeaseEvent, RecvMeta,
 };
 use crate::hub::Hub;
 use crate::state::SharedQueue;
 
-/// Compact the journal once it holds this many records.
+/// Compact the journal once it has grown by this many records (and by
+/// more than its live size, see [`Journal::needs_compaction`]).
 const COMPACT_AFTER: usize = 10_000;
 
-/// Most datagrams handled per journal fsync.
+/// Most datagrams handled per batch handed to the writer.
 const MAX_BATCH: usize = 256;
 
 /// One interface the rack serves DHCP on.
 struct Served {
-    name: String,
     address: Ipv4Addr,
     socket: Arc<UdpSocket>,
 }
 
 /// The engine's clock: wall-clock seconds, so persisted expiry times stay
 /// meaningful across restarts.
-fn now_secs() -> u64 {
+pub(super) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -57,8 +59,9 @@ fn interface_address(interface: &str) -> anyhow::Result<Ipv4Addr> {
 }
 
 /// A UDP socket on port 67 that only sees (and sends on) `interface`, so
-/// several interfaces can each have their own.
-fn bind(interface: &str) -> anyhow::Result<UdpSocket> {
+/// several interfaces can each have their own; and a duplicate of it for
+/// the writer thread to send with.
+fn bind(interface: &str) -> anyhow::Result<(UdpSocket, std::net::UdpSocket)> {
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
     socket.set_broadcast(true)?;
@@ -69,7 +72,8 @@ fn bind(interface: &str) -> anyhow::Result<UdpSocket> {
     socket
         .bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, 67)).into())
         .context("cannot bind UDP port 67 (needs CAP_NET_BIND_SERVICE)")?;
-    Ok(UdpSocket::from_std(socket.into())?)
+    let sender = socket.try_clone()?;
+    Ok((UdpSocket::from_std(socket.into())?, sender.into()))
 }
 
 /// Serves DHCP on `interfaces` until the process ends.
@@ -82,14 +86,18 @@ pub async fn run(
     directory: LeaseDirectory,
 ) -> anyhow::Result<()> {
     let mut served = Vec::new();
+    let mut outlets = Vec::new();
     for name in interfaces {
         let address = interface_address(&name)?;
-        let socket = Arc::new(bind(&name)?);
+        let (socket, sender) = bind(&name)?;
         tracing::info!(interface = %name, %address, "DHCP listening");
         served.push(Served {
-            name,
             address,
-            socket,
+            socket: Arc::new(socket),
+        });
+        outlets.push(Outlet {
+            name,
+            socket: sender,
         });
     }
     anyhow::ensure!(!served.is_empty(), "no DHCP interface");
@@ -102,7 +110,7 @@ pub async fn run(
     let server_id = addresses[0];
 
     let journal_path = state_dir.join("dhcp-leases.jsonl");
-    let (mut journal, replayed) = Journal::open(&journal_path, COMPACT_AFTER)
+    let (journal, replayed) = Journal::open(&journal_path, COMPACT_AFTER)
         .with_context(|| format!("cannot open {}", journal_path.display()))?;
     if replayed.torn_tail || replayed.corrupt > 0 {
         tracing::warn!(
@@ -133,6 +141,15 @@ pub async fn run(
     let mut engine =
         Engine::new(config(&snapshots.borrow_and_update())).with_leases(replayed.leases);
     directory.fill(engine.leases(), now_secs());
+    let writer = Committer {
+        journal,
+        outlets,
+        hub: hub.clone(),
+        events,
+        directory,
+    }
+    .start()
+    .context("cannot start the DHCP journal writer")?;
 
     // One reader task per socket; the engine itself is driven from one place.
     let (packets_tx, mut packets) = mpsc::channel::<(usize, Vec<u8>, SocketAddr)>(1024);
@@ -161,19 +178,21 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut dropped_seen: std::collections::HashMap<&'static str, u64> = Default::default();
     loop {
-        // Group commit: handle every datagram already waiting (up to a batch),
-        // make all their lease records durable with one fsync, then send all
-        // their replies. Each reply still follows its own records to disk.
-        let mut batch: Vec<(usize, Vec<Action>)> = Vec::new();
+        // Handle every datagram already waiting (up to a batch) and hand the
+        // batch to the writer, which makes its records durable before it
+        // sends its replies; meanwhile this loop handles the next datagrams.
+        let mut batch = Batch::default();
         tokio::select! {
             Some((index, bytes, from)) = packets.recv() => {
                 let mut next = Some((index, bytes, from));
+                let mut handled = 0;
                 while let Some((index, bytes, from)) = next.take() {
                     if let SocketAddr::V4(source) = from {
                         let meta = RecvMeta { local_addr: served[index].address, source };
-                        batch.push((index, engine.handle(now_secs(), &bytes, meta)));
+                        batch.add(index, engine.handle(now_secs(), &bytes, meta));
                     }
-                    if batch.len() < MAX_BATCH {
+                    handled += 1;
+                    if handled < MAX_BATCH {
                         next = packets.try_recv().ok();
                     }
                 }
@@ -186,9 +205,11 @@ pub async fn run(
                 tracing::info!("DHCP reconfigured from the new snapshot");
                 continue;
             }
-            _ = tick.tick() => batch.push((0, engine.poll_expired(now_secs()))),
+            _ = tick.tick() => batch.add(0, engine.poll_expired(now_secs())),
         };
-        carry_out(batch, &served, &mut journal, &hub, &events, &directory);
+        if !batch.is_empty() {
+            writer.send(batch.into_work()).await?;
+        }
         for (reason, count) in engine.counters().dropped_by_reason() {
             let seen = dropped_seen.entry(reason.as_str()).or_default();
             if count > *seen {
@@ -200,92 +221,53 @@ pub async fn run(
                 *seen = count;
             }
         }
-        if journal.needs_compaction() {
-            if let Err(error) = journal.compact(engine.leases()) {
-                tracing::error!(%error, "cannot compact the lease journal");
-            }
+        if writer.take_compaction_request() {
+            // Taken after every batch already queued: the writer applies it
+            // in that order, so no record is lost from the rewritten file.
+            writer
+                .send(Work::Compact(JournalRecord::live(engine.leases())))
+                .await?;
         }
     }
 }
 
-/// Carries out a batch of the engine's actions: first every journal record
-/// in one durable append, then the replies and events in order. If the
-/// records cannot be made durable no reply is sent: an ACK must never
-/// promise a lease a crash could forget.
-fn carry_out(
-    batch: Vec<(usize, Vec<Action>)>,
-    served: &[Served],
-    journal: &mut Journal,
-    hub: &Hub,
-    events: &SharedQueue,
-    directory: &LeaseDirectory,
-) {
-    // Take the records out by value; replies and events keep their order.
-    let mut records = Vec::new();
-    let batch: Vec<(usize, Vec<Action>)> = batch
-        .into_iter()
-        .map(|(index, actions)| {
-            let mut rest = Vec::with_capacity(actions.len());
-            for action in actions {
-                match action {
-                    Action::Persist(record) => records.push(record),
-                    other => rest.push(other),
-                }
-            }
-            (index, rest)
-        })
-        .collect();
-    let durable = records.is_empty() || journal.append(&records).is_ok();
-    if !durable {
-        tracing::error!(
-            records = records.len(),
-            "cannot write the lease journal; replies withheld"
-        );
-    }
-    let mut reports = Vec::new();
-    for (index, actions) in batch {
+/// The engine's actions for one batch of datagrams, sorted for the writer.
+#[derive(Default)]
+struct Batch {
+    records: Vec<JournalRecord>,
+    replies: Vec<Reply>,
+    events: Vec<LeaseEvent>,
+}
+
+impl Batch {
+    fn add(&mut self, interface: usize, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Persist(_) => {}
-                Action::Send { bytes, to } if durable => send(&served[index], &bytes, to),
-                Action::Send { .. } => {}
-                Action::Event(event) => {
-                    directory.apply(&event);
-                    reports.extend(to_rack_event(&event));
-                    report(event, hub);
-                }
+                Action::Persist(record) => self.records.push(record),
+                Action::Send { bytes, to } => self.replies.push(Reply {
+                    interface,
+                    bytes,
+                    to,
+                }),
+                Action::Event(event) => self.events.push(event),
             }
         }
     }
-    // Queued for the region (durably, in order); the link delivers them when it can.
-    let at_ms = now_secs() * 1000;
-    if let Err(error) = events.push(at_ms, reports) {
-        tracing::error!(%error, "cannot queue lease events for the region");
-    }
-}
 
-fn send(interface: &Served, bytes: &[u8], to: Destination) {
-    let target = match to {
-        Destination::Broadcast { port } => SocketAddrV4::new(Ipv4Addr::BROADCAST, port),
-        Destination::Unicast { ip, port } => SocketAddrV4::new(ip, port),
-        Destination::UnicastToHardware { mac, ip } => {
-            match super::arp::set_entry(interface.socket.as_ref(), &interface.name, ip, mac) {
-                Ok(()) => SocketAddrV4::new(ip, 68),
-                Err(error) => {
-                    // Without the ARP entry the kernel would ARP for an address
-                    // nobody holds yet; broadcasting still reaches the client.
-                    tracing::debug!(%error, "cannot add ARP entry; broadcasting instead");
-                    SocketAddrV4::new(Ipv4Addr::BROADCAST, 68)
-                }
-            }
+    fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.replies.is_empty() && self.events.is_empty()
+    }
+
+    fn into_work(self) -> Work {
+        Work::Batch {
+            records: self.records,
+            replies: self.replies,
+            events: self.events,
         }
-    };
-    if let Err(error) = interface.socket.try_send_to(bytes, SocketAddr::V4(target)) {
-        tracing::warn!(%error, %target, "cannot send DHCP reply");
     }
 }
 
-fn report(event: LeaseEvent, hub: &Hub) {
+pub(super) fn report(event: LeaseEvent, hub: &Hub) {
     hub.metrics
         .dhcp
         .events
@@ -313,7 +295,7 @@ fn report(event: LeaseEvent, hub: &Hub) {
 }
 
 /// The region's view of an engine event.
-fn to_rack_event(event: &LeaseEvent) -> Option<RackEventKind> {
+pub(super) fn to_rack_event(event: &LeaseEvent) -> Option<RackEventKind> {
     let (change, lease) = match event {
         LeaseEvent::New(lease) => (LeaseChange::New, lease),
         LeaseEvent::Renewed(lease) => (LeaseChange::Renewed, lease),

@@ -5,7 +5,8 @@
 //! Policy, in order, for a well-formed query:
 //! 1. A name in one of the zones: answered from the zone (AA), for every
 //!    client.
-//! 2. A client outside the allowed networks (and not loopback): REFUSED.
+//! 2. A client outside the allowed networks (loopback included, when the
+//!    region's list has it): REFUSED.
 //! 3. Cached: answered from the cache, TTLs aged.
 //! 4. No upstream configured: SERVFAIL.
 //! 5. Otherwise forwarded; the answer is cached and passed on, or SERVFAIL
@@ -14,7 +15,7 @@
 //! The RD bit is not looked at: recursion is a matter of who asks, not of
 //! how (stub resolvers always set it).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,14 +70,17 @@ impl Default for Tuning {
     }
 }
 
-/// Whether `ip` may use the rack as a resolver: loopback always, IPv4
-/// clients in `allowed` (IPv4-mapped IPv6 counts as IPv4).
+/// Whether `ip` may use the rack as a resolver: IPv4 clients in `allowed`
+/// (IPv4-mapped IPv6 counts as IPv4). Loopback follows the list too (the
+/// region puts 127.0.0.0/8 in by default; an operator may take it out), and
+/// ::1 goes with 127.0.0.1.
 pub fn recursion_allowed(allowed: &[Ipv4Cidr], ip: IpAddr) -> bool {
-    match ip.to_canonical() {
-        ip if ip.is_loopback() => true,
-        IpAddr::V4(v4) => allowed.iter().any(|network| network.contains(v4)),
-        IpAddr::V6(_) => false,
-    }
+    let v4 = match ip.to_canonical() {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) if v6.is_loopback() => Ipv4Addr::LOCALHOST,
+        IpAddr::V6(_) => return false,
+    };
+    allowed.iter().any(|network| network.contains(v4))
 }
 
 /// The DNS engine.

@@ -200,9 +200,17 @@ fn outside_clients_get_refused_for_names_outside_the_zones() {
 
 #[test]
 fn the_acl_takes_loopback_allowed_networks_and_mapped_addresses() {
-    let allowed = ["10.20.0.0/16".parse().unwrap()];
+    let allowed = [
+        "10.20.0.0/16".parse().unwrap(),
+        "127.0.0.0/8".parse().unwrap(),
+    ];
     assert!(recursion_allowed(&allowed, ip("127.0.0.53")));
     assert!(recursion_allowed(&allowed, ip("::1")));
+    // Loopback follows the list: an operator who takes it out refuses it.
+    let without_loopback = ["10.20.0.0/16".parse().unwrap()];
+    assert!(!recursion_allowed(&without_loopback, ip("127.0.0.1")));
+    assert!(!recursion_allowed(&without_loopback, ip("::1")));
+    assert!(recursion_allowed(&without_loopback, ip("10.20.0.1")));
     assert!(recursion_allowed(&allowed, ip("10.20.255.1")));
     assert!(recursion_allowed(&allowed, ip("::ffff:10.20.0.9")));
     assert!(!recursion_allowed(&allowed, ip("10.21.0.1")));

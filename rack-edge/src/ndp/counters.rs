@@ -34,11 +34,14 @@ pub enum DropReason {
     /// An answer to the all-nodes group within 3 s of the previous one on
     /// the same interface (MIN_DELAY_BETWEEN_RAS, RFC 4861 §6.2.6).
     RateLimited,
+    /// The ICMPv6 checksum is wrong (checked here: a packet socket gets the
+    /// frame as it came off the wire).
+    BadChecksum,
 }
 
 impl DropReason {
     /// Every reason, for exporting zero-valued series.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Truncated,
         DropReason::Oversized,
         DropReason::NotRouterSolicitation,
@@ -49,6 +52,7 @@ impl DropReason {
         DropReason::LinkLayerFromUnspecified,
         DropReason::MulticastSource,
         DropReason::RateLimited,
+        DropReason::BadChecksum,
     ];
 
     /// A stable snake_case label.
@@ -64,6 +68,7 @@ impl DropReason {
             DropReason::LinkLayerFromUnspecified => "link_layer_from_unspecified",
             DropReason::MulticastSource => "multicast_source",
             DropReason::RateLimited => "rate_limited",
+            DropReason::BadChecksum => "bad_checksum",
         }
     }
 
@@ -120,8 +125,8 @@ impl Counters {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// Router Advertisements the kernel refused (for example while the
-    /// interface's link-local address is still tentative).
+    /// Router Advertisements the kernel refused to send (the interface
+    /// down, its queue full).
     pub fn send_failed(&self) -> u64 {
         self.send_failed.load(Ordering::Relaxed)
     }
@@ -129,5 +134,71 @@ impl Counters {
     /// Messages dropped for `reason`.
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.dropped[reason.index()].load(Ordering::Relaxed)
+    }
+}
+
+impl Counters {
+    /// Registers the counters under the rack's registry, as
+    /// `ndp_solicitations_received_total`, `ndp_solicitations_answered_total`,
+    /// `ndp_advertisements_sent_total`, `ndp_advertisements_send_failed_total`
+    /// and `ndp_dropped_total{reason}` (every reason, zeros included).
+    pub fn register(
+        self: &std::sync::Arc<Self>,
+        registry: &mut prometheus_client::registry::Registry,
+    ) {
+        registry.register_collector(Box::new(CountersCollector(self.clone())));
+    }
+}
+
+/// Encodes [`Counters`] on each scrape.
+#[derive(Debug)]
+struct CountersCollector(std::sync::Arc<Counters>);
+
+impl prometheus_client::collector::Collector for CountersCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::MetricType;
+        let counters = &self.0;
+        let single = [
+            (
+                "ndp_solicitations_received",
+                "ICMPv6 messages handed to the Router Solicitation responder.",
+                counters.received(),
+            ),
+            (
+                "ndp_solicitations_answered",
+                "Router Solicitations the responder answered.",
+                counters.answered(),
+            ),
+            (
+                "ndp_advertisements_sent",
+                "Router Advertisements sent.",
+                counters.sent(),
+            ),
+            (
+                "ndp_advertisements_send_failed",
+                "Router Advertisements the kernel refused to send.",
+                counters.send_failed(),
+            ),
+        ];
+        for (name, help, value) in single {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(value).encode(metric)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "ndp_dropped",
+            "Messages the responder did not answer, by reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for reason in DropReason::ALL {
+            ConstCounter::new(counters.dropped(reason))
+                .encode(family.encode_family(&[("reason", reason.as_str())])?)?;
+        }
+        Ok(())
     }
 }

@@ -14,18 +14,25 @@
 //! A link that has a real IPv6 router does not need this: that router
 //! answers, and its M/O flags are what hosts should follow.
 //!
+//! It works at layer 2 (a packet socket, whole Ethernet frames), so it
+//! answers whether the kernel's IPv6 is on or off on the interface: site
+//! networks that are IPv4-only often have it off, and then the kernel can
+//! neither receive a solicitation nor send an advertisement.
+//!
 //! The pieces:
 //!
 //! - [`wire`]: Router Solicitation parsing, Router Advertisement encoding.
+//! - [`frame`]: the Ethernet and IPv6 headers around them, and the checksum.
 //! - [`responder`]: the per-interface decision (validation, destination,
 //!   rate limit), driven with an explicit clock.
 //! - [`counters`]: what happened, for metrics.
-//! - [`server`]: the tokio adapter, one raw ICMPv6 socket per interface.
+//! - [`server`]: the tokio adapter, one packet socket per interface.
 //!
 //! Wiring: spawn [`run`] with the DHCP interface names (or [`serve`] with an
 //! `Arc<Counters>` kept for metrics).
 
 pub mod counters;
+pub mod frame;
 pub mod responder;
 pub mod server;
 pub mod wire;

@@ -27,7 +27,7 @@ pub struct Received {
 pub struct Reply {
     /// The soliciting host's address, or ff02::1 if it had none.
     pub destination: Ipv6Addr,
-    /// The ICMPv6 message (checksum left for the kernel).
+    /// The ICMPv6 message (checksum left for [`super::frame`]).
     pub message: [u8; ADVERTISEMENT_LEN],
 }
 

@@ -1,44 +1,44 @@
-//! The tokio adapter: one raw ICMPv6 socket per interface, bound to the
-//! device and joined to the all-routers group there, feeding a
-//! [`Responder`]. Everything about what to answer is in [`super::responder`].
+//! The tokio adapter: one packet socket (AF_PACKET) per interface, filtered
+//! in the kernel to Router Solicitations and joined to the all-routers MAC
+//! group there, feeding a [`Responder`]; answers leave as whole frames built
+//! by [`super::frame`]. Nothing here goes through the kernel's IPv6 stack,
+//! so it works the same with IPv6 switched off on the interface.
 //!
-//! Linux only (SO_BINDTODEVICE, the ICMPv6 filter); needs CAP_NET_RAW.
+//! Linux only (packet sockets, socket filters); needs CAP_NET_RAW. No crate
+//! offers a packet socket with a filter and multicast membership on tokio,
+//! hence the libc calls below.
 
 use std::ffi::CString;
 use std::io;
 use std::mem;
-use std::net::{Ipv6Addr, SocketAddrV6};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::task::JoinSet;
 
 use super::counters::{Counters, DropReason};
-use super::responder::{Received, Reply, Responder};
+use super::frame::{self, Mac, ETHERTYPE_IPV6};
+use super::responder::{Reply, Responder};
 use super::wire;
 
-/// Solicitations are 8 bytes plus a 8-byte link-layer option; anything
-/// past this is cut by the kernel (MSG_TRUNC) and dropped as oversized.
+/// A solicitation frame is 14 + 40 + 8 bytes plus options; anything past
+/// this is cut by the kernel (MSG_TRUNC) and dropped as oversized.
 const RECEIVE_BUFFER: usize = 2_048;
 
-/// Room for the hop-limit control message (CMSG_SPACE(4) is 24 bytes on
-/// 64-bit Linux) with margin; u64 words for cmsghdr alignment.
-const CONTROL_WORDS: usize = 8;
-
-/// `ICMP6_FILTER` from <netinet/icmp6.h>: the libc crate does not define it.
-const ICMP6_FILTER: libc::c_int = 1;
+/// The Ethernet group Router Solicitations are sent to (ff02::2, RFC 2464 §7).
+const ALL_ROUTERS_MAC: Mac = [0x33, 0x33, 0, 0, 0, 2];
 
 /// Answers Router Solicitations on `interfaces` until a socket fails for
 /// good; see [`serve`] to keep the counters.
 ///
-/// Errors if an interface does not exist, IPv6 is disabled, or the process
-/// lacks CAP_NET_RAW. The responder only spares booting machines the wait
-/// for IPv6 autoconfiguration to time out, so a caller may log the error
-/// and carry on serving.
+/// Errors if an interface does not exist or has no Ethernet address, or
+/// the process lacks CAP_NET_RAW. The responder only spares booting
+/// machines the wait for IPv6 autoconfiguration to time out, so a caller
+/// may log the error and carry on serving.
 pub async fn run(interfaces: Vec<String>) -> anyhow::Result<()> {
     serve(interfaces, Arc::new(Counters::default())).await
 }
@@ -55,7 +55,11 @@ pub async fn serve(interfaces: Vec<String>, counters: Arc<Counters>) -> anyhow::
     for interface in interfaces {
         let listener = Listener::bind(interface.clone())
             .with_context(|| format!("cannot answer Router Solicitations on {interface}"))?;
-        tracing::info!(%interface, "answering IPv6 Router Solicitations");
+        tracing::info!(
+            %interface,
+            ipv6_enabled = ipv6_enabled(&interface),
+            "answering IPv6 Router Solicitations (at layer 2)"
+        );
         listeners.push(listener);
     }
     let mut tasks = JoinSet::new();
@@ -71,7 +75,7 @@ pub async fn serve(interfaces: Vec<String>, counters: Arc<Counters>) -> anyhow::
 /// One interface's socket and state.
 struct Listener {
     interface: String,
-    index: u32,
+    mac: Mac,
     socket: AsyncFd<Socket>,
     responder: Responder,
     /// Whether a send failure was already logged as a warning: the next
@@ -82,32 +86,21 @@ struct Listener {
 impl Listener {
     fn bind(interface: String) -> anyhow::Result<Listener> {
         let index = interface_index(&interface)?;
-        let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
-            .context("cannot open a raw ICMPv6 socket (needs CAP_NET_RAW and IPv6)")?;
-        socket
-            .bind_device(Some(interface.as_bytes()))
-            .context("cannot bind to the device")?;
-        // Without the filter the socket would see every ICMPv6 message on
-        // the link (neighbour discovery, echo...); the responder still
-        // checks the type, so a failure here costs only wake-ups.
-        if let Err(error) = pass_only_router_solicitations(&socket) {
-            tracing::warn!(%interface, %error, "cannot install the ICMPv6 filter");
+        let mac = interface_mac(&interface)?;
+        let protocol = i32::from(ETHERTYPE_IPV6.to_be());
+        let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(protocol)))
+            .context("cannot open a packet socket (needs CAP_NET_RAW)")?;
+        // Without the filter the socket would wake for every IPv6 frame on
+        // the link; the parser still checks everything, so a failure here
+        // costs only wake-ups.
+        if let Err(error) = attach_solicitation_filter(&socket) {
+            tracing::warn!(%interface, %error, "cannot install the packet filter");
         }
-        socket
-            .set_recv_hoplimit_v6(true)
-            .context("cannot ask for the hop limit of received messages")?;
-        // RFC 4861 §6.1.2: receivers drop Router Advertisements with any
-        // other hop limit.
-        socket.set_unicast_hops_v6(u32::from(wire::HOP_LIMIT))?;
-        socket.set_multicast_hops_v6(u32::from(wire::HOP_LIMIT))?;
-        socket.set_multicast_if_v6(index)?;
-        socket.set_multicast_loop_v6(false)?;
-        // Solicitations go to ff02::2, which the kernel joins only when
-        // forwarding is on; without joining, the NIC and the IPv6 layer
-        // would drop them.
-        socket
-            .join_multicast_v6(&wire::ALL_ROUTERS, index)
-            .context("cannot join ff02::2")?;
+        bind_to_interface(&socket, index).context("cannot bind to the interface")?;
+        // Solicitations go to 33:33:00:00:00:02, which a NIC filters out
+        // unless someone joined it; the kernel's IPv6 stack joins it only
+        // when forwarding is on, and not at all when IPv6 is disabled.
+        add_membership(&socket, index, ALL_ROUTERS_MAC).context("cannot join 33:33:00:00:00:02")?;
         socket.set_nonblocking(true)?;
         // SAFETY: a socket2::Socket owns its descriptor: it stays open and
         // as_raw_fd returns it until the Socket, owned by the AsyncFd, drops.
@@ -116,7 +109,7 @@ impl Listener {
             .context("cannot register the socket with tokio")?;
         Ok(Listener {
             interface,
-            index,
+            mac,
             socket,
             responder: Responder::new(),
             warned: false,
@@ -126,59 +119,73 @@ impl Listener {
     async fn run(mut self, counters: Arc<Counters>) -> anyhow::Result<()> {
         let mut buffer = vec![0u8; RECEIVE_BUFFER];
         loop {
-            let datagram = match self.receive(&mut buffer).await {
-                Ok(datagram) => datagram,
+            let received = match self.receive(&mut buffer).await {
+                Ok(received) => received,
                 Err(error) if transient(&error) => continue,
                 Err(error) => {
                     return Err(error).with_context(|| {
-                        format!("receiving on the ICMPv6 socket of {}", self.interface)
+                        format!("receiving on the packet socket of {}", self.interface)
                     })
                 }
             };
-            if datagram.truncated {
+            let Received::Frame(len) = received else {
+                // Our own frames, seen on the way out.
+                continue;
+            };
+            if len > buffer.len() {
                 counters.count_received();
                 counters.count_drop(DropReason::Oversized);
                 continue;
             }
-            let received = Received {
-                source: *datagram.source.ip(),
-                hop_limit: datagram.hop_limit,
+            let inbound = match frame::parse(&buffer[..len]) {
+                Ok(inbound) => inbound,
+                Err(reason) => {
+                    counters.count_received();
+                    counters.count_drop(reason);
+                    continue;
+                }
             };
-            let message = &buffer[..datagram.len];
-            match self
-                .responder
-                .handle(message, received, Instant::now(), &counters)
-            {
-                Some(reply) => self.send(reply, &counters).await,
+            match self.responder.handle(
+                inbound.message,
+                inbound.received,
+                Instant::now(),
+                &counters,
+            ) {
+                Some(reply) => {
+                    let frame = frame::advertisement(
+                        self.mac,
+                        inbound.source_mac,
+                        reply.destination,
+                        reply.message,
+                    );
+                    self.send(&frame, reply, &counters).await;
+                }
                 None => tracing::debug!(
                     interface = %self.interface,
-                    source = %received.source,
+                    source = %inbound.received.source,
                     "ICMPv6 message not answered"
                 ),
             }
         }
     }
 
-    async fn receive(&self, buffer: &mut [u8]) -> io::Result<Datagram> {
+    async fn receive(&self, buffer: &mut [u8]) -> io::Result<Received> {
         loop {
             let mut guard = self.socket.readable().await?;
-            match guard.try_io(|socket| receive_with_hop_limit(socket.get_ref(), buffer)) {
+            match guard.try_io(|socket| receive_frame(socket.get_ref(), buffer)) {
                 Ok(result) => return result,
                 Err(_would_block) => continue,
             }
         }
     }
 
-    async fn send(&mut self, reply: Reply, counters: &Counters) {
-        // The scope ID picks the interface for link-local and multicast
-        // destinations; the kernel picks the link-local source address.
-        let to = SockAddr::from(SocketAddrV6::new(reply.destination, 0, 0, self.index));
+    async fn send(&mut self, frame: &[u8], reply: Reply, counters: &Counters) {
         let sent = loop {
             let mut guard = match self.socket.writable().await {
                 Ok(guard) => guard,
                 Err(error) => break Err(error),
             };
-            match guard.try_io(|socket| socket.get_ref().send_to(&reply.message, &to)) {
+            match guard.try_io(|socket| socket.get_ref().send(frame)) {
                 Ok(result) => break result,
                 Err(_would_block) => continue,
             }
@@ -194,9 +201,6 @@ impl Listener {
             }
             Err(error) => {
                 counters.count_send_failed();
-                // EADDRNOTAVAIL while the link-local address is tentative,
-                // EHOSTUNREACH if the host does not answer neighbour
-                // discovery: the host solicits again.
                 if self.warned {
                     tracing::debug!(interface = %self.interface, destination = %reply.destination, %error, "cannot send Router Advertisement");
                 } else {
@@ -208,42 +212,71 @@ impl Listener {
     }
 }
 
+/// What one receive returned.
+enum Received {
+    /// A frame from the link, of this length (more than the buffer when cut).
+    Frame(usize),
+    /// A frame this host sent (packet sockets see those too).
+    Outgoing,
+}
+
 /// Receive errors worth retrying rather than stopping for.
 fn transient(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::Interrupted
         || matches!(
             error.raw_os_error(),
-            Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+            Some(libc::ENOBUFS) | Some(libc::ENOMEM) | Some(libc::ENETDOWN)
         )
 }
 
-/// The kernel's index of `interface`, needed for the multicast membership
-/// and the destination scope.
-fn interface_index(interface: &str) -> anyhow::Result<u32> {
+/// Whether the kernel's IPv6 is on for `interface`, for the start-up log:
+/// the responder works either way, and saying which helps when reading why
+/// a host did or did not autoconfigure.
+fn ipv6_enabled(interface: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6"))
+        .is_ok_and(|value| value.trim() == "0")
+}
+
+/// The kernel's index of `interface`.
+fn interface_index(interface: &str) -> anyhow::Result<i32> {
     let name = CString::new(interface).context("interface name has a NUL byte")?;
     // SAFETY: `name` is a NUL-terminated string that outlives the call.
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
     if index == 0 {
         return Err(io::Error::last_os_error()).context("no such interface");
     }
-    Ok(index)
+    i32::try_from(index).context("interface index out of range")
 }
 
-/// Sets the socket's ICMPv6 type filter (RFC 3542 §3.2) to pass Router
-/// Solicitations only. On Linux a set bit blocks the type.
-fn pass_only_router_solicitations(socket: &Socket) -> io::Result<()> {
-    let mut filter = [u32::MAX; 8];
-    let kind = usize::from(wire::ROUTER_SOLICITATION);
-    filter[kind / 32] &= !(1u32 << (kind % 32));
-    // SAFETY: `filter` is a live struct icmp6_filter (8 x u32) of the
-    // length passed, only read during the call.
+/// The interface's Ethernet address, from sysfs.
+fn interface_mac(interface: &str) -> anyhow::Result<Mac> {
+    let text = std::fs::read_to_string(format!("/sys/class/net/{interface}/address"))
+        .context("cannot read the interface's hardware address")?;
+    let bytes: Vec<u8> = text
+        .trim()
+        .split(':')
+        .map(|part| u8::from_str_radix(part, 16))
+        .collect::<Result<_, _>>()
+        .context("the interface's hardware address is not hex")?;
+    bytes
+        .try_into()
+        .ok()
+        .filter(|mac: &Mac| *mac != [0; 6])
+        .context("the interface has no Ethernet address")
+}
+
+fn bind_to_interface(socket: &Socket, index: i32) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
+    let mut address: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    address.sll_family = libc::AF_PACKET as u16;
+    address.sll_protocol = ETHERTYPE_IPV6.to_be();
+    address.sll_ifindex = index;
+    // SAFETY: a live sockaddr_ll of the length passed, read during the call.
     let result = unsafe {
-        libc::setsockopt(
+        libc::bind(
             socket.as_raw_fd(),
-            libc::IPPROTO_ICMPV6,
-            ICMP6_FILTER,
-            filter.as_ptr().cast(),
-            mem::size_of_val(&filter) as libc::socklen_t,
+            (&address as *const libc::sockaddr_ll).cast(),
+            mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
         )
     };
     if result == 0 {
@@ -253,72 +286,89 @@ fn pass_only_router_solicitations(socket: &Socket) -> io::Result<()> {
     }
 }
 
-/// One message as received.
-struct Datagram {
-    len: usize,
-    source: SocketAddrV6,
-    hop_limit: Option<u8>,
-    /// Longer than the buffer (MSG_TRUNC).
-    truncated: bool,
+fn add_membership(socket: &Socket, index: i32, group: Mac) -> io::Result<()> {
+    // SAFETY: packet_mreq is plain old data; all-zero is valid.
+    let mut request: libc::packet_mreq = unsafe { mem::zeroed() };
+    request.mr_ifindex = index;
+    request.mr_type = libc::PACKET_MR_MULTICAST as u16;
+    request.mr_alen = 6;
+    request.mr_address[..6].copy_from_slice(&group);
+    setsockopt(
+        socket,
+        libc::SOL_PACKET,
+        libc::PACKET_ADD_MEMBERSHIP,
+        &request,
+    )
 }
 
-/// `recvmsg` with the IPV6_HOPLIMIT control message. socket2's `recvmsg`
-/// wants uninitialised buffers and still leaves the control messages to
-/// walk with libc's CMSG macros, so this calls libc directly.
-fn receive_with_hop_limit(socket: &Socket, buffer: &mut [u8]) -> io::Result<Datagram> {
-    // SAFETY: sockaddr_in6 and msghdr are plain C structs; all-zero is valid.
-    let mut name: libc::sockaddr_in6 = unsafe { mem::zeroed() };
-    let mut control = [0u64; CONTROL_WORDS];
-    let mut iov = libc::iovec {
-        iov_base: buffer.as_mut_ptr().cast(),
-        iov_len: buffer.len(),
+/// A classic BPF program passing IPv6 frames whose next header is ICMPv6
+/// (no extension headers) of type 133: `ether proto 0x86dd and ip6[6] = 58
+/// and ip6[40] = 133`, as `tcpdump -dd` would write it.
+fn attach_solicitation_filter(socket: &Socket) -> io::Result<()> {
+    const LOAD_HALF: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
+    const LOAD_BYTE: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+    const JUMP_EQUAL: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RETURN: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let program = [
+        op(LOAD_HALF, 0, 0, 12),
+        op(JUMP_EQUAL, 0, 5, u32::from(ETHERTYPE_IPV6)),
+        op(LOAD_BYTE, 0, 0, 20),
+        op(JUMP_EQUAL, 0, 3, 58),
+        op(LOAD_BYTE, 0, 0, frame::ICMPV6_OFFSET as u32),
+        op(JUMP_EQUAL, 0, 1, u32::from(wire::ROUTER_SOLICITATION)),
+        op(RETURN, 0, 0, RECEIVE_BUFFER as u32 + 1),
+        op(RETURN, 0, 0, 0),
+    ];
+    let filter = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_ptr().cast_mut(),
     };
-    // SAFETY: as above.
-    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_name = (&mut name as *mut libc::sockaddr_in6).cast();
-    msg.msg_namelen = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = mem::size_of_val(&control) as _;
-    // SAFETY: every pointer in `msg` points at a live, writable buffer of
-    // the length given next to it, for the duration of the call.
-    let received = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, 0) };
-    let Ok(received) = usize::try_from(received) else {
+    setsockopt(socket, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &filter)
+}
+
+fn setsockopt<T>(socket: &Socket, level: i32, name: i32, value: &T) -> io::Result<()> {
+    // SAFETY: `value` is a live T of the length passed, only read during
+    // the call (the kernel copies a filter program in).
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// One `recvfrom`: the frame's real length (MSG_TRUNC) and whether the
+/// host itself sent it.
+fn receive_frame(socket: &Socket, buffer: &mut [u8]) -> io::Result<Received> {
+    // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
+    let mut from: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    let mut from_len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: `buffer` and `from` are live and writable for the lengths
+    // given, for the duration of the call.
+    let received = unsafe {
+        libc::recvfrom(
+            socket.as_raw_fd(),
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+            libc::MSG_TRUNC,
+            (&mut from as *mut libc::sockaddr_ll).cast(),
+            &mut from_len,
+        )
+    };
+    let Ok(len) = usize::try_from(received) else {
         return Err(io::Error::last_os_error());
     };
-    let mut hop_limit = None;
-    // SAFETY: `msg` describes `control`, which the kernel filled up to
-    // msg_controllen; CMSG_FIRSTHDR and CMSG_NXTHDR return null rather than
-    // a header not wholly inside it.
-    let mut header = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    while !header.is_null() {
-        // SAFETY: non-null headers from the CMSG macros lie inside `control`.
-        let cmsg = unsafe { &*header };
-        // SAFETY: CMSG_LEN only computes a size.
-        let needed = unsafe { libc::CMSG_LEN(mem::size_of::<libc::c_int>() as libc::c_uint) };
-        if cmsg.cmsg_level == libc::IPPROTO_IPV6
-            && cmsg.cmsg_type == libc::IPV6_HOPLIMIT
-            && cmsg.cmsg_len as u64 >= u64::from(needed)
-        {
-            // SAFETY: the header's length covers a c_int of data, which
-            // may not be aligned for a c_int.
-            let value: libc::c_int =
-                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(header).cast()) };
-            hop_limit = u8::try_from(value).ok();
-        }
-        // SAFETY: as for CMSG_FIRSTHDR.
-        header = unsafe { libc::CMSG_NXTHDR(&msg, header) };
+    if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+        return Ok(Received::Outgoing);
     }
-    Ok(Datagram {
-        len: received.min(buffer.len()),
-        source: SocketAddrV6::new(
-            Ipv6Addr::from(name.sin6_addr.s6_addr),
-            0,
-            0,
-            name.sin6_scope_id,
-        ),
-        hop_limit,
-        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
-    })
+    Ok(Received::Frame(len))
 }

@@ -326,3 +326,106 @@ proptest! {
         prop_assert_eq!(counters.received(), 1);
     }
 }
+
+mod frames {
+    use super::*;
+    use crate::ndp::frame::{self, ADVERTISEMENT_FRAME_LEN, ICMPV6_OFFSET};
+
+    const HOST_MAC: frame::Mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+    const RACK_MAC: frame::Mac = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee];
+
+    /// A solicitation frame from HOST to ff02::2 as iPXE sends it, with its
+    /// checksum computed, padded as Ethernet pads short frames.
+    fn solicitation_frame(hop_limit: u8) -> Vec<u8> {
+        let mut message = IPXE_SOLICITATION;
+        message[2..4].fill(0);
+        let sum = frame::checksum(HOST, wire::ALL_ROUTERS, &message);
+        message[2..4].copy_from_slice(&sum.to_be_bytes());
+        let mut out = vec![0x33, 0x33, 0, 0, 0, 2];
+        out.extend(HOST_MAC);
+        out.extend([
+            0x86,
+            0xdd,
+            0x60,
+            0,
+            0,
+            0,
+            0,
+            message.len() as u8,
+            58,
+            hop_limit,
+        ]);
+        out.extend(HOST.octets());
+        out.extend(wire::ALL_ROUTERS.octets());
+        out.extend(message);
+        out.extend([0u8; 4]);
+        out
+    }
+
+    #[test]
+    fn the_link_local_source_is_the_modified_eui_64_of_the_mac() {
+        assert_eq!(frame::link_local(HOST_MAC), HOST);
+    }
+
+    #[test]
+    fn a_solicitation_frame_parses_down_to_its_message() {
+        let bytes = solicitation_frame(255);
+        let inbound = frame::parse(&bytes).unwrap();
+        assert_eq!(inbound.source_mac, HOST_MAC);
+        assert_eq!(inbound.received, from(HOST));
+        assert_eq!(
+            inbound.message.len(),
+            IPXE_SOLICITATION.len(),
+            "padding cut"
+        );
+        assert!(parse_router_solicitation(inbound.message).is_ok());
+    }
+
+    #[test]
+    fn bad_checksums_short_frames_and_other_protocols_are_refused() {
+        let mut bytes = solicitation_frame(255);
+        bytes[ICMPV6_OFFSET + 9] ^= 1;
+        assert_eq!(frame::parse(&bytes), Err(DropReason::BadChecksum));
+        let bytes = solicitation_frame(255);
+        assert_eq!(frame::parse(&bytes[..40]), Err(DropReason::Truncated));
+        assert_eq!(
+            frame::parse(&bytes[..ICMPV6_OFFSET + 4]),
+            Err(DropReason::Truncated),
+            "payload length past the frame"
+        );
+        let mut udp = solicitation_frame(255);
+        udp[20] = 17;
+        assert_eq!(frame::parse(&udp), Err(DropReason::NotRouterSolicitation));
+        let mut ipv4 = solicitation_frame(255);
+        ipv4[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert_eq!(frame::parse(&ipv4), Err(DropReason::NotRouterSolicitation));
+    }
+
+    #[test]
+    fn the_advertisement_frame_is_addressed_and_checksummed() {
+        let message = RouterAdvertisement::NOTHING_TO_CONFIGURE.encode();
+        let unicast = frame::advertisement(RACK_MAC, HOST_MAC, HOST, message);
+        assert_eq!(unicast.len(), ADVERTISEMENT_FRAME_LEN);
+        assert_eq!(unicast[..6], HOST_MAC);
+        assert_eq!(unicast[6..12], RACK_MAC);
+        // Hop limit 255, from the rack's link-local address, to the host.
+        assert_eq!(unicast[21], 255);
+        assert_eq!(unicast[22..38], frame::link_local(RACK_MAC).octets());
+        assert_eq!(unicast[38..54], HOST.octets());
+        // It verifies as a receiver checks it.
+        let parsed = frame::parse(&unicast).unwrap();
+        assert_eq!(parsed.message[0], wire::ROUTER_ADVERTISEMENT);
+        assert_eq!(parsed.received.source, frame::link_local(RACK_MAC));
+
+        let multicast = frame::advertisement(RACK_MAC, HOST_MAC, wire::ALL_NODES, message);
+        assert_eq!(multicast[..6], [0x33, 0x33, 0, 0, 0, 1]);
+        assert!(frame::parse(&multicast).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn frame_parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let _ = frame::parse(&bytes);
+        }
+    }
+}

@@ -1,6 +1,5 @@
 //! The two Neighbor Discovery messages the responder handles (RFC 4861 §4.1
-//! and §4.2), as ICMPv6 message bytes: what a raw ICMPv6 socket receives and
-//! sends, without the IPv6 header.
+//! and §4.2), as ICMPv6 message bytes, without the IPv6 header.
 //!
 //! Hand-written rather than taken from `pnet_packet`: we need an 8-byte
 //! header check, an option walk and a 16-byte encoder, while `pnet_packet`
@@ -8,11 +7,9 @@
 //! well (libpnet issue #583); the RFC's validation rules are clearer written
 //! out here.
 //!
-//! The checksum field is left 0 on encode and not checked on parse: on Linux
-//! the kernel computes the ICMPv6 checksum of everything sent on a raw
-//! ICMPv6 socket and discards received messages whose checksum is wrong
-//! before the socket sees them (RFC 3542 §3.1; `rawv6_init_sk` sets the
-//! checksum offset to 2 for IPPROTO_ICMPV6 and it cannot be turned off).
+//! The checksum field is left 0 on encode and not checked on parse: the
+//! framing around these messages ([`super::frame`]) computes and verifies
+//! it, since it covers the IPv6 addresses too.
 
 use std::net::Ipv6Addr;
 
@@ -119,7 +116,7 @@ impl RouterAdvertisement {
         retrans_timer: 0,
     };
 
-    /// The ICMPv6 message, checksum 0 for the kernel to fill in. The
+    /// The ICMPv6 message, checksum 0 for [`super::frame`] to fill in. The
     /// default router preference bits stay 00, as RFC 4191 §2.2 requires
     /// when the router lifetime is 0.
     pub fn encode(&self) -> [u8; ADVERTISEMENT_LEN] {

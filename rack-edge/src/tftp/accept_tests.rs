@@ -72,6 +72,24 @@ fn netascii_is_refused_and_mode_is_case_insensitive() {
 }
 
 #[test]
+fn a_request_with_an_option_but_no_value_gets_error_8() {
+    let counters = Counters::default();
+    let Accept::Refuse { kind, packet } = accept(b"\x00\x01f\x00octet\x00blksize\x00", &counters)
+    else {
+        panic!("a malformed RRQ was not answered");
+    };
+    assert_eq!(kind, ErrorKind::BadOptions);
+    assert_eq!(error_code(&packet), ErrorCode::OptionRefused);
+    assert_eq!(counters.requests(), 1);
+    assert_eq!(counters.errors(ErrorKind::BadOptions), 1);
+    // The same fault in a packet that is not a request is still dropped.
+    assert_eq!(
+        accept(b"\x00\x06blksize\x00", &counters),
+        Accept::Drop(DropReason::BadOptions)
+    );
+}
+
+#[test]
 fn the_listening_port_drops_everything_but_requests() {
     let counters = Counters::default();
     assert_eq!(

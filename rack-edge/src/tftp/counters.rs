@@ -45,11 +45,14 @@ pub enum ErrorKind {
     UnknownTid,
     /// A file on disk shrank during its transfer.
     FileChanged,
+    /// A request whose option has a name but no value (RFC 2347: option
+    /// negotiation failed).
+    BadOptions,
 }
 
 impl ErrorKind {
     /// Every kind, for exporting zero-valued series.
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::WriteRefused,
         ErrorKind::BadMode,
         ErrorKind::BadPath,
@@ -63,6 +66,7 @@ impl ErrorKind {
         ErrorKind::Busy,
         ErrorKind::UnknownTid,
         ErrorKind::FileChanged,
+        ErrorKind::BadOptions,
     ];
 
     /// A stable snake_case label.
@@ -81,6 +85,7 @@ impl ErrorKind {
             ErrorKind::Busy => "busy",
             ErrorKind::UnknownTid => "unknown_tid",
             ErrorKind::FileChanged => "file_changed",
+            ErrorKind::BadOptions => "bad_options",
         }
     }
 }

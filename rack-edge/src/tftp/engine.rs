@@ -59,6 +59,12 @@ pub struct ReadRequest {
 pub fn accept(datagram: &[u8], counters: &Counters) -> Accept {
     let packet = match Packet::parse(datagram) {
         Ok(packet) => packet,
+        // A request is answered even when its options are malformed, as
+        // RFC 2347 asks (ERROR 8), so the client stops retrying at once.
+        Err(ParseError::OptionWithoutValue) if is_request(datagram) => {
+            counters.count_request();
+            return refuse(counters, ErrorKind::BadOptions);
+        }
         Err(error) => return dropped(counters, drop_reason(error)),
     };
     let request = match packet {
@@ -83,6 +89,11 @@ pub fn accept(datagram: &[u8], counters: &Counters) -> Accept {
         path,
         options: Requested::parse(&request.options),
     })
+}
+
+/// Whether a datagram's opcode is RRQ or WRQ, whatever follows it.
+fn is_request(datagram: &[u8]) -> bool {
+    matches!(datagram, [0, 1 | 2, ..])
 }
 
 fn dropped(counters: &Counters, reason: DropReason) -> Accept {
@@ -124,6 +135,10 @@ pub fn error_packet(counters: &Counters, kind: ErrorKind) -> Vec<u8> {
         ),
         ErrorKind::UnknownTid => (ErrorCode::UnknownTid, "unknown transfer ID"),
         ErrorKind::FileChanged => (ErrorCode::NotDefined, "file changed during the transfer"),
+        ErrorKind::BadOptions => (
+            ErrorCode::OptionRefused,
+            "malformed options: an option has no value",
+        ),
     };
     let mut out = Vec::new();
     emit_error(code, message, &mut out);

@@ -27,13 +27,29 @@ pub const INTERNAL_DOMAIN: &str = edgemetal_protocol::gateway::INTERNAL_DOMAIN;
 const DERIVED_TTL: u32 = 30;
 
 /// DNS settings from the region's configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsSettings {
     /// Upstream resolvers racks forward to, in order.
     pub forwarders: Vec<IpAddr>,
     /// Client networks allowed recursion besides the managed subnets.
+    /// Loopback (127.0.0.0/8, which also stands for ::1) is in the default,
+    /// for programs on the rack host itself; leave it out to refuse them.
     pub allowed_networks: Vec<Ipv4Cidr>,
+}
+
+/// 127.0.0.0/8: the rack host's own programs.
+pub fn loopback() -> Ipv4Cidr {
+    Ipv4Cidr::new(core::net::Ipv4Addr::new(127, 0, 0, 0), 8).expect("127.0.0.0/8 is a network")
+}
+
+impl Default for DnsSettings {
+    fn default() -> Self {
+        DnsSettings {
+            forwarders: Vec::new(),
+            allowed_networks: vec![loopback()],
+        }
+    }
 }
 
 /// A DNS label from a subnet or rack name (the racks compute the same).
@@ -318,6 +334,10 @@ mod tests {
             RecordData::Ptr("node-1.lab.example".into())
         );
         assert!(zone(INTERNAL_DOMAIN).records.is_empty(), "no rack online");
-        assert_eq!(dns.allowed_networks, ["10.20.0.0/24".parse().unwrap()]);
+        assert_eq!(
+            dns.allowed_networks,
+            ["10.20.0.0/24".parse().unwrap(), loopback()],
+            "the subnets, and loopback by default"
+        );
     }
 }

@@ -1,9 +1,11 @@
 //! The guard in front of every `/api/v1` route, in this order:
 //!
-//! 1. a source that failed to authenticate too often is refused (429) before
-//!    anything else, so that guessing costs it nothing but time;
+//! 1. a source that failed to authenticate too often with the key it presents
+//!    is refused (429) before anything else, so that guessing costs it nothing
+//!    but time (see [`super::ratelimit`]: other keys from there still work);
 //! 2. `Authorization: Bearer <key>` must name an active key (401 otherwise,
-//!    and the failure counts against the source);
+//!    and the failure counts against the source and that key; keys that name
+//!    no key share one bucket per source, checked once the lookup says so);
 //! 3. the key's role must allow the operation (403, see [`super::policy`]);
 //! 4. every mutating request that got past 1 is written to the audit log
 //!    with its outcome, whatever that was.
@@ -23,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::policy::{self, Policy};
+use super::ratelimit::presented_key_id;
 use super::AppState;
 use crate::store::{ApiKey, KeyCheck, NewAuditEntry};
 
@@ -41,14 +44,15 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         .map(|ConnectInfo(address)| address.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
 
-    if let Err(wait) = state.auth_failures().check(source, Instant::now()) {
+    let key_id = presented_key_id(bearer_token(&request)).to_string();
+    if let Err(wait) = state.auth_failures().check(source, &key_id, Instant::now()) {
         return rate_limited(wait);
     }
 
     let method = request.method().clone();
     let policy = policy::lookup(&method, request.uri().path());
     if !policy::is_mutating(&method) {
-        return authorize_and_run(&state, source, policy, request, next)
+        return authorize_and_run(&state, (source, &key_id), policy, request, next)
             .await
             .0;
     }
@@ -62,7 +66,12 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     // A task of its own: if the client hangs up, the request still runs to its
     // end and its audit entry is still written.
     let task = tokio::spawn(async move {
-        let (response, key_id) = authorize_and_run(&state, source, policy, request, next).await;
+        let (response, key_id) =
+            authorize_and_run(&state, (source, &key_id), policy, request, next).await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            // Refused by the limiter after the key lookup: not audited either.
+            return response;
+        }
         let entry = NewAuditEntry {
             key_id,
             source_ip: source.to_string(),
@@ -92,22 +101,32 @@ pub(crate) async fn audit(state: &AppState, entry: &NewAuditEntry) {
     }
 }
 
-/// Authenticates and authorises; runs the handler if both pass. Also returns
-/// the id of the key whose secret was presented, for the audit log.
-async fn authorize_and_run(
-    state: &AppState,
-    source: IpAddr,
-    policy: Policy,
-    mut request: Request,
-    next: Next,
-) -> (Response, Option<String>) {
-    let token = request
+/// The bucket of failures with no key, a malformed one or one naming no key.
+const NO_KEY: &str = "";
+
+/// The credential of `Authorization: Bearer <key>`, if the request has one.
+fn bearer_token(request: &Request) -> Option<&str> {
+    request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    let check = match token {
+        .map(str::trim)
+}
+
+/// Authenticates and authorises; runs the handler if both pass. Also returns
+/// the id of the key whose secret was presented, for the audit log.
+/// `attempt` is the source and the key id it presented, which a failure
+/// counts against.
+async fn authorize_and_run(
+    state: &AppState,
+    attempt: (IpAddr, &str),
+    policy: Policy,
+    mut request: Request,
+    next: Next,
+) -> (Response, Option<String>) {
+    let (source, presented) = attempt;
+    let check = match bearer_token(&request) {
         Some(token) => state.store.check_api_key(token).await,
         None => Ok(KeyCheck::Unknown),
     };
@@ -128,24 +147,39 @@ async fn authorize_and_run(
         Ok(KeyCheck::Expired(key)) => (
             ApiError::unauthorized_because("this API key has expired"),
             Some(key.id),
+            presented,
         ),
         Ok(KeyCheck::Revoked(key)) => (
             ApiError::unauthorized_because("this API key was revoked"),
             Some(key.id),
+            presented,
         ),
-        // A missing key counts too: it guesses nothing, but counting it keeps
-        // unauthenticated requests (and so their audit rows) bounded per source.
-        Ok(KeyCheck::Unknown) => (ApiError::unauthorized(), None),
+        // A guess at an existing key counts against that key from here.
+        Ok(KeyCheck::WrongSecret) => (ApiError::unauthorized(), None, presented),
+        // A missing, malformed or unknown key counts too, all of them in one
+        // bucket per source (ids that name no key are free to invent):
+        // counting keeps unauthenticated requests, and so their audit rows,
+        // bounded per source, and never touches a real key's bucket.
+        Ok(KeyCheck::Unknown) => {
+            if let Err(wait) = state.auth_failures().check(source, NO_KEY, Instant::now()) {
+                return (rate_limited(wait), None);
+            }
+            (ApiError::unauthorized(), None, NO_KEY)
+        }
     };
-    let blocked = state.auth_failures().record_failure(source, Instant::now());
+    let (refusal, key_id, bucket) = refusal;
+    let blocked = state
+        .auth_failures()
+        .record_failure(source, bucket, Instant::now());
     if blocked {
         tracing::warn!(
             %source,
+            key_id = bucket,
             limit = state.auth_failures().limit(),
-            "too many failed API authentications: refusing this source for a while"
+            "too many failed API authentications: refusing this key from this source for a while"
         );
     }
-    (refusal.0.into_response(), refusal.1)
+    (refusal.into_response(), key_id)
 }
 
 fn rate_limited(wait: Duration) -> Response {
@@ -154,7 +188,9 @@ fn rate_limited(wait: Duration) -> Response {
     let mut response = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
-        format!("too many failed authentications from this address; retry in {secs} s"),
+        format!(
+            "too many failed authentications with this key from this address; retry in {secs} s"
+        ),
     )
     .into_response();
     response

@@ -133,6 +133,10 @@ pub async fn rotate_rack_key(
     Ok(StatusCode::ACCEPTED)
 }
 
+/// The bucket enrolment failures are counted in, apart from API keys: a
+/// token is single-use, so guessing tokens is what the limit refuses.
+const ENROLMENT: &str = "enrolment";
+
 /// Trade a single-use enrolment token for the rack's identity. Needs no API
 /// key: the token is the credential. Failures count against the source like
 /// bad API keys do.
@@ -143,7 +147,7 @@ pub async fn enrol(
 ) -> Result<(StatusCode, Json<EnrolmentBundle>), ApiError> {
     let blocked = state
         .auth_failures()
-        .check(source.ip(), Instant::now())
+        .check(source.ip(), ENROLMENT, Instant::now())
         .is_err();
     if blocked {
         return Err(ApiError::new(
@@ -164,7 +168,7 @@ pub async fn enrol(
         Err(error) => {
             state
                 .auth_failures()
-                .record_failure(source.ip(), Instant::now());
+                .record_failure(source.ip(), ENROLMENT, Instant::now());
             tracing::warn!(%source, %error, "enrolment refused");
             Err(match error {
                 EnrolError::Unknown | EnrolError::Used | EnrolError::Expired => ApiError::new(

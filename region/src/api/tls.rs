@@ -197,7 +197,7 @@ mod tests {
             tls_cert: cert.map(PathBuf::from),
             tls_key: key.map(PathBuf::from),
             allow_plaintext,
-            tls_generated: false,
+            ..ApiConfig::default()
         }
     }
 
