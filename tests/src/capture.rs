@@ -22,7 +22,20 @@ impl Capture {
         crate::packages::ensure("/usr/bin/tcpdump", "tcpdump");
         let mut child = ns
             .command("tcpdump")
-            .args(["-i", interface, "-n", "-U", "-w"])
+            // -Z root: tcpdump otherwise drops to its own user before it
+            // opens the file, which then cannot be in a root-only directory.
+            // --immediate-mode: packets reach the file as they come, not in
+            // ring blocks that a stop would leave unread.
+            .args([
+                "-i",
+                interface,
+                "-n",
+                "-U",
+                "--immediate-mode",
+                "-Z",
+                "root",
+                "-w",
+            ])
             .arg(file)
             .arg(filter)
             .stdout(Stdio::null())

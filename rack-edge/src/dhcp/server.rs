@@ -31,6 +31,10 @@ const COMPACT_AFTER: usize = 10_000;
 /// Most datagrams handled per batch handed to the writer.
 const MAX_BATCH: usize = 256;
 
+/// Datagrams read from one socket in one go: the socket's index, then each
+/// datagram with its sender.
+type Burst = (usize, Vec<(Vec<u8>, SocketAddr)>);
+
 /// One interface the rack serves DHCP on.
 struct Served {
     address: Ipv4Addr,
@@ -152,24 +156,32 @@ pub async fn run(
     .context("cannot start the DHCP journal writer")?;
 
     // One reader task per socket; the engine itself is driven from one place.
-    let (packets_tx, mut packets) = mpsc::channel::<(usize, Vec<u8>, SocketAddr)>(1024);
+    // A reader hands over every datagram already queued on its socket at
+    // once (a burst), so under load the engine is woken once per burst, not
+    // once per datagram.
+    let (packets_tx, mut packets) = mpsc::channel::<Burst>(64);
     for (index, interface) in served.iter().enumerate() {
         let socket = interface.socket.clone();
         let tx = packets_tx.clone();
         tokio::spawn(async move {
             let mut buffer = vec![0u8; 1500];
             loop {
+                let mut burst = Vec::new();
                 match socket.recv_from(&mut buffer).await {
-                    Ok((len, from)) => {
-                        if tx
-                            .send((index, buffer[..len].to_vec(), from))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
+                    Ok((len, from)) => burst.push((buffer[..len].to_vec(), from)),
+                    Err(error) => {
+                        tracing::warn!(%error, "DHCP receive failed");
+                        continue;
                     }
-                    Err(error) => tracing::warn!(%error, "DHCP receive failed"),
+                }
+                while burst.len() < MAX_BATCH {
+                    match socket.try_recv_from(&mut buffer) {
+                        Ok((len, from)) => burst.push((buffer[..len].to_vec(), from)),
+                        Err(_) => break,
+                    }
+                }
+                if tx.send((index, burst)).await.is_err() {
+                    return;
                 }
             }
         });
@@ -183,15 +195,18 @@ pub async fn run(
         // sends its replies; meanwhile this loop handles the next datagrams.
         let mut batch = Batch::default();
         tokio::select! {
-            Some((index, bytes, from)) = packets.recv() => {
-                let mut next = Some((index, bytes, from));
+            Some(burst) = packets.recv() => {
+                let mut next = Some(burst);
                 let mut handled = 0;
-                while let Some((index, bytes, from)) = next.take() {
-                    if let SocketAddr::V4(source) = from {
-                        let meta = RecvMeta { local_addr: served[index].address, source };
-                        batch.add(index, engine.handle(now_secs(), &bytes, meta));
+                while let Some((index, datagrams)) = next.take() {
+                    let now = now_secs();
+                    for (bytes, from) in datagrams {
+                        if let SocketAddr::V4(source) = from {
+                            let meta = RecvMeta { local_addr: served[index].address, source };
+                            batch.add(index, engine.handle(now, &bytes, meta));
+                        }
+                        handled += 1;
                     }
-                    handled += 1;
                     if handled < MAX_BATCH {
                         next = packets.try_recv().ok();
                     }

@@ -367,7 +367,7 @@ fn receive_frame(socket: &Socket, buffer: &mut [u8]) -> io::Result<Received> {
     let Ok(len) = usize::try_from(received) else {
         return Err(io::Error::last_os_error());
     };
-    if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+    if from.sll_pkttype == libc::PACKET_OUTGOING {
         return Ok(Received::Outgoing);
     }
     Ok(Received::Frame(len))
