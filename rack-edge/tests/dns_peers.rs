@@ -42,6 +42,9 @@ fn big_strings() -> Vec<String> {
     (0..8).map(|n| format!("{n}{}", "x".repeat(199))).collect()
 }
 
+/// The region's default `[dns] allowed_networks`: programs on the rack host.
+const LOOPBACK_ONLY: &str = "127.0.0.0/8";
+
 fn dns_config(forwarders: Vec<std::net::IpAddr>, allowed: &str) -> DnsConfig {
     let a = |name: &str, last: u8| record(name, RecordData::A([10, 77, 0, last].into()));
     let site = Zone {
@@ -284,7 +287,8 @@ impl Site {
         self.server.abort();
         let _ = (&mut self.server).await;
         let forwarders = vec!["127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()];
-        let (sender, snapshots) = watch::channel(Some(snapshot(dns_config(forwarders, ""))));
+        let (sender, snapshots) =
+            watch::channel(Some(snapshot(dns_config(forwarders, LOOPBACK_ONLY))));
         let counters = Arc::new(Counters::default());
         let server = loop {
             let port = free_port();
@@ -514,7 +518,8 @@ async fn clients_outside_the_allowed_networks_get_zones_but_no_recursion() {
         runtime.block_on(async move {
             let state = tempfile::tempdir().unwrap();
             let forwarders = vec!["127.0.0.1".parse().unwrap()];
-            let (_keep, snapshots) = watch::channel(Some(snapshot(dns_config(forwarders, ""))));
+            let (_keep, snapshots) =
+                watch::channel(Some(snapshot(dns_config(forwarders, LOOPBACK_ONLY))));
             let addr: SocketAddr = "0.0.0.0:53".parse().unwrap();
             let server = DnsServer::bind_with(
                 addr,

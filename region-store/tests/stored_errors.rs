@@ -99,7 +99,7 @@ async fn suite(url: &str) {
     let wrong = format!("em_{}_{}", key.key.id, "0".repeat(64));
     assert!(matches!(
         store.check_api_key(&wrong).await,
-        Ok(edgemetal_region_store::KeyCheck::Unknown)
+        Ok(edgemetal_region_store::KeyCheck::WrongSecret)
     ));
 
     let rack = RackId::new("rack-1").unwrap();
