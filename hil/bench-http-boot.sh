@@ -89,16 +89,19 @@ best() { # URL -> best MB/s over $runs fetches
     done
     awk -v b="$best" 'BEGIN { printf "%.0f", b / 1e6 }'
 }
+report() { # TITLE OURS THEIRS UNIT -> the two figures and their ratio
+    echo "$1"
+    echo "  edgemetal  $2 $4"
+    echo "  nginx      $3 $4"
+    awk -v a="$2" -v b="$3" 'BEGIN { printf "  ratio      %.2f x nginx\n", a / b }'
+}
 for p in $port $((port + 1)); do
     for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$p/" && break; sleep 0.1; done
 done
 
 ours=$(best "http://127.0.0.1:$port/boot/resources/$sha")
 theirs=$(best "http://127.0.0.1:$((port + 1))/boot/resources/$sha")
-echo "HTTP ${mb} MB over loopback (curl, best of $runs):"
-echo "  edgemetal  $ours MB/s"
-echo "  nginx      $theirs MB/s"
-awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "  ratio      %.2f x nginx\n", a / b }'
+report "HTTP ${mb} MB over loopback (curl, best of $runs):" "$ours" "$theirs" MB/s
 
 small_file() { # URL -> "req/s p99"
     wrk -t 2 -c 32 -d "${wrk_secs}s" --latency "$1" >"$work/wrk.txt"
@@ -109,10 +112,9 @@ small_file() { # URL -> "req/s p99"
 }
 read -r ours_rps ours_p99 < <(small_file "http://127.0.0.1:$port/boot/resources/$small")
 read -r theirs_rps theirs_p99 < <(small_file "http://127.0.0.1:$((port + 1))/boot/resources/$small")
-echo "HTTP 1 KiB file (wrk, 32 keep-alive connections, ${wrk_secs} s):"
-echo "  edgemetal  $ours_rps req/s  p99 $ours_p99"
-echo "  nginx      $theirs_rps req/s  p99 $theirs_p99"
-awk -v a="$ours_rps" -v b="$theirs_rps" 'BEGIN { printf "  ratio      %.2f x nginx\n", a / b }'
+report "HTTP 1 KiB file (wrk, 32 keep-alive connections, ${wrk_secs} s):" \
+    "$ours_rps" "$theirs_rps" req/s
+echo "  p99        edgemetal $ours_p99, nginx $theirs_p99"
 
 boot_storm() { # URL -> aggregate MB/s of $storm concurrent fetches
     local start end bytes
@@ -125,7 +127,5 @@ boot_storm() { # URL -> aggregate MB/s of $storm concurrent fetches
 }
 ours_storm=$(boot_storm "http://127.0.0.1:$port/boot/resources/$sha")
 theirs_storm=$(boot_storm "http://127.0.0.1:$((port + 1))/boot/resources/$sha")
-echo "Boot storm: $storm clients at once, each fetching the ${mb} MB file:"
-echo "  edgemetal  $ours_storm MB/s"
-echo "  nginx      $theirs_storm MB/s"
-awk -v a="$ours_storm" -v b="$theirs_storm" 'BEGIN { printf "  ratio      %.2f x nginx\n", a / b }'
+report "Boot storm: $storm clients at once, each fetching the ${mb} MB file:" \
+    "$ours_storm" "$theirs_storm" MB/s

@@ -154,8 +154,6 @@ impl Default for ApiConfig {
             tls_key: None,
             allow_plaintext: false,
             tls_generated: false,
-            // As the limiter's own defaults (api::ratelimit); not taken
-            // from there, so that configuration does not depend on the API.
             auth_failure_limit: 10,
             auth_failure_window_secs: 60,
         }

@@ -19,11 +19,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-/// Failed authentications allowed per pair within [`DEFAULT_WINDOW`].
-pub const DEFAULT_LIMIT: usize = 10;
-/// The window failures are counted over.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
-/// How many (source, key) pairs are tracked at most.
+/// How many (source, key) pairs are tracked at most. The limit and the
+/// window come from the configuration (`[api]`, see `crate::config`).
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
 /// Counts failed authentications per source and says when to refuse one.
@@ -57,12 +54,6 @@ pub fn presented_key_id(credential: Option<&str>) -> &str {
     match id.char_indices().nth(64) {
         Some((end, _)) => &id[..end],
         None => id,
-    }
-}
-
-impl Default for AuthFailureLimiter {
-    fn default() -> Self {
-        AuthFailureLimiter::new(DEFAULT_LIMIT, DEFAULT_WINDOW, DEFAULT_CAPACITY)
     }
 }
 
