@@ -88,10 +88,10 @@ pids+=($!)
         ((n > 1)) && printf ','
         printf '{"name":"host%d.site.bench","ttl":3600,"data":{"A":"%s"}}' "$n" "$(addr "$n")"
     done
-    printf ']}],"forwarders":["127.0.0.1"],"allowed_networks":[]}'
+    printf ']}],"forwarders":["127.0.0.1:%s"],"allowed_networks":[]}' "$upstream_port"
 } >"$work/edgemetal.json"
 "$ours_bin" --config "$work/edgemetal.json" --listen "127.0.0.1:${server_port[edgemetal]}" \
-    --upstream-port "$upstream_port" --udp-workers "$threads" \
+    --udp-workers "$threads" \
     --cache-file "$work/edgemetal-cache.json" >"$work/edgemetal.log" 2>&1 &
 pids+=($!)
 

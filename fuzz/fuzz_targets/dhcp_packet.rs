@@ -37,8 +37,11 @@ fn engine() -> Engine {
             dhcp_racks: Vec::new(),
             held_elsewhere: Vec::new(),
             services: Default::default(),
+            boot: Default::default(),
+            router_advertisements: Default::default(),
         }],
         gateway: Default::default(),
+        machine_boot: Default::default(),
     };
     let rack = Ipv4Addr::new(10, 0, 0, 2);
     Engine::new(EngineConfig::from_snapshot(

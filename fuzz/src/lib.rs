@@ -161,6 +161,7 @@ pub fn snapshot(generation: u64, reservations: u32) -> ConfigSnapshot {
             held_elsewhere: Vec::new(),
             services: Default::default(),
         }],
+        machine_boot: Default::default(),
     }
 }
 
@@ -172,18 +173,19 @@ pub fn down_messages() -> Vec<(&'static str, Envelope<DownMessage>)> {
         generation: Generation(1),
         subnets: vec![],
         gateway: Default::default(),
+        machine_boot: Default::default(),
     };
     vec![
         (
             "snapshot_empty",
-            Envelope::new(id(7), 1_700_000_005_000, DownMessage::Snapshot(empty)),
+            Envelope::new(id(7), 1_700_000_005_000, DownMessage::SnapshotV5(empty)),
         ),
         (
             "snapshot_small",
             Envelope::new(
                 id(8),
                 1_700_000_006_000,
-                DownMessage::Snapshot(snapshot(2, 4)),
+                DownMessage::SnapshotV5(snapshot(2, 4)),
             ),
         ),
         (
@@ -191,7 +193,7 @@ pub fn down_messages() -> Vec<(&'static str, Envelope<DownMessage>)> {
             Envelope::new(
                 id(9),
                 1_700_000_007_000,
-                DownMessage::Snapshot(snapshot(3, 40)),
+                DownMessage::SnapshotV5(snapshot(3, 40)),
             ),
         ),
     ]

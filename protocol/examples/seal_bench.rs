@@ -77,7 +77,7 @@ fn snapshot(reservations: u32) -> Envelope<DownMessage> {
     Envelope::new(
         MessageId([0x22; 16]),
         1_700_000_000_000,
-        DownMessage::Snapshot(ConfigSnapshot {
+        DownMessage::SnapshotV5(ConfigSnapshot {
             boot_resources: Vec::new(),
             dns: Default::default(),
             generation: Generation(18),
@@ -104,8 +104,11 @@ fn snapshot(reservations: u32) -> Envelope<DownMessage> {
                 dhcp_racks: Vec::new(),
                 held_elsewhere: Vec::new(),
                 services: Default::default(),
+                boot: Default::default(),
+                router_advertisements: Default::default(),
             }],
             gateway: Default::default(),
+            machine_boot: Default::default(),
         }),
     )
 }

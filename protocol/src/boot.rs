@@ -21,6 +21,10 @@ pub enum BootResourceKind {
     Squashfs,
     /// An operating system to deploy: a root filesystem archive (protocol v3).
     Rootfs,
+    /// A file of the operator's boot-files tree, served as is over TFTP and
+    /// HTTP under [`crate::boot_settings::BOOT_FILES_PREFIX`]; its name is
+    /// its path in the tree (protocol v5).
+    File,
 }
 
 /// A boot resource racks must cache, content-addressed.

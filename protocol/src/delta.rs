@@ -17,10 +17,11 @@
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::net::{IpAddr, Ipv4Addr};
+use core::net::{Ipv4Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::boot_settings::MachineBoot;
 use crate::dns::{DnsRecord, Zone};
 use crate::gateway::GatewayConfig;
 use crate::message::{ConfigSnapshot, HeldAddress, Reservation, SubnetConfig};
@@ -75,11 +76,13 @@ pub struct ConfigDelta {
     /// Records by zone name; a record is its own key.
     pub records: Edits<(String, DnsRecord), (String, DnsRecord)>,
     /// The DNS forwarders, when they changed (their order is the failover order).
-    pub forwarders: Option<Vec<IpAddr>>,
+    pub forwarders: Option<Vec<SocketAddr>>,
     /// The networks allowed to recurse, when they changed.
     pub allowed_networks: Option<Vec<Ipv4Cidr>>,
     /// The gateway services' settings, when they changed.
     pub gateway: Option<GatewayConfig>,
+    /// Machines' boot settings by MAC (protocol v5).
+    pub machine_boot: Edits<MacAddress, MachineBoot>,
 }
 
 /// Why a delta cannot be applied to the snapshot the rack holds.
@@ -108,6 +111,7 @@ pub fn canonical(snapshot: ConfigSnapshot) -> ConfigSnapshot {
         boot_resources,
         dns,
         gateway,
+        machine_boot,
     } = snapshot;
     let subnets = by_key(subnets, |s| s.id.clone())
         .into_values()
@@ -137,6 +141,7 @@ pub fn canonical(snapshot: ConfigSnapshot) -> ConfigSnapshot {
         boot_resources,
         dns: crate::dns::DnsConfig { zones, ..dns },
         gateway,
+        machine_boot: by_key(machine_boot, |m| m.mac).into_values().collect(),
     }
 }
 
@@ -186,6 +191,11 @@ pub fn diff(old: &ConfigSnapshot, new: &ConfigSnapshot) -> ConfigDelta {
     delta.allowed_networks = (old.dns.allowed_networks != new.dns.allowed_networks)
         .then(|| new.dns.allowed_networks.clone());
     delta.gateway = (old.gateway != new.gateway).then(|| new.gateway.clone());
+    let (upsert, remove) = changed(&old.machine_boot, &new.machine_boot, |m| m.mac);
+    delta.machine_boot = Edits {
+        upsert: upsert.into_iter().cloned().collect(),
+        remove: remove.into_iter().map(|m| m.mac).collect(),
+    };
     delta
 }
 
@@ -330,6 +340,15 @@ pub fn apply(held: &ConfigSnapshot, delta: &ConfigDelta) -> Result<ConfigSnapsho
             .clone()
             .unwrap_or_else(|| held.dns.allowed_networks.clone()),
     };
+    let mut machine_boot = by_key(held.machine_boot.iter().cloned(), |m| m.mac);
+    for mac in &delta.machine_boot.remove {
+        machine_boot
+            .remove(mac)
+            .ok_or_else(|| diverged("machine boot settings", &alloc::format!("{mac}")))?;
+    }
+    for machine in &delta.machine_boot.upsert {
+        machine_boot.insert(machine.mac, machine.clone());
+    }
     Ok(ConfigSnapshot {
         generation: delta.generation,
         subnets,
@@ -342,6 +361,7 @@ pub fn apply(held: &ConfigSnapshot, delta: &ConfigDelta) -> Result<ConfigSnapsho
             .gateway
             .clone()
             .unwrap_or_else(|| held.gateway.clone()),
+        machine_boot: machine_boot.into_values().collect(),
     })
 }
 
@@ -378,6 +398,8 @@ fn subnet_header(subnet: &SubnetConfig) -> SubnetConfig {
         dhcp_racks: subnet.dhcp_racks.clone(),
         held_elsewhere: Vec::new(),
         services: subnet.services,
+        boot: subnet.boot.clone(),
+        router_advertisements: subnet.router_advertisements,
     }
 }
 

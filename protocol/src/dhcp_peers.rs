@@ -188,6 +188,8 @@ mod tests {
                 .collect(),
             held_elsewhere: vec![],
             services: Default::default(),
+            boot: Default::default(),
+            router_advertisements: Default::default(),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -14,8 +14,10 @@ use crate::types::Ipv4Cidr;
 pub struct DnsConfig {
     /// Zones the rack answers authoritatively.
     pub zones: Vec<Zone>,
-    /// Upstream resolvers for other names, tried in order (failover).
-    pub forwarders: Vec<IpAddr>,
+    /// Upstream resolvers for other names, tried in order (failover); port
+    /// 53 unless the operator named another (protocol v5; v4 carried
+    /// addresses only).
+    pub forwarders: Vec<SocketAddr>,
     /// Client networks that may use the rack for recursion (loopback always
     /// may). Others get answers from the zones only, and REFUSED otherwise.
     pub allowed_networks: Vec<Ipv4Cidr>,

@@ -17,6 +17,7 @@ extern crate alloc;
 
 pub mod architecture;
 pub mod boot;
+pub mod boot_settings;
 pub mod broker_url;
 pub mod commissioning;
 pub mod delta;
@@ -33,9 +34,14 @@ pub mod seal;
 pub mod syslog;
 pub mod topic;
 pub mod types;
+pub mod v4;
 
 pub use architecture::{Architecture, ClientArch, Firmware, UnknownArchitecture};
 pub use boot::*;
+pub use boot_settings::{
+    BootSettings, IpxeScript, Loader, LoaderSlot, MachineBoot, RouterAdvertisements,
+    BOOT_FILES_PREFIX,
+};
 pub use broker_url::{BrokerUrl, InvalidBrokerUrl};
 pub use commissioning::*;
 pub use delta::{ConfigDelta, DeltaError, Edits};
@@ -68,7 +74,13 @@ pub use types::*;
 /// - v4: commissioning with hardware tests and LLDP: [`Plan::Commission`]
 ///   ([`CommissionPlan`]). A v3 rack gets its intents without those plans
 ///   (its machines commission with the inventory only).
-pub const PROTOCOL_VERSION: u16 = 4;
+/// - v5: the operator's boot table ([`BootSettings`]: iPXE script or URL,
+///   NBP per firmware, per subnet and per machine), boot files
+///   ([`BootResourceKind::File`]), Router Advertisements per subnet, and
+///   DNS forwarders with a port, in [`DownMessage::SnapshotV5`] and
+///   [`DownMessage::ConfigDeltaV5`]. A v4 rack gets the [`v4`] layouts
+///   without them.
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The inclusive range of protocol versions this build can decode.
 pub const SUPPORTED_VERSIONS: core::ops::RangeInclusive<u16> = 1..=PROTOCOL_VERSION;

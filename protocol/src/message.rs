@@ -77,8 +77,9 @@ impl UpMessage {
 /// A message from the region to a rack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DownMessage {
-    /// The rack's full configuration; published retained.
-    Snapshot(ConfigSnapshot),
+    /// The rack's full configuration in the layout of protocol v4 and
+    /// before; published retained. v5 racks get [`DownMessage::SnapshotV5`].
+    Snapshot(crate::v4::ConfigSnapshot),
     /// A new link secret for the next key epoch (key rotation).
     Rekey(Rekey),
     /// Every queued event up to and including this id is stored; the rack may forget them.
@@ -94,14 +95,37 @@ pub enum DownMessage {
     /// What machines boot, pushed ahead of their boots (protocol v2).
     Intents(crate::boot::IntentBatch),
     /// What changed in the rack's configuration since the generation it
-    /// holds (protocol v2); not retained.
-    ConfigDelta(crate::delta::ConfigDelta),
+    /// holds (protocol v2 to v4 layout); not retained.
+    ConfigDelta(crate::v4::ConfigDelta),
     /// Boot intents with the machines' deploy or release plans (protocol v3;
     /// replaces [`DownMessage::Intents`] for v3 racks).
     IntentsV3(crate::deploy::PlannedIntents),
+    /// The rack's full configuration with the operator's boot table, RA
+    /// settings and forwarder ports (protocol v5); published retained.
+    SnapshotV5(ConfigSnapshot),
+    /// A configuration delta in the v5 layout (protocol v5).
+    ConfigDeltaV5(crate::delta::ConfigDelta),
 }
 
 impl DownMessage {
+    /// `snapshot` in the layout a rack speaking `version` decodes.
+    pub fn snapshot_for(version: u16, snapshot: &ConfigSnapshot) -> DownMessage {
+        if version >= 5 {
+            DownMessage::SnapshotV5(snapshot.clone())
+        } else {
+            DownMessage::Snapshot(snapshot.into())
+        }
+    }
+
+    /// `delta` in the layout a rack speaking `version` decodes.
+    pub fn delta_for(version: u16, delta: crate::delta::ConfigDelta) -> DownMessage {
+        if version >= 5 {
+            DownMessage::ConfigDeltaV5(delta)
+        } else {
+            DownMessage::ConfigDelta((&delta).into())
+        }
+    }
+
     /// The channel this message is published on.
     pub fn channel(&self) -> Channel {
         match self {
@@ -115,6 +139,8 @@ impl DownMessage {
             DownMessage::Intents(_) => Channel::Intents,
             DownMessage::ConfigDelta(_) => Channel::ConfigDelta,
             DownMessage::IntentsV3(_) => Channel::Intents,
+            DownMessage::SnapshotV5(_) => Channel::Snapshot,
+            DownMessage::ConfigDeltaV5(_) => Channel::ConfigDelta,
         }
     }
 }
@@ -398,6 +424,9 @@ pub struct ConfigSnapshot {
     /// The syslog relay, proxy and NTP server the rack offers machines.
     #[serde(default)]
     pub gateway: crate::gateway::GatewayConfig,
+    /// Machines whose boot settings override their subnet's, by MAC
+    /// (protocol v5).
+    pub machine_boot: Vec<crate::boot_settings::MachineBoot>,
 }
 
 /// One managed subnet.
@@ -432,6 +461,11 @@ pub struct SubnetConfig {
     /// Which gateway services (syslog, proxy, NTP) the subnet's machines get.
     #[serde(default)]
     pub services: crate::gateway::GatewayServices,
+    /// The operator's boot table for the subnet's machines (protocol v5).
+    pub boot: crate::boot_settings::BootSettings,
+    /// Whether the rack answers Router Solicitations on the subnet's link
+    /// (protocol v5).
+    pub router_advertisements: crate::boot_settings::RouterAdvertisements,
 }
 
 /// One rack serving DHCP on a subnet.

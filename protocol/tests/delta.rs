@@ -94,6 +94,8 @@ fn snapshot(shape: &Shape) -> ConfigSnapshot {
                     })
                     .collect(),
                 services: GatewayServices::default(),
+                boot: Default::default(),
+                router_advertisements: Default::default(),
             })
         })
         .collect();
@@ -135,11 +137,24 @@ fn snapshot(shape: &Shape) -> ConfigSnapshot {
             forwarders: shape
                 .forwarders
                 .iter()
-                .map(|f| Ipv4Addr::new(192, 0, 2, *f).into())
+                .map(|f| std::net::SocketAddr::from((Ipv4Addr::new(192, 0, 2, *f), 53)))
                 .collect(),
             allowed_networks: vec![],
         },
         gateway: GatewayConfig::default(),
+        // Machines' boot settings come and go with the same shape.
+        machine_boot: shape
+            .forwarders
+            .iter()
+            .map(|f| edgemetal_protocol::MachineBoot {
+                mac: MacAddress([2, 0, 0, 0, 0, *f % 4]),
+                settings: edgemetal_protocol::BootSettings {
+                    ipxe: (*f % 2 == 0)
+                        .then(|| edgemetal_protocol::IpxeScript::Url(format!("http://boot/{f}"))),
+                    loaders: vec![],
+                },
+            })
+            .collect(),
     }
 }
 

@@ -69,6 +69,8 @@ fn subnet() -> impl Strategy<Value = SubnetConfig> {
                     dhcp_racks: Vec::new(),
                     held_elsewhere: Vec::new(),
                     services: Default::default(),
+                    boot: Default::default(),
+                    router_advertisements: Default::default(),
                 }
             },
         )
@@ -145,11 +147,11 @@ proptest! {
 
     #[test]
     fn snapshots_round_trip(gen in any::<u64>(), subnets in proptest::collection::vec(subnet(), 0..4)) {
-        let envelope = Envelope::new(MessageId([7; 16]), 1, DownMessage::Snapshot(ConfigSnapshot {
+        let envelope = Envelope::new(MessageId([7; 16]), 1, DownMessage::SnapshotV5(ConfigSnapshot {
             boot_resources: Vec::new(),
             dns: Default::default(),
             generation: Generation(gen),
-            subnets, gateway: Default::default(), }));
+            subnets, gateway: Default::default(),  machine_boot: Default::default(), }));
         let bytes = envelope.encode().unwrap();
         prop_assert_eq!(Envelope::<DownMessage>::decode(&bytes).unwrap(), envelope);
     }

@@ -30,9 +30,6 @@ struct Args {
     /// Address to listen on, UDP and TCP (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:5300")]
     listen: SocketAddr,
-    /// Port of the forwarders.
-    #[arg(long, default_value_t = 53)]
-    upstream_port: u16,
     /// The cache file (default: none kept).
     #[arg(long)]
     cache_file: Option<PathBuf>,
@@ -59,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         boot_resources: Vec::new(),
         dns,
         gateway: Default::default(),
+        machine_boot: Default::default(),
     };
     let (_keep, snapshots) = tokio::sync::watch::channel(Some(snapshot));
     let (cache_file, scratch) = match args.cache_file {
@@ -68,11 +66,10 @@ async fn main() -> anyhow::Result<()> {
             (dir.join(edgemetal_rack::dns::CACHE_FILE), Some(dir))
         }
     };
-    let mut config = ServerConfig {
+    let config = ServerConfig {
         udp_workers: args.udp_workers,
         ..ServerConfig::default()
     };
-    config.tuning.upstream_port = args.upstream_port;
     let counters = Arc::new(Counters::default());
     let server = DnsServer::bind_with(
         args.listen,

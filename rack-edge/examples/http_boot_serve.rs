@@ -27,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
         decisions,
         ipxe_dir: "/usr/lib/ipxe".into(),
         progress: None,
+        table: edgemetal_rack::boot::table::BootTable::empty(),
     });
     // The rack's own listener (TCP_NODELAY on every connection), so the
     // benchmark measures what the rack serves.

@@ -30,7 +30,11 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let counters = Arc::new(Counters::default());
-    let serving = ndp::serve(args.interfaces.clone(), counters.clone());
+    let serving = ndp::serve(
+        args.interfaces.clone(),
+        counters.clone(),
+        ndp::LinkPolicy::always(),
+    );
     tokio::pin!(serving);
     let mut report = tokio::time::interval(Duration::from_secs(2));
     let mut last = None;

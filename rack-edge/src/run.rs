@@ -106,6 +106,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
     let directory = crate::dhcp::LeaseDirectory::default();
     if !config.dhcp_interfaces.is_empty() {
         let ndp_counters = hub.metrics.ndp.clone();
+        let ndp_policy = crate::ndp::LinkPolicy::following(hub.snapshots.subscribe());
         let (interfaces, port, dir, hub, events, directory) = (
             config.dhcp_interfaces.clone(),
             config.http_boot_port,
@@ -122,7 +123,7 @@ pub async fn run(config: RackConfig) -> anyhow::Result<()> {
         services.spawn(
             "IPv6 router advertisements",
             None,
-            crate::ndp::serve(config.dhcp_interfaces.clone(), ndp_counters),
+            crate::ndp::serve(config.dhcp_interfaces.clone(), ndp_counters, ndp_policy),
         );
     }
     let boot = crate::boot::serve::start(

@@ -45,7 +45,7 @@ fn big_strings() -> Vec<String> {
 /// The region's default `[dns] allowed_networks`: programs on the rack host.
 const LOOPBACK_ONLY: &str = "127.0.0.0/8";
 
-fn dns_config(forwarders: Vec<std::net::IpAddr>, allowed: &str) -> DnsConfig {
+fn dns_config(forwarders: Vec<SocketAddr>, allowed: &str) -> DnsConfig {
     let a = |name: &str, last: u8| record(name, RecordData::A([10, 77, 0, last].into()));
     let site = Zone {
         name: "site.test".into(),
@@ -87,12 +87,12 @@ fn snapshot(dns: DnsConfig) -> ConfigSnapshot {
         boot_resources: Vec::new(),
         dns,
         gateway: Default::default(),
+        machine_boot: Default::default(),
     }
 }
 
-fn server_config(upstream_port: u16) -> ServerConfig {
+fn server_config() -> ServerConfig {
     let mut config = ServerConfig::default();
-    config.tuning.upstream_port = upstream_port;
     config.tuning.upstream_timeout = UPSTREAM_TIMEOUT;
     config
 }
@@ -286,14 +286,18 @@ impl Site {
     async fn restart_server(&mut self) {
         self.server.abort();
         let _ = (&mut self.server).await;
-        let forwarders = vec!["127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+        // Forwarders on a port of their own: the port travels with each.
+        let forwarders = vec![
+            SocketAddr::from(([127, 0, 0, 2], self.upstream_port)),
+            SocketAddr::from(([127, 0, 0, 1], self.upstream_port)),
+        ];
         let (sender, snapshots) =
             watch::channel(Some(snapshot(dns_config(forwarders, LOOPBACK_ONLY))));
         let counters = Arc::new(Counters::default());
         let server = loop {
             let port = free_port();
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            let config = server_config(self.upstream_port);
+            let config = server_config();
             let bound = DnsServer::bind_with(
                 addr,
                 addr,
@@ -517,7 +521,7 @@ async fn clients_outside_the_allowed_networks_get_zones_but_no_recursion() {
             .unwrap();
         runtime.block_on(async move {
             let state = tempfile::tempdir().unwrap();
-            let forwarders = vec!["127.0.0.1".parse().unwrap()];
+            let forwarders = vec!["127.0.0.1:54".parse().unwrap()];
             let (_keep, snapshots) =
                 watch::channel(Some(snapshot(dns_config(forwarders, LOOPBACK_ONLY))));
             let addr: SocketAddr = "0.0.0.0:53".parse().unwrap();
@@ -526,7 +530,7 @@ async fn clients_outside_the_allowed_networks_get_zones_but_no_recursion() {
                 addr,
                 snapshots,
                 state.path().join("c"),
-                server_config(54),
+                server_config(),
                 Arc::default(),
             )
             .await

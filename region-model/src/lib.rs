@@ -2,6 +2,7 @@
 //! services that act on them: everything here is a pure function over plain
 //! data (no database, no sockets, no clock reads), tested without a database.
 
+pub mod boot_table;
 pub mod dns;
 pub mod ipam;
 pub mod lifecycle;

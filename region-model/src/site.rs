@@ -93,6 +93,11 @@ pub struct SiteData {
     pub dns_records: Vec<OperatorRecord>,
     /// Machines' host names by MAC (`52:54:00:…`).
     pub machine_hostnames: std::collections::HashMap<String, String>,
+    /// Machines with boot settings of their own, by MAC.
+    pub machine_boot: Vec<(
+        edgemetal_protocol::MacAddress,
+        crate::boot_table::BootSettingsSpec,
+    )>,
 }
 
 /// An operator's DNS record, parsed.

@@ -34,6 +34,7 @@ pub fn kind_name(kind: BootResourceKind) -> &'static str {
         BootResourceKind::Initrd => "initrd",
         BootResourceKind::Squashfs => "squashfs",
         BootResourceKind::Rootfs => "rootfs",
+        BootResourceKind::File => "file",
     }
 }
 
@@ -44,6 +45,7 @@ pub fn parse_kind(name: &str) -> Option<BootResourceKind> {
         "initrd" => BootResourceKind::Initrd,
         "squashfs" => BootResourceKind::Squashfs,
         "rootfs" => BootResourceKind::Rootfs,
+        "file" => BootResourceKind::File,
         _ => return None,
     })
 }

@@ -24,6 +24,7 @@ mod hardware_tests;
 mod identities;
 mod leases;
 mod lifecycle;
+mod machine_boot;
 mod machines;
 mod os_images;
 mod power;

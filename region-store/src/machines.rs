@@ -267,6 +267,10 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM machine_boot WHERE machine_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let deleted = sqlx::query("DELETE FROM machines WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)

@@ -15,6 +15,17 @@ fn services_json(spec: &SubnetSpec) -> String {
     serde_json::to_string(&spec.services).unwrap_or_else(|_| "{}".into())
 }
 
+fn boot_json(spec: &SubnetSpec) -> String {
+    serde_json::to_string(&spec.boot).unwrap_or_else(|_| "{}".into())
+}
+
+fn router_advertisements(spec: &SubnetSpec) -> String {
+    match serde_json::to_value(spec.router_advertisements) {
+        Ok(serde_json::Value::String(mode)) => mode,
+        _ => "not_a_router".into(),
+    }
+}
+
 /// A `subnets` row as stored.
 #[derive(sqlx::FromRow)]
 struct SubnetRow {
@@ -27,6 +38,8 @@ struct SubnetRow {
     lease_time_secs: i64,
     dhcp_racks_json: String,
     services_json: String,
+    boot_json: String,
+    router_advertisements: String,
     created_ms: i64,
     updated_ms: i64,
 }
@@ -50,6 +63,11 @@ impl TryFrom<SubnetRow> for SubnetRecord {
                 lease_time_secs: row.lease_time_secs as u32,
                 dhcp_racks: parse_json("dhcp racks", &row.dhcp_racks_json)?,
                 services: parse_json("services", &row.services_json)?,
+                boot: parse_json("boot settings", &row.boot_json)?,
+                router_advertisements: serde_json::from_value(serde_json::Value::String(
+                    row.router_advertisements,
+                ))
+                .map_err(|e| StoreError::Invalid(format!("stored router advertisements: {e}")))?,
             },
             ranges: Vec::new(),
             created_ms: row.created_ms,
@@ -90,7 +108,7 @@ impl TryFrom<RangeRow> for IpRangeRecord {
 
 const SUBNET_COLUMNS: &str =
     "id, name, cidr, gateway, dns_servers_json, domain, lease_time_secs, dhcp_racks_json, services_json, \
-     created_ms, updated_ms";
+     boot_json, router_advertisements, created_ms, updated_ms";
 const RANGE_COLUMNS: &str = "id, subnet_id, start_addr, end_addr, purpose, comment, created_ms";
 
 async fn load_subnets(
@@ -171,8 +189,9 @@ impl Store {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO subnets (id, name, cidr, gateway, dns_servers_json, domain, \
-             lease_time_secs, created_ms, updated_ms, dhcp_racks_json, services_json) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             lease_time_secs, created_ms, updated_ms, dhcp_racks_json, services_json, \
+             boot_json, router_advertisements) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&id)
         .bind(&spec.name)
@@ -185,6 +204,8 @@ impl Store {
         .bind(now)
         .bind(dhcp_racks_json(&spec))
         .bind(services_json(&spec))
+        .bind(boot_json(&spec))
+        .bind(router_advertisements(&spec))
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -212,7 +233,7 @@ impl Store {
         sqlx::query(
             "UPDATE subnets SET name = $1, cidr = $2, gateway = $3, dns_servers_json = $4, \
              domain = $5, lease_time_secs = $6, updated_ms = $7, dhcp_racks_json = $9, \
-             services_json = $10 WHERE id = $8",
+             services_json = $10, boot_json = $11, router_advertisements = $12 WHERE id = $8",
         )
         .bind(&spec.name)
         .bind(spec.cidr.to_string())
@@ -224,6 +245,8 @@ impl Store {
         .bind(id)
         .bind(dhcp_racks_json(&spec))
         .bind(services_json(&spec))
+        .bind(boot_json(&spec))
+        .bind(router_advertisements(&spec))
         .execute(&mut *tx)
         .await
         .map_err(|e| {

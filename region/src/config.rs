@@ -395,7 +395,7 @@ impl RegionConfig {
                 .map(|s| s.trim().parse())
                 .collect::<Result<_, _>>()
                 .with_context(|| {
-                    format!("EDGEMETAL_DNS_FORWARDERS={list:?} is not a comma-separated list of IP addresses")
+                    format!("EDGEMETAL_DNS_FORWARDERS={list:?} is not a comma-separated list of forwarders (addresses, optionally with #port)")
                 })?;
         }
         if let Some(cert) = var("EDGEMETAL_API_TLS_CERT") {

@@ -80,5 +80,6 @@ async fn read_site(store: &Store) -> Result<SiteData, StoreError> {
             .into_iter()
             .map(|m| (m.mac.to_string(), m.hostname))
             .collect(),
+        machine_boot: store.list_machine_boot().await?,
     })
 }

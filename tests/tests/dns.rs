@@ -49,7 +49,9 @@ async fn a_rack_answers_the_regions_zones_and_forwards_the_rest() {
                 "--no-daemon",
                 "--no-resolv",
                 "--no-hosts",
-                "--port=53",
+                // Not on 53: the forwarder's port travels from the
+                // region's setting to the rack.
+                "--port=5353",
                 "--listen-address=10.99.0.2",
                 "--bind-interfaces",
                 "--host-record=upstream.test,203.0.113.7",
@@ -64,7 +66,7 @@ async fn a_rack_answers_the_regions_zones_and_forwards_the_rest() {
     let mut options = RegionOptions::embedded(&data.path().join("region"), &logs);
     options
         .env
-        .push(("EDGEMETAL_DNS_FORWARDERS".into(), "10.99.0.2".into()));
+        .push(("EDGEMETAL_DNS_FORWARDERS".into(), "10.99.0.2#5353".into()));
     let region = RegionProcess::start(&options).await;
     let api = region.client();
     let subnet = api

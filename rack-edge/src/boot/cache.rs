@@ -352,6 +352,7 @@ impl BootCache {
                             edgemetal_protocol::BootResourceKind::Initrd => "initrd",
                             edgemetal_protocol::BootResourceKind::Squashfs => "squashfs",
                             edgemetal_protocol::BootResourceKind::Rootfs => "rootfs",
+                            edgemetal_protocol::BootResourceKind::File => "file",
                         }
                     ),
                     architecture: resource.architecture.clone(),

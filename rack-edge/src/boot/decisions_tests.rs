@@ -54,6 +54,7 @@ fn snapshot_with_arm64_ephemeral() -> ConfigSnapshot {
         ],
         dns: DnsConfig::default(),
         gateway: Default::default(),
+        machine_boot: Default::default(),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The rack's HTTP boot server: iPXE binaries (UEFI HTTP boot loads them
 //! directly), each machine's iPXE script at the stable URL the DHCP answer
-//! points to, and the cached boot resources, with Range requests and
-//! streaming from disk (tower-http's `ServeFile`).
+//! points to (the operator's, when one is set), the cached boot resources
+//! and the operator's boot files, with Range requests and streaming from
+//! disk (tower-http's `ServeFile`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tower_http::services::ServeFile;
 
 use super::cache::BootCache;
 use super::decisions::Decisions;
+use super::table::BootTable;
 use super::{progress, render};
 use crate::dhcp::LeaseDirectory;
 use crate::state::SharedQueue;
@@ -36,6 +38,8 @@ pub struct BootHttp {
     /// Where machines' boot steps are reported, with who holds which
     /// address (to tell whose kernel is being fetched); none in benches.
     pub progress: Option<(Arc<SharedQueue>, LeaseDirectory)>,
+    /// The operator's scripts and boot files.
+    pub table: BootTable,
 }
 
 /// The routes under `/boot/`.
@@ -44,6 +48,7 @@ pub fn router(state: BootHttp) -> Router {
         .route("/boot/ipxe/{file}", get(ipxe_script))
         .route("/boot/resources/{sha256}", get(resource))
         .route("/boot/{file}", get(binary))
+        .route("/files/{*path}", get(boot_file))
         .with_state(state)
 }
 
@@ -65,15 +70,29 @@ pub(crate) fn rack_url(headers: &HeaderMap) -> Option<String> {
 async fn ipxe_script(
     State(state): State<BootHttp>,
     Path(file): Path<String>,
-    headers: HeaderMap,
+    request: Request<Body>,
 ) -> Response {
+    let headers = request.headers();
     let Some(mac) = file
         .strip_suffix(".ipxe")
         .and_then(|mac| mac.parse::<MacAddress>().ok())
     else {
         return not_found("script");
     };
-    let Some(url) = rack_url(&headers) else {
+    let text = |script: String| ([(header::CONTENT_TYPE, "text/plain")], script).into_response();
+    // Present when served with connect info (the rack's server, not benches).
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    if let Some(script) = state.table.script_for(mac, peer) {
+        tracing::info!(%mac, "operator's iPXE script served");
+        if let Some((events, _)) = &state.progress {
+            progress::report(events, mac, BootStage::ConfigServed);
+        }
+        return text(script);
+    }
+    let Some(url) = rack_url(headers) else {
         return (StatusCode::BAD_REQUEST, "missing or odd Host header\n").into_response();
     };
     let arch = state
@@ -85,11 +104,24 @@ async fn ipxe_script(
     if let Some((events, _)) = &state.progress {
         progress::report(events, mac, BootStage::ConfigServed);
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain")],
-        render::ipxe_script(&decision, &url, mac),
-    )
-        .into_response()
+    text(render::ipxe_script(&decision, &url, mac))
+}
+
+/// A file of the operator's boot-files tree, once the rack holds it whole.
+async fn boot_file(
+    State(state): State<BootHttp>,
+    Path(path): Path<String>,
+    request: Request<Body>,
+) -> Response {
+    // Names are looked up, never joined to a directory: nothing escapes.
+    match state
+        .table
+        .file(&path)
+        .and_then(|sha| state.cache.ready_path(&sha))
+    {
+        Some(file) => serve(file, request).await,
+        None => not_found("file"),
+    }
 }
 
 async fn serve(path: PathBuf, request: Request<Body>) -> Response {

@@ -2,8 +2,8 @@
 //! region over the link ([`cache`], with the requests in flight kept by
 //! [`window`]), what each machine boots ([`decisions`],
 //! pushed ahead by the region and held on disk), the configurations rendered from it
-//! ([`render`]), and the HTTP ([`http`]) and TFTP ([`tftp_files`]) faces
-//! machines load them through.
+//! ([`render`]), the operator's scripts and boot files ([`table`]), and the
+//! HTTP ([`http`]) and TFTP ([`tftp_files`]) faces machines load them through.
 
 pub mod cache;
 pub mod decisions;
@@ -12,6 +12,7 @@ pub mod plans;
 pub mod progress;
 pub mod render;
 pub mod serve;
+pub mod table;
 pub mod tftp_files;
 pub mod window;
 

@@ -60,6 +60,7 @@ pub async fn start(
             decisions: decisions.clone(),
             ipxe_dir: config.ipxe_dir.clone(),
             progress: Some((events.clone(), directory.clone())),
+            table: super::table::BootTable::new(hub.snapshots.subscribe()),
         })
         .merge(crate::metadata::router(crate::metadata::MetadataService {
             decisions: decisions.clone(),
@@ -92,6 +93,7 @@ pub async fn start(
             cache: cache.clone(),
             decisions: decisions.clone(),
             binaries,
+            table: super::table::BootTable::new(hub.snapshots.subscribe()),
             addresses: ipv4_networks(),
             http_port: config
                 .http_boot_address()

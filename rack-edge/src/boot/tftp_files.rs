@@ -25,6 +25,8 @@ pub struct TftpFiles {
     pub decisions: Arc<Decisions>,
     /// The iPXE binaries.
     pub binaries: DirSource,
+    /// The operator's boot files (`files/<path>`).
+    pub table: super::table::BootTable,
     /// The rack's addresses with their networks, to tell a machine which
     /// rack address to reach (the one on its own network).
     pub addresses: Vec<(Ipv4Cidr, std::net::Ipv4Addr)>,
@@ -77,9 +79,20 @@ impl FileSource for TftpFiles {
             return Ok(TftpFile::from_bytes(text.into_bytes()));
         }
         let parts: Vec<&str> = path.components().collect();
-        if let ["boot", "resources", sha256] = parts.as_slice() {
-            let mut sha = [0u8; 32];
-            hex::decode_to_slice(sha256, &mut sha).map_err(|_| OpenError::NotFound)?;
+        let held = match parts.as_slice() {
+            ["boot", "resources", sha256] => {
+                let mut sha = [0u8; 32];
+                hex::decode_to_slice(sha256, &mut sha).map_err(|_| OpenError::NotFound)?;
+                Some(sha)
+            }
+            ["files", tree @ ..] if !tree.is_empty() => Some(
+                self.table
+                    .file(&tree.join("/"))
+                    .ok_or(OpenError::NotFound)?,
+            ),
+            _ => None,
+        };
+        if let Some(sha) = held {
             let ready = self.cache.ready_path(&sha).ok_or(OpenError::NotFound)?;
             let file = std::fs::File::open(ready)?;
             let len = file.metadata()?.len();

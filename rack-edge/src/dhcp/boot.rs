@@ -4,10 +4,17 @@
 //! loads iPXE, and iPXE, which announces itself, loads its per-machine script
 //! over HTTP. Each row of [`TABLE`] maps (stage, client architecture) to an
 //! answer; supporting a new platform is a new row, not a new branch.
+//!
+//! The operator's [`BootSettings`] (the subnet's, with the machine's over
+//! them) replace a row's file with their loader for its firmware slot, and
+//! iPXE's script with their URL (a script's contents are served at the
+//! usual script URL instead; see `boot::http`).
 
 use std::net::Ipv4Addr;
 
-use edgemetal_protocol::{ClientArch, MacAddress};
+use edgemetal_protocol::{
+    BootSettings, ClientArch, IpxeScript, LoaderSlot, MacAddress, BOOT_FILES_PREFIX,
+};
 
 /// The boot stage a client is in, from its vendor and user classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +92,8 @@ pub const TABLE: &[Row] = &[
 
 /// Where the rack serves EFI binaries over HTTP.
 pub const HTTP_BINARY_PATH: &str = "/boot/";
+/// Where the rack serves the operator's boot files over HTTP.
+pub const HTTP_FILES_PATH: &str = "/files/";
 /// Where the rack serves per-machine iPXE scripts over HTTP.
 pub const IPXE_SCRIPT_PATH: &str = "/boot/ipxe/";
 
@@ -124,7 +133,8 @@ impl BootRequest<'_> {
 /// The boot fields of a reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootAnswer {
-    /// `siaddr` and option 66 (TFTP only).
+    /// `siaddr` and option 66: the TFTP server, and iPXE's `${next-server}`
+    /// (which operators' scripts use to reach the rack).
     pub next_server: Option<Ipv4Addr>,
     /// Option 67 and the `file` header field: a TFTP path or an HTTP URL.
     pub filename: String,
@@ -132,14 +142,25 @@ pub struct BootAnswer {
     pub vendor_class: Option<&'static str>,
 }
 
+/// The HTTP path of a loader: a shipped binary under [`HTTP_BINARY_PATH`],
+/// a boot file (`files/…`) under [`HTTP_FILES_PATH`].
+fn http_path(file: &str) -> String {
+    match file.strip_prefix(BOOT_FILES_PREFIX) {
+        Some(path) => format!("{HTTP_FILES_PATH}{path}"),
+        None => format!("{HTTP_BINARY_PATH}{file}"),
+    }
+}
+
 /// The answer for `request` from client `mac`, served by the rack at
-/// `rack_ip` (its address on the client's subnet) with HTTP on `http_port`.
-/// `None` when the client is not network booting or no row fits it.
+/// `rack_ip` (its address on the client's subnet) with HTTP on `http_port`,
+/// under the operator's `settings` for the machine. `None` when the client
+/// is not network booting or no row fits it.
 pub fn decide(
     request: &BootRequest<'_>,
     mac: MacAddress,
     rack_ip: Ipv4Addr,
     http_port: u16,
+    settings: &BootSettings,
 ) -> Option<BootAnswer> {
     let stage = request.stage()?;
     let row = TABLE.iter().find(|row| {
@@ -153,20 +174,32 @@ pub fn decide(
             }
     })?;
     let http = |path: String| format!("http://{rack_ip}:{http_port}{path}");
+    // Rows with architectures are firmware rows: the operator may name
+    // another loader for the slot.
+    let loader = |file: &'static str| {
+        request
+            .arch
+            .and_then(ClientArch::from_code)
+            .and_then(|arch| settings.loader(LoaderSlot::of(arch)))
+            .unwrap_or(file)
+    };
     Some(match row.load {
         Load::Tftp(file) => BootAnswer {
             next_server: Some(rack_ip),
-            filename: file.to_string(),
+            filename: loader(file).to_string(),
             vendor_class: None,
         },
         Load::HttpBinary(file) => BootAnswer {
             next_server: None,
-            filename: http(format!("{HTTP_BINARY_PATH}{file}")),
+            filename: http(http_path(loader(file))),
             vendor_class: Some("HTTPClient"),
         },
         Load::IpxeScript => BootAnswer {
-            next_server: None,
-            filename: http(format!("{IPXE_SCRIPT_PATH}{mac}.ipxe")),
+            next_server: Some(rack_ip),
+            filename: match &settings.ipxe {
+                Some(IpxeScript::Url(url)) => url.clone(),
+                _ => http(format!("{IPXE_SCRIPT_PATH}{mac}.ipxe")),
+            },
             vendor_class: None,
         },
     })
@@ -185,7 +218,7 @@ mod tests {
             vendor_class: class.map(str::as_bytes),
             ipxe,
         };
-        decide(&request, MAC, RACK, 8080)
+        decide(&request, MAC, RACK, 8080, &BootSettings::default())
     }
 
     fn tftp(file: &str) -> Option<BootAnswer> {
@@ -251,7 +284,7 @@ mod tests {
         for arch in [None, Some(0), Some(7), Some(11), Some(16)] {
             let got = answer(arch, PXE, true).unwrap();
             assert_eq!(got.filename, script);
-            assert_eq!(got.next_server, None);
+            assert_eq!(got.next_server, Some(RACK), "the script's ${{next-server}}");
         }
     }
 
@@ -285,7 +318,7 @@ mod tests {
                         }))
             });
             assert_eq!(first, Some(index), "row {index} is shadowed");
-            assert!(decide(&request, MAC, RACK, 80).is_some());
+            assert!(decide(&request, MAC, RACK, 80, &BootSettings::default()).is_some());
         }
     }
 
@@ -300,5 +333,68 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn with(settings: &BootSettings, arch: u16, class: &str, ipxe: bool) -> BootAnswer {
+        let request = BootRequest {
+            arch: Some(arch),
+            vendor_class: Some(class.as_bytes()),
+            ipxe,
+        };
+        decide(&request, MAC, RACK, 8080, settings).unwrap()
+    }
+
+    #[test]
+    fn the_operators_loaders_replace_the_built_in_ones_slot_by_slot() {
+        let settings = BootSettings {
+            ipxe: None,
+            loaders: vec![
+                edgemetal_protocol::Loader {
+                    slot: LoaderSlot::UefiX64,
+                    file: "ipxe.efi".into(),
+                },
+                edgemetal_protocol::Loader {
+                    slot: LoaderSlot::UefiX64Http,
+                    file: "files/site/shim.efi".into(),
+                },
+            ],
+        };
+        assert_eq!(with(&settings, 7, "PXEClient", false).filename, "ipxe.efi");
+        assert_eq!(with(&settings, 9, "PXEClient", false).filename, "ipxe.efi");
+        assert_eq!(
+            with(&settings, 16, "HTTPClient", false).filename,
+            "http://10.0.0.2:8080/files/site/shim.efi"
+        );
+        // Slots the operator left alone keep the table's answer.
+        assert_eq!(
+            with(&settings, 0, "PXEClient", false).filename,
+            "undionly.kpxe"
+        );
+        // iPXE itself is never sent a loader again.
+        assert!(with(&settings, 7, "PXEClient", true)
+            .filename
+            .ends_with(".ipxe"));
+    }
+
+    #[test]
+    fn an_operators_script_url_is_where_ipxe_goes_and_contents_keep_the_rack_url() {
+        let url = BootSettings {
+            ipxe: Some(IpxeScript::Url("https://boot.example/site.ipxe".into())),
+            loaders: vec![],
+        };
+        assert_eq!(
+            with(&url, 0, "PXEClient", true).filename,
+            "https://boot.example/site.ipxe"
+        );
+        // Firmware still loads iPXE first.
+        assert_eq!(with(&url, 0, "PXEClient", false).filename, "undionly.kpxe");
+        let contents = BootSettings {
+            ipxe: Some(IpxeScript::Contents("#!ipxe\nshell\n".into())),
+            loaders: vec![],
+        };
+        assert_eq!(
+            with(&contents, 0, "PXEClient", true).filename,
+            "http://10.0.0.2:8080/boot/ipxe/52:54:00:12:34:56.ipxe"
+        );
     }
 }

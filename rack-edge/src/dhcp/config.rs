@@ -1,8 +1,9 @@
 //! What the engine serves: subnets from the snapshot and the rack's side of them.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use edgemetal_protocol::{ConfigSnapshot, RackId, SubnetConfig};
+use edgemetal_protocol::{BootSettings, ConfigSnapshot, MacAddress, RackId, SubnetConfig};
 
 /// How long an offered address is held for the client's REQUEST.
 pub const DEFAULT_OFFER_SECS: u64 = 60;
@@ -35,6 +36,8 @@ pub struct EngineConfig {
     pub offer_secs: u64,
     /// How long a declined address is quarantined.
     pub quarantine_secs: u64,
+    /// Machines' own boot settings, over their subnet's.
+    pub machine_boot: HashMap<MacAddress, BootSettings>,
 }
 
 impl EngineConfig {
@@ -74,6 +77,11 @@ impl EngineConfig {
             http_port,
             offer_secs: DEFAULT_OFFER_SECS,
             quarantine_secs: DEFAULT_QUARANTINE_SECS,
+            machine_boot: snapshot
+                .machine_boot
+                .iter()
+                .map(|machine| (machine.mac, machine.settings.clone()))
+                .collect(),
         }
     }
 }

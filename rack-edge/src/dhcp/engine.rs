@@ -477,11 +477,17 @@ impl Engine {
             .find(|r| r.mac == request.mac && r.address == address)
             .and_then(|r| r.hostname.clone());
         reply.options.extend(hostname.map(DhcpOption::Hostname));
+        let own = self.config.machine_boot.get(&request.mac);
+        let settings = match own {
+            Some(own) => std::borrow::Cow::Owned(own.over(&subnet.config.boot)),
+            None => std::borrow::Cow::Borrowed(&subnet.config.boot),
+        };
         let boot = boot::decide(
             &request.boot(),
             request.mac,
             subnet.local_addr,
             self.config.http_port,
+            &settings,
         );
         if let Some(answer) = boot {
             if let Some(next_server) = answer.next_server {

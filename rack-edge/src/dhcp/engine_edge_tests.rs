@@ -131,7 +131,8 @@ fn ipxe_gets_its_script_and_uefi_http_the_binary_url() {
         bootfile(&offer),
         "http://10.0.0.2:8080/boot/ipxe/52:54:00:00:00:01.ipxe"
     );
-    assert_eq!(offer.siaddr(), Ipv4Addr::UNSPECIFIED);
+    // The rack, for the `${next-server}` of an operator's script.
+    assert_eq!(offer.siaddr(), Ipv4Addr::new(10, 0, 0, 2));
 
     let (offer, _) = reply(&handle(
         &mut engine,

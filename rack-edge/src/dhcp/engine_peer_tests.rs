@@ -30,6 +30,7 @@ fn shared(me: &str, b_online: bool, held: Vec<HeldAddress>) -> Engine {
         generation: edgemetal_protocol::Generation(1),
         subnets: vec![config],
         gateway: Default::default(),
+        machine_boot: Default::default(),
     };
     Engine::new(EngineConfig::from_snapshot(
         &snapshot,

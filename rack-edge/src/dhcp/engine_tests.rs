@@ -44,6 +44,8 @@ pub(super) fn subnet(
         dhcp_racks: vec![],
         held_elsewhere: vec![],
         services: Default::default(),
+        boot: Default::default(),
+        router_advertisements: Default::default(),
     }
 }
 
@@ -68,6 +70,7 @@ pub(super) fn engine() -> Engine {
         generation: Generation(1),
         subnets: vec![direct, relayed],
         gateway: Default::default(),
+        machine_boot: Default::default(),
     };
     Engine::new(EngineConfig::from_snapshot(
         &snapshot,

@@ -260,6 +260,8 @@ mod tests {
             dhcp_racks: vec![],
             held_elsewhere: vec![],
             services: Default::default(),
+            boot: Default::default(),
+            router_advertisements: Default::default(),
         }
     }
 
@@ -406,6 +408,8 @@ mod shared_tests {
                 .collect(),
             held_elsewhere,
             services: Default::default(),
+            boot: Default::default(),
+            router_advertisements: Default::default(),
         }
     }
 

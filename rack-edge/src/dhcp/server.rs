@@ -133,6 +133,7 @@ pub async fn run(
             generation: Default::default(),
             subnets: Vec::new(),
             gateway: Default::default(),
+            machine_boot: Default::default(),
         };
         EngineConfig::from_snapshot(
             snapshot.as_ref().unwrap_or(&empty),

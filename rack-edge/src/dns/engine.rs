@@ -38,8 +38,6 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// The engine's knobs; the defaults suit a rack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
-    /// The port of every upstream (the snapshot lists addresses only).
-    pub upstream_port: u16,
     /// How long one upstream has to answer before the next is tried.
     pub upstream_timeout: Duration,
     /// How long a failover sticks before the first upstream is tried again.
@@ -59,7 +57,6 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            upstream_port: 53,
             upstream_timeout: Duration::from_millis(1500),
             primary_retry: Duration::from_secs(60),
             max_udp_payload: 1232,
@@ -133,14 +130,7 @@ impl Resolver {
         let (authority, problems) = Authority::from_zones(&config.zones);
         self.authority = authority;
         self.allowed = config.allowed_networks.clone();
-        let port = self.tuning.upstream_port;
-        self.forwarder.set_servers(
-            config
-                .forwarders
-                .iter()
-                .map(|ip| SocketAddr::new(*ip, port))
-                .collect(),
-        );
+        self.forwarder.set_servers(config.forwarders.clone());
         problems
     }
 

@@ -1,6 +1,7 @@
 //! The engine's policy, with a fake clock and no sockets: zone answers,
 //! the ACL, the cache, EDNS and truncation, malformed input.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use hickory_proto::op::{Message, ResponseCode};
@@ -426,7 +427,7 @@ fn a_new_snapshot_replaces_zones_upstreams_and_networks() {
     let now = Instant::now();
     let mut config = config();
     config.zones.remove(0);
-    config.forwarders = vec![ip("192.0.2.9")];
+    config.forwarders = vec![SocketAddr::new(ip("192.0.2.9"), 53)];
     config.allowed_networks = vec!["203.0.113.0/24".parse().unwrap()];
     assert!(resolver.reconfigure(&config).is_empty());
     // The zone is gone: its names are forwarded now, to the new upstream,

@@ -68,7 +68,7 @@ pub fn config() -> DnsConfig {
     };
     DnsConfig {
         zones: vec![site, reverse],
-        forwarders: vec![addr(UPSTREAM_1).ip(), addr(UPSTREAM_2).ip()],
+        forwarders: vec![addr(UPSTREAM_1), addr(UPSTREAM_2)],
         allowed_networks: vec![
             "10.20.0.0/16".parse().unwrap(),
             "127.0.0.0/8".parse().unwrap(),

@@ -365,7 +365,12 @@ impl Session {
         let sequence = opened.header.sequence;
         let replayed = self.down_window.seen(sequence);
         let body = opened.envelope.body;
-        if let DownMessage::Snapshot(snapshot) = body {
+        let body = match body {
+            DownMessage::Snapshot(snapshot) => DownMessage::SnapshotV5(snapshot.into()),
+            DownMessage::ConfigDelta(delta) => DownMessage::ConfigDeltaV5(delta.into()),
+            body => body,
+        };
+        if let DownMessage::SnapshotV5(snapshot) = body {
             return self.on_snapshot(now_ms, snapshot, sequence, replayed, retained);
         }
         if replayed {
@@ -373,7 +378,9 @@ impl Session {
         }
         self.mark_down(sequence, !matches!(body, DownMessage::BlobChunk(_)));
         match body {
-            DownMessage::Snapshot(_) => unreachable!("handled above"),
+            DownMessage::Snapshot(_) | DownMessage::SnapshotV5(_) | DownMessage::ConfigDelta(_) => {
+                unreachable!("handled above")
+            }
             DownMessage::EventsAck(up_to) => Inbound::EventsAcked(up_to),
             DownMessage::LogsAck(up_to) => Inbound::LogsAcked(up_to),
             DownMessage::BlobChunk(chunk) => Inbound::BlobChunk(chunk),
@@ -383,7 +390,7 @@ impl Session {
                 plans: Vec::new(),
             }),
             DownMessage::IntentsV3(planned) => Inbound::Intents(planned),
-            DownMessage::ConfigDelta(delta) => self.on_delta(now_ms, delta),
+            DownMessage::ConfigDeltaV5(delta) => self.on_delta(now_ms, delta),
             DownMessage::Rekey(rekey) => self.on_rekey(now_ms, rekey),
             DownMessage::Power(command) if now_ms > command.deadline_ms => {
                 // The region stopped waiting: acting now would surprise

@@ -23,6 +23,7 @@ fn session(applied: Option<u64>) -> Session {
             generation: Generation(g),
             subnets: vec![],
             gateway: Default::default(),
+            machine_boot: Default::default(),
         }),
         keys(),
         LinkCounters::default(),
@@ -41,12 +42,13 @@ fn sealed(
     let plain = Envelope::new(
         MessageId([1; 16]),
         0,
-        DownMessage::Snapshot(ConfigSnapshot {
+        DownMessage::SnapshotV5(ConfigSnapshot {
             boot_resources: Vec::new(),
             dns: Default::default(),
             generation: Generation(generation),
             subnets,
             gateway: Default::default(),
+            machine_boot: Default::default(),
         }),
     )
     .encode()
@@ -219,6 +221,8 @@ fn invalid_snapshot_is_refused_with_a_reason() {
         dhcp_racks: vec![],
         held_elsewhere: vec![],
         services: Default::default(),
+        boot: Default::default(),
+        router_advertisements: Default::default(),
     };
     let payload = sealed("r1", &SECRET, 1, 3, vec![bad]);
     let Inbound::Answer(answer) = s.on_publish(0, TOPIC, &payload, false) else {
@@ -304,9 +308,9 @@ fn a_delta_on_the_held_generation_becomes_the_new_snapshot() {
     let held = s.applied_snapshot().unwrap().clone();
     let mut next = held.clone();
     next.generation = Generation(5);
-    next.dns.forwarders = vec!["192.0.2.1".parse().unwrap()];
+    next.dns.forwarders = vec!["192.0.2.1:53".parse().unwrap()];
     let delta = edgemetal_protocol::delta::diff(&held, &next);
-    let (delta_topic, payload) = sealed_message(1, DownMessage::ConfigDelta(delta.clone()));
+    let (delta_topic, payload) = sealed_message(1, DownMessage::ConfigDeltaV5(delta.clone()));
     let Inbound::Apply(snapshot) = s.on_publish(0, &delta_topic, &payload, false) else {
         panic!("expected apply");
     };
@@ -317,7 +321,7 @@ fn a_delta_on_the_held_generation_becomes_the_new_snapshot() {
         (Generation(5), ApplyOutcome::Applied)
     );
     // Delivered again: confirmed, not applied twice; a replay of the frame is dropped.
-    let (_, again) = sealed_message(2, DownMessage::ConfigDelta(delta));
+    let (_, again) = sealed_message(2, DownMessage::ConfigDeltaV5(delta));
     let Inbound::Answer(reack) = s.on_publish(0, &delta_topic, &again, false) else {
         panic!("expected a re-ack");
     };
@@ -337,7 +341,7 @@ fn a_delta_on_another_generation_asks_for_the_snapshot() {
             generation: Generation(5),
             ..Default::default()
         };
-        let (delta_topic, payload) = sealed_message(1, DownMessage::ConfigDelta(delta));
+        let (delta_topic, payload) = sealed_message(1, DownMessage::ConfigDeltaV5(delta));
         let Inbound::Answer(answer) = s.on_publish(0, &delta_topic, &payload, false) else {
             panic!("expected an answer");
         };
@@ -359,7 +363,7 @@ fn a_delta_on_the_snapshot_topic_is_refused() {
         generation: Generation(5),
         ..Default::default()
     };
-    let (_, payload) = sealed_message(1, DownMessage::ConfigDelta(delta));
+    let (_, payload) = sealed_message(1, DownMessage::ConfigDeltaV5(delta));
     assert!(matches!(
         s.on_publish(0, TOPIC, &payload, false),
         Inbound::Dropped(..)
@@ -412,4 +416,37 @@ fn blob_chunks_skip_persisting_their_mark_but_the_next_frame_covers_them() {
         s.on_publish(0, &topic, &payload, false),
         Inbound::Dropped("replay", _)
     ));
+}
+
+#[test]
+fn a_v4_regions_snapshot_and_delta_are_read_in_their_layout() {
+    let mut s = session(Some(1));
+    let v5 = ConfigSnapshot {
+        boot_resources: Vec::new(),
+        dns: edgemetal_protocol::DnsConfig {
+            forwarders: vec!["192.0.2.1:53".parse().unwrap()],
+            ..Default::default()
+        },
+        generation: Generation(2),
+        subnets: Vec::new(),
+        gateway: Default::default(),
+        machine_boot: Default::default(),
+    };
+    let old = DownMessage::Snapshot(edgemetal_protocol::v4::ConfigSnapshot::from(&v5));
+    let (topic, payload) = sealed_message(1, old);
+    let Inbound::Apply(applied) = s.on_publish(0, &topic, &payload, false) else {
+        panic!("expected apply");
+    };
+    assert_eq!(applied, v5);
+    s.applied(0, applied.clone(), Ok(()));
+    let mut next = applied.clone();
+    next.generation = Generation(3);
+    next.dns.forwarders.push("192.0.2.2:53".parse().unwrap());
+    let delta = edgemetal_protocol::delta::diff(&applied, &next);
+    let old = DownMessage::ConfigDelta((&delta).into());
+    let (topic, payload) = sealed_message(2, old);
+    let Inbound::Apply(applied) = s.on_publish(0, &topic, &payload, false) else {
+        panic!("expected apply");
+    };
+    assert_eq!(applied, next);
 }

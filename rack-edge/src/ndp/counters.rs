@@ -37,11 +37,13 @@ pub enum DropReason {
     /// The ICMPv6 checksum is wrong (checked here: a packet socket gets the
     /// frame as it came off the wire).
     BadChecksum,
+    /// The link's subnet has Router Advertisements turned off.
+    TurnedOff,
 }
 
 impl DropReason {
     /// Every reason, for exporting zero-valued series.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Truncated,
         DropReason::Oversized,
         DropReason::NotRouterSolicitation,
@@ -53,6 +55,7 @@ impl DropReason {
         DropReason::MulticastSource,
         DropReason::RateLimited,
         DropReason::BadChecksum,
+        DropReason::TurnedOff,
     ];
 
     /// A stable snake_case label.
@@ -69,6 +72,7 @@ impl DropReason {
             DropReason::MulticastSource => "multicast_source",
             DropReason::RateLimited => "rate_limited",
             DropReason::BadChecksum => "bad_checksum",
+            DropReason::TurnedOff => "turned_off",
         }
     }
 

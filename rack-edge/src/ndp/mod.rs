@@ -12,7 +12,8 @@
 //! from the unspecified address, with hop limit 255.
 //!
 //! A link that has a real IPv6 router does not need this: that router
-//! answers, and its M/O flags are what hosts should follow.
+//! answers, and its M/O flags are what hosts should follow. The operator
+//! turns it off per subnet ([`policy`]).
 //!
 //! It works at layer 2 (a packet socket, whole Ethernet frames), so it
 //! answers whether the kernel's IPv6 is on or off on the interface: site
@@ -26,13 +27,15 @@
 //! - [`responder`]: the per-interface decision (validation, destination,
 //!   rate limit), driven with an explicit clock.
 //! - [`counters`]: what happened, for metrics.
+//! - [`policy`]: the links the operator turned it off on.
 //! - [`server`]: the tokio adapter, one packet socket per interface.
 //!
 //! Wiring: spawn [`run`] with the DHCP interface names (or [`serve`] with an
-//! `Arc<Counters>` kept for metrics).
+//! `Arc<Counters>` kept for metrics and the snapshot's [`LinkPolicy`]).
 
 pub mod counters;
 pub mod frame;
+pub mod policy;
 pub mod responder;
 pub mod server;
 pub mod wire;
@@ -41,6 +44,7 @@ pub mod wire;
 mod tests;
 
 pub use counters::{Counters, DropReason};
+pub use policy::LinkPolicy;
 pub use responder::{Received, Reply, Responder};
 pub use server::{run, serve};
 pub use wire::{parse_router_solicitation, RouterAdvertisement, RouterSolicitation};

@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 
 use super::counters::{Counters, DropReason};
 use super::frame::{self, Mac, ETHERTYPE_IPV6};
+use super::policy::LinkPolicy;
 use super::responder::{Reply, Responder};
 use super::wire;
 
@@ -40,11 +41,21 @@ const ALL_ROUTERS_MAC: Mac = [0x33, 0x33, 0, 0, 0, 2];
 /// machines the wait for IPv6 autoconfiguration to time out, so a caller
 /// may log the error and carry on serving.
 pub async fn run(interfaces: Vec<String>) -> anyhow::Result<()> {
-    serve(interfaces, Arc::new(Counters::default())).await
+    serve(
+        interfaces,
+        Arc::new(Counters::default()),
+        LinkPolicy::always(),
+    )
+    .await
 }
 
-/// [`run`], counting into `counters` (keep a clone to render metrics).
-pub async fn serve(interfaces: Vec<String>, counters: Arc<Counters>) -> anyhow::Result<()> {
+/// [`run`], counting into `counters` (keep a clone to render metrics),
+/// silent on the links `policy` says.
+pub async fn serve(
+    interfaces: Vec<String>,
+    counters: Arc<Counters>,
+    policy: LinkPolicy,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         !interfaces.is_empty(),
         "no interface to answer Router Solicitations on"
@@ -64,7 +75,7 @@ pub async fn serve(interfaces: Vec<String>, counters: Arc<Counters>) -> anyhow::
     }
     let mut tasks = JoinSet::new();
     for listener in listeners {
-        tasks.spawn(listener.run(counters.clone()));
+        tasks.spawn(listener.run(counters.clone(), policy.clone()));
     }
     while let Some(joined) = tasks.join_next().await {
         joined.context("Router Solicitation task failed")??;
@@ -116,7 +127,7 @@ impl Listener {
         })
     }
 
-    async fn run(mut self, counters: Arc<Counters>) -> anyhow::Result<()> {
+    async fn run(mut self, counters: Arc<Counters>, policy: LinkPolicy) -> anyhow::Result<()> {
         let mut buffer = vec![0u8; RECEIVE_BUFFER];
         loop {
             let received = match self.receive(&mut buffer).await {
@@ -145,6 +156,11 @@ impl Listener {
                     continue;
                 }
             };
+            if policy.silent_on(&self.interface) {
+                counters.count_received();
+                counters.count_drop(DropReason::TurnedOff);
+                continue;
+            }
             match self.responder.handle(
                 inbound.message,
                 inbound.received,

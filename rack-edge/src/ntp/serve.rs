@@ -137,6 +137,8 @@ mod tests {
                 ntp: ntp_on,
                 ..Default::default()
             },
+            boot: Default::default(),
+            router_advertisements: Default::default(),
         };
         ConfigSnapshot {
             boot_resources: Vec::new(),
@@ -144,6 +146,7 @@ mod tests {
             generation: Generation(1),
             subnets: vec![subnet],
             gateway: Default::default(),
+            machine_boot: Default::default(),
         }
     }
 

@@ -67,7 +67,9 @@ impl SnapshotFile {
             }
         })?;
         match envelope.body {
-            DownMessage::Snapshot(snapshot) => Ok(Some(snapshot)),
+            DownMessage::SnapshotV5(snapshot) => Ok(Some(snapshot)),
+            // Written before the rack spoke v5.
+            DownMessage::Snapshot(snapshot) => Ok(Some(snapshot.into())),
             // Only snapshots are ever written here; anything else is not ours.
             _ => Ok(None),
         }
@@ -78,7 +80,7 @@ impl SnapshotFile {
         let bytes = Envelope::new(
             MessageId([0; 16]),
             0,
-            DownMessage::Snapshot(snapshot.clone()),
+            DownMessage::SnapshotV5(snapshot.clone()),
         )
         .encode()?;
         atomic_file::write(&self.path, &bytes).map_err(|source| SnapshotFileError::Io {
@@ -104,6 +106,7 @@ mod tests {
             generation: Generation(7),
             subnets: vec![],
             gateway: Default::default(),
+            machine_boot: Default::default(),
         };
         file.store(&snapshot).unwrap();
         assert_eq!(file.load().unwrap(), Some(snapshot));

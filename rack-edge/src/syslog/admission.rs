@@ -93,6 +93,8 @@ mod tests {
                 syslog,
                 ..GatewayServices::default()
             },
+            boot: Default::default(),
+            router_advertisements: Default::default(),
         }
     }
 
@@ -103,6 +105,7 @@ mod tests {
             boot_resources: vec![],
             dns: Default::default(),
             gateway: Default::default(),
+            machine_boot: Default::default(),
         }
     }
 

@@ -30,8 +30,8 @@ const DERIVED_TTL: u32 = 30;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsSettings {
-    /// Upstream resolvers racks forward to, in order.
-    pub forwarders: Vec<IpAddr>,
+    /// Upstream resolvers racks forward to, in order, each with its port.
+    pub forwarders: Vec<super::Forwarder>,
     /// Client networks allowed recursion besides the managed subnets.
     /// Loopback (127.0.0.0/8, which also stands for ::1) is in the default,
     /// for programs on the rack host itself; leave it out to refuse them.
@@ -227,7 +227,7 @@ pub fn build(settings: &DnsSettings, site: &SiteData) -> DnsConfig {
     allowed_networks.extend(settings.allowed_networks.iter().copied());
     DnsConfig {
         zones: zones.0.into_values().collect(),
-        forwarders: settings.forwarders.clone(),
+        forwarders: settings.forwarders.iter().map(|f| f.0).collect(),
         allowed_networks,
     }
 }

@@ -45,6 +45,15 @@ pub struct SubnetSpec {
     /// Which gateway services the rack offers the subnet's machines; all by default.
     #[serde(default)]
     pub services: SubnetServices,
+    /// The operator's boot table for the subnet's machines (each machine's
+    /// own settings override it); empty: the rack's defaults.
+    #[serde(default)]
+    pub boot: crate::boot_table::BootSettingsSpec,
+    /// Whether the subnet's racks answer IPv6 Router Solicitations
+    /// (`not_a_router`, the default, or `off` where an IPv6 router serves
+    /// the link).
+    #[serde(default)]
+    pub router_advertisements: crate::boot_table::RouterAdvertisementMode,
 }
 
 /// The rack's gateway services for a subnet's machines.
@@ -206,6 +215,7 @@ pub fn validate_subnet(spec: &SubnetSpec) -> Result<(), RuleError> {
             )));
         }
     }
+    spec.boot.validate()?;
     if !(60..=31_536_000).contains(&spec.lease_time_secs) {
         return Err(RuleError::Invalid(format!(
             "lease_time_secs {} is outside 60..=31536000",

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use edgemetal_protocol::{
     dhcp_peers, ConfigSnapshot, DhcpPeer, GatewayConfig, GatewayServices, Generation, HeldAddress,
-    IpRange, RackId, Reservation, SubnetConfig,
+    IpRange, MachineBoot, RackId, Reservation, SubnetConfig,
 };
 
 use crate::dns::DnsSettings;
@@ -75,6 +75,8 @@ pub fn build(site: &SiteData, dns: &DnsSettings, gateway: &GatewayConfig) -> Con
                 proxy: subnet.spec.services.proxy,
                 ntp: subnet.spec.services.ntp,
             },
+            boot: subnet.spec.boot.to_protocol(),
+            router_advertisements: subnet.spec.router_advertisements.into(),
         };
         // Bindings a rack holds outside its own slice (takeovers, or slices
         // moved by a change of racks): the slice's owner must not reuse them.
@@ -102,5 +104,14 @@ pub fn build(site: &SiteData, dns: &DnsSettings, gateway: &GatewayConfig) -> Con
         generation: Generation(site.generation),
         subnets: configs,
         gateway: gateway.clone(),
+        machine_boot: site
+            .machine_boot
+            .iter()
+            .filter(|(_, settings)| !settings.is_empty())
+            .map(|(mac, settings)| MachineBoot {
+                mac: *mac,
+                settings: settings.to_protocol(),
+            })
+            .collect(),
     }
 }

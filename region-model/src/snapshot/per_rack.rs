@@ -66,6 +66,7 @@ pub fn for_rack(site: &ConfigSnapshot, rack: &RackId) -> ConfigSnapshot {
         boot_resources: site.boot_resources.clone(),
         dns,
         gateway: site.gateway.clone(),
+        machine_boot: site.machine_boot.clone(),
     })
 }
 

@@ -25,6 +25,8 @@ fn subnet(id: &str, cidr: &str, domain: &str, racks: &[&str]) -> SubnetConfig {
             .collect(),
         held_elsewhere: Vec::new(),
         services: Default::default(),
+        boot: Default::default(),
+        router_advertisements: Default::default(),
     }
 }
 
@@ -78,6 +80,7 @@ fn site(generation: u64) -> ConfigSnapshot {
             ],
         },
         gateway: Default::default(),
+        machine_boot: Default::default(),
     }
 }
 

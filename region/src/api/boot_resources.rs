@@ -1,5 +1,6 @@
 //! `/boot-resources`: kernels, initrds and squashfs images that racks cache
-//! and serve to network-booting machines, and the OS images they deploy.
+//! and serve to network-booting machines, the OS images they deploy, and
+//! the operator's boot-files tree (kind `file`).
 //! Each upload is checked to be the kind it claims before it is stored.
 
 use axum::body::Body;
@@ -15,19 +16,26 @@ use super::extract::{ApiPath, ApiQuery};
 use super::AppState;
 use crate::boot::blobs::BlobError;
 use crate::boot::inspect::{inspect, InspectError};
+use crate::model::boot_table::{valid_file_path, MAX_FILE_DEPTH};
 use crate::store::{parse_kind, BootResourceRecord, OsImageRecord, ARCHITECTURES};
+
+/// The architecture of a boot file uploaded without one.
+const ANY_ARCHITECTURE: &str = "all";
 
 /// What the uploaded content is.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
     /// Name/release, 1 to 64 of a-z, 0-9, `.`, `_` and `-` (`ephemeral` for the
-    /// image machines boot to enlist and commission).
+    /// image machines boot to enlist and commission). For a `file`: its
+    /// path in the boot-files tree (e.g. `menus/site.ipxe`), served over
+    /// TFTP as `files/<path>` and over HTTP as `/files/<path>`.
     pub name: String,
-    /// Architecture, e.g. `amd64`.
-    pub architecture: String,
-    /// `kernel`, `initrd`, `squashfs`, or `rootfs` (an OS image to deploy: a
-    /// zstd-compressed tar of a root filesystem with a kernel and GRUB).
+    /// Architecture, e.g. `amd64`; files may leave it out (`all`).
+    pub architecture: Option<String>,
+    /// `kernel`, `initrd`, `squashfs`, `rootfs` (an OS image to deploy: a
+    /// zstd-compressed tar of a root filesystem with a kernel and GRUB), or
+    /// `file` (any content, for the operator's boot table).
     pub kind: String,
 }
 
@@ -71,7 +79,7 @@ pub async fn upload_boot_resource(
 ) -> Result<(StatusCode, Json<BootResourceRecord>), ApiError> {
     let kind = parse_kind(&query.kind).ok_or_else(|| {
         invalid(format!(
-            "unknown kind {:?}: use kernel, initrd, squashfs or rootfs",
+            "unknown kind {:?}: use kernel, initrd, squashfs, rootfs or file",
             query.kind
         ))
     })?;
@@ -82,15 +90,17 @@ pub async fn upload_boot_resource(
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
     };
-    let name_ok = query.name.len() <= 64
-        && match (kind, query.name.split_once('/')) {
-            (BootResourceKind::Rootfs, Some((os, release))) => label_ok(os) && label_ok(release),
-            (_, None) => label_ok(&query.name),
-            _ => false,
-        };
+    let name_ok = match (kind, query.name.split_once('/')) {
+        (BootResourceKind::File, _) => valid_file_path(&query.name),
+        (_, _) if query.name.len() > 64 => false,
+        (BootResourceKind::Rootfs, Some((os, release))) => label_ok(os) && label_ok(release),
+        (_, None) => label_ok(&query.name),
+        _ => false,
+    };
     if !name_ok {
         return Err(invalid(format!(
-            "invalid name {:?}: use 1 to 64 of a-z, 0-9, '.', '_' and '-' (OS images: os/release)",
+            "invalid name {:?}: use 1 to 64 of a-z, 0-9, '.', '_' and '-' (OS images: os/release; \
+             files: a path of up to {MAX_FILE_DEPTH} such components of letters, digits, '.', '_' and '-')",
             query.name
         )));
     }
@@ -109,13 +119,17 @@ pub async fn upload_boot_resource(
             "send the file itself as the body (application/octet-stream, e.g. curl --data-binary @file), not a multipart form",
         ));
     }
-    if !ARCHITECTURES.contains(&query.architecture.as_str()) {
-        return Err(invalid(format!(
-            "unknown architecture {:?}: use one of {}",
-            query.architecture,
-            ARCHITECTURES.join(", ")
-        )));
-    }
+    let architecture = match (kind, query.architecture) {
+        (BootResourceKind::File, None) => ANY_ARCHITECTURE.to_string(),
+        (_, Some(architecture)) if ARCHITECTURES.contains(&architecture.as_str()) => architecture,
+        (_, architecture) => {
+            return Err(invalid(format!(
+                "unknown architecture {:?}: use one of {}",
+                architecture.unwrap_or_default(),
+                ARCHITECTURES.join(", ")
+            )))
+        }
+    };
     let expected = match headers.get("x-content-sha256") {
         None => None,
         Some(value) => {
@@ -157,7 +171,7 @@ pub async fn upload_boot_resource(
     }
     let (record, replaced) = state
         .store
-        .put_boot_resource(&query.name, &query.architecture, kind, &sha256, size)
+        .put_boot_resource(&query.name, &architecture, kind, &sha256, size)
         .await?;
     if let Some(old) = replaced {
         remove_if_unused(&state, &old).await;

@@ -13,6 +13,7 @@ mod error;
 mod extract;
 mod leases;
 mod logs;
+mod machine_boot;
 mod machines;
 mod policy;
 mod power;
@@ -135,6 +136,10 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(machines::list_machines, machines::create_machine))
         .routes(routes!(machines::get_machine, machines::delete_machine))
         .routes(routes!(machines::machine_action))
+        .routes(routes!(
+            machine_boot::get_machine_boot,
+            machine_boot::set_machine_boot
+        ))
         .routes(routes!(machines::commissioning_results))
         .routes(routes!(machines::list_deployments))
         .routes(routes!(logs::list_machine_logs))

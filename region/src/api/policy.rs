@@ -126,6 +126,18 @@ const RULES: &[Rule] = &[
     ),
     rule(
         Method::GET,
+        "/machines/{id}/boot-settings",
+        ReadOnly,
+        "machine.boot_settings_get",
+    ),
+    rule(
+        Method::PUT,
+        "/machines/{id}/boot-settings",
+        Operator,
+        "machine.boot_settings",
+    ),
+    rule(
+        Method::GET,
         "/machines/{id}/events",
         ReadOnly,
         "machine.events",

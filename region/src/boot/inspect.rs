@@ -100,6 +100,8 @@ pub fn inspect(kind: BootResourceKind, path: &Path) -> Result<Option<OsImageFact
             Ok(None)
         }
         BootResourceKind::Rootfs => rootfs(path).map(Some),
+        // The operator's own files: served as they are, whatever they hold.
+        BootResourceKind::File => Ok(None),
     }
 }
 

@@ -361,7 +361,13 @@ impl Link {
         rack_id: &RackId,
     ) -> Result<(ConfigSnapshot, bool), crate::store::StoreError> {
         let mut cut = per_rack::for_rack(site, rack_id);
-        if self.publisher.version_of(rack_id) < 3 {
+        let version = self.publisher.version_of(rack_id);
+        if version < 5 {
+            // What a v4 rack holds once it decoded the v4 layout: no boot
+            // table, no boot files, forwarders on port 53 only.
+            cut = edgemetal_protocol::v4::ConfigSnapshot::from(&cut).into();
+        }
+        if version < 3 {
             // A v2 rack cannot decode the kind, and cannot deploy anyway.
             cut.boot_resources
                 .retain(|r| r.kind != edgemetal_protocol::BootResourceKind::Rootfs);

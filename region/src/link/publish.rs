@@ -156,8 +156,14 @@ impl Publisher {
             .map(|base| edgemetal_protocol::delta::diff(&base, &snapshot))
             .filter(|delta| encoded_len(delta) < encoded_len(&snapshot));
         let (message, carried) = match delta {
-            Some(delta) => (DownMessage::ConfigDelta(delta), Carried::Delta),
-            None => (DownMessage::Snapshot(snapshot.clone()), Carried::Snapshot),
+            Some(delta) => (
+                DownMessage::delta_for(self.version_of(rack_id), delta),
+                Carried::Delta,
+            ),
+            None => (
+                DownMessage::snapshot_for(self.version_of(rack_id), &snapshot),
+                Carried::Snapshot,
+            ),
         };
         if !self
             .send(rack_id, message, carried == Carried::Snapshot)
@@ -187,7 +193,17 @@ impl Publisher {
         if matches!(message, DownMessage::IntentsV3(_)) && version < 3 {
             return false;
         }
-        let is_snapshot = matches!(message, DownMessage::Snapshot(_));
+        if matches!(
+            message,
+            DownMessage::SnapshotV5(_) | DownMessage::ConfigDeltaV5(_)
+        ) && version < 5
+        {
+            return false;
+        }
+        let is_snapshot = matches!(
+            message,
+            DownMessage::Snapshot(_) | DownMessage::SnapshotV5(_)
+        );
         let sequence = match self.store.next_down_sequence(rack_id.as_str()).await {
             Ok(sequence) => sequence,
             Err(error) => {
