@@ -267,10 +267,18 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM machine_boot WHERE machine_id = $1")
+        // Its boot settings too; racks hold them, so that is a configuration change.
+        let had_boot_settings = sqlx::query("DELETE FROM machine_boot WHERE machine_id = $1")
             .bind(id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected()
+            > 0;
+        if had_boot_settings {
+            sqlx::query("UPDATE config_state SET generation = generation + 1 WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
+        }
         let deleted = sqlx::query("DELETE FROM machines WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -282,6 +290,9 @@ impl Store {
         }
         self.changes
             .emit(super::Change::MachineRemoved(machine.mac));
+        if had_boot_settings {
+            self.changes.emit(super::Change::Config);
+        }
         Ok(())
     }
 }

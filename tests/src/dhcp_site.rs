@@ -70,19 +70,32 @@ pub async fn enrolled_rack_keeping_region(
     start: &str,
     end: &str,
 ) -> (PathBuf, RegionOptions) {
+    enrolled_rack_with_subnet_settings(data, logs, cidr, gateway, start, end, json!({})).await
+}
+
+/// Like [`enrolled_rack_keeping_region`], with `extra` subnet settings
+/// (boot table, Router Advertisements, …) merged into the subnet's.
+pub async fn enrolled_rack_with_subnet_settings(
+    data: &Path,
+    logs: &Path,
+    cidr: &str,
+    gateway: &str,
+    start: &str,
+    end: &str,
+    extra: serde_json::Value,
+) -> (PathBuf, RegionOptions) {
     let options = RegionOptions::embedded(&data.join("region"), logs);
     let region = RegionProcess::start(&options).await;
     let api = region.client();
     let state = data.join("rack");
     region.enrol_rack("dhcp-rack", &state).await;
     let rack = RackProcess::start(&state, &logs.join("rack-enrol.log")).await;
-    let subnet = api
-        .create(
-            "/api/v1/subnets",
-            json!({"name": "dhcp-site", "cidr": cidr, "gateway": gateway,
-                   "dns_servers": [gateway], "domain": "site.internal", "lease_time_secs": 600}),
-        )
-        .await;
+    let mut spec = json!({"name": "dhcp-site", "cidr": cidr, "gateway": gateway,
+                          "dns_servers": [gateway], "domain": "site.internal", "lease_time_secs": 600});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    let subnet = api.create("/api/v1/subnets", spec).await;
     let id = subnet["id"].as_str().unwrap();
     api.create(
         &format!("/api/v1/subnets/{id}/ranges"),
@@ -103,7 +116,7 @@ pub fn udhcpc_script(dir: &Path) -> (PathBuf, PathBuf) {
         &script,
         format!(
             "#!/bin/sh\n\
-             echo \"$1 ip=$ip mask=$mask router=$router dns=$dns domain=$domain lease=$lease serverid=$serverid hostname=$hostname\" >> {}\n\
+             echo \"$1 ip=$ip mask=$mask router=$router dns=$dns domain=$domain lease=$lease serverid=$serverid hostname=$hostname bootfile=$bootfile siaddr=$siaddr\" >> {}\n\
              case $1 in\n\
                deconfig) ip addr flush dev $interface ;;\n\
                bound|renew) ip addr flush dev $interface; ip addr add $ip/$mask dev $interface ;;\n\

@@ -58,6 +58,21 @@ impl Netns {
         assert!(status.success(), "cannot disable IPv6 on {interface}");
     }
 
+    /// Waits until `interface` has a usable IPv6 link-local address
+    /// (duplicate address detection done), to solicit from it.
+    pub async fn wait_for_link_local(&self, interface: &str) {
+        crate::wait_until("a link-local address", crate::site::PATIENCE, || async {
+            let output = self
+                .command("ip")
+                .args(["-6", "addr", "show", "dev", interface, "scope", "link"])
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&output.stdout).to_string();
+            (text.contains("fe80::") && !text.contains("tentative")).then_some(())
+        })
+        .await;
+    }
+
     /// Runs `ip ARGS` inside the namespace.
     pub fn ip(&self, args: &[&str]) {
         let mut all = vec!["-n", &self.name];

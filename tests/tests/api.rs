@@ -405,6 +405,7 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/machines/{id}/power", vec!["get"]),
         ("/api/v1/machines/{id}/power/{action}", vec!["post"]),
         ("/api/v1/machines/{id}/boot-device", vec!["put"]),
+        ("/api/v1/machines/{id}/boot-settings", vec!["get", "put"]),
         ("/api/v1/machines/{id}/events", vec!["get"]),
         ("/api/v1/machines/{id}/actions/{action}", vec!["post"]),
         ("/api/v1/machines/{id}/commissioning-results", vec!["get"]),

@@ -1,8 +1,9 @@
-//! A whole network boot against real firmware, with the WAN down: a QEMU
+//! Whole network boots against real firmware, with the WAN down: a QEMU
 //! machine's iPXE ROM gets its DHCP answer from the rack, fetches its boot
-//! script and then a Linux kernel and initramfs over HTTP from the rack's
-//! cache, and boots them. The initramfs prints the kernel command line to
-//! the serial console and powers off.
+//! script (the rack's, or the operator's with a boot file it chains) and
+//! then a Linux kernel and initramfs over HTTP from the rack's cache, and
+//! boots them. The initramfs prints the kernel command line to the serial
+//! console and powers off.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -69,32 +70,39 @@ fn initramfs(work: &Path) -> Vec<u8> {
     output.stdout
 }
 
-#[tokio::test]
-async fn a_qemu_machine_boots_linux_from_the_rack_with_the_region_down() {
+/// One emulated machine at a time: two would share the two cores.
+static ONE_MACHINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A region with a subnet (`extra` merged into its settings) and the
+/// ephemeral image; returns the region and the image's kernel and initrd
+/// hashes.
+async fn region_with_image(
+    data: &Path,
+    logs: &Path,
+    prefix: &str,
+    extra: serde_json::Value,
+) -> (RegionProcess, String, String) {
     edgemetal_tests::packages::ensure("/usr/bin/qemu-system-x86_64", "qemu-system-x86");
     edgemetal_tests::packages::ensure("/usr/lib/ipxe/qemu/pxe-e1000.rom", "ipxe-qemu");
-    let logs = log_dir("boot_qemu");
-    let data = tempfile::tempdir().unwrap();
     let kernel = std::fs::read(kernel()).unwrap();
-    let initrd = initramfs(data.path());
-
-    // The region: a subnet, the ephemeral image; the rack syncs it, then the WAN goes.
-    let options = RegionOptions::embedded(&data.path().join("region"), &logs);
+    let initrd = initramfs(data);
+    let options = RegionOptions::embedded(&data.join("region"), logs);
     let region = RegionProcess::start(&options).await;
     let api = region.client();
-    let subnet = api
-        .create(
-            "/api/v1/subnets",
-            json!({"name": "boot-site", "cidr": "10.87.0.0/24", "gateway": "10.87.0.1",
-                   "lease_time_secs": 600}),
-        )
-        .await;
+    let mut spec = json!({"name": "boot-site", "cidr": format!("{prefix}.0/24"),
+                          "gateway": format!("{prefix}.1"), "lease_time_secs": 600});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let subnet = api.create("/api/v1/subnets", spec).await;
     let id = subnet["id"].as_str().unwrap();
     api.create(
         &format!("/api/v1/subnets/{id}/ranges"),
-        json!({"start": "10.87.0.100", "end": "10.87.0.150", "purpose": "dynamic"}),
+        json!({"start": format!("{prefix}.100"), "end": format!("{prefix}.150"),
+               "purpose": "dynamic"}),
     )
     .await;
+    let mut hashes = Vec::new();
     for (kind, bytes) in [("kernel", &kernel), ("initrd", &initrd)] {
         let (status, body) = api
             .upload(
@@ -104,45 +112,38 @@ async fn a_qemu_machine_boots_linux_from_the_rack_with_the_region_down() {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
+        hashes.push(body["sha256"].as_str().unwrap().to_string());
     }
-    let state = data.path().join("rack");
-    region.enrol_rack("boot-rack", &state).await;
-    let rack = RackProcess::start(&state, &logs.join("rack-sync.log")).await;
+    let initrd = hashes.pop().unwrap();
+    (region, hashes.pop().unwrap(), initrd)
+}
+
+/// Enrols the rack, waits until it holds `resources` boot resources, then
+/// stops rack and region: the site boots with the WAN down.
+async fn sync_rack_then_cut_the_wan(
+    region: RegionProcess,
+    state: &Path,
+    logs: &Path,
+    resources: usize,
+) {
+    let api = region.client();
+    region.enrol_rack("boot-rack", state).await;
+    let rack = RackProcess::start(state, &logs.join("rack-sync.log")).await;
     wait_in_sync(&api, "boot-rack").await;
-    wait_until("the rack to cache the image", PATIENCE, || async {
+    wait_until("the rack to cache the boot resources", PATIENCE, || async {
         let status = rack.status().await;
-        let resources = status["boot_resources"].as_array()?.clone();
-        (resources.len() == 2 && resources.iter().all(|r| r["ready"] == true)).then_some(())
+        let cached = status["boot_resources"].as_array()?.clone();
+        (cached.len() == resources && cached.iter().all(|r| r["ready"] == true)).then_some(())
     })
     .await;
     rack.kill();
     region.kill();
+}
 
-    // The site: the rack serves DHCP, HTTP and TFTP in its namespace; the
-    // machine's NIC is a tap bridged to it.
-    let site = MachineSite::create("10.87.0.1/24");
-    // IPv6 off on the rack's side, as on many IPv4-only sites: iPXE's
-    // Router Solicitations must still be answered, or it waits ≈ 13 s for
-    // IPv6 autoconfiguration before it fetches its script.
-    site.rack.disable_ipv6(&site.rack_if);
-    let capture = Capture::start(
-        &site.machine,
-        &site.machine_if,
-        "(icmp6 and (ip6[40] == 133 or ip6[40] == 134)) or udp port 67 \
-         or (tcp dst port 5248 and tcp[tcpflags] & tcp-syn != 0)",
-        &data.path().join("boot.pcap"),
-    );
-    let _rack = start_rack_in(
-        &site.rack,
-        &state,
-        &site.rack_if,
-        &logs.join("rack-site.log"),
-    );
-
-    let serial = logs.join("serial.log");
-    let _ = std::fs::remove_file(&serial);
-    let mac = "52:54:00:87:00:01";
-    let _qemu = Guard(
+/// A QEMU machine network-booting from `site` with its console in `serial`.
+fn start_machine(site: &MachineSite, mac: &str, serial: &Path) -> Guard {
+    let _ = std::fs::remove_file(serial);
+    Guard(
         site.machine
             .command("qemu-system-x86_64")
             .args(["-accel", "tcg", "-machine", "pc", "-m", "256"])
@@ -168,16 +169,56 @@ async fn a_qemu_machine_boots_linux_from_the_rack_with_the_region_down() {
             .stderr(Stdio::null())
             .spawn()
             .expect("qemu-system-x86_64"),
-    );
-    let booted = wait_until(
+    )
+}
+
+/// The line the initramfs prints, once the machine booted.
+async fn booted_line(serial: &Path) -> String {
+    wait_until(
         "the machine to boot the rack's kernel and initramfs",
         Duration::from_secs(240),
         || {
-            let serial = serial.clone();
+            let serial = serial.to_path_buf();
             async move { finished_line_containing(&serial, "EDGEMETAL-BOOTED") }
         },
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_qemu_machine_boots_linux_from_the_rack_with_the_region_down() {
+    let _one = ONE_MACHINE.lock().await;
+    let logs = log_dir("boot_qemu");
+    let data = tempfile::tempdir().unwrap();
+    // The region: a subnet, the ephemeral image; the rack syncs it, then the WAN goes.
+    let (region, _, _) = region_with_image(data.path(), &logs, "10.87.0", json!({})).await;
+    let state = data.path().join("rack");
+    sync_rack_then_cut_the_wan(region, &state, &logs, 2).await;
+
+    // The site: the rack serves DHCP, HTTP and TFTP in its namespace; the
+    // machine's NIC is a tap bridged to it.
+    let site = MachineSite::create("10.87.0.1/24");
+    // IPv6 off on the rack's side, as on many IPv4-only sites: iPXE's
+    // Router Solicitations must still be answered, or it waits ≈ 13 s for
+    // IPv6 autoconfiguration before it fetches its script.
+    site.rack.disable_ipv6(&site.rack_if);
+    let capture = Capture::start(
+        &site.machine,
+        &site.machine_if,
+        "(icmp6 and (ip6[40] == 133 or ip6[40] == 134)) or udp port 67 \
+         or (tcp dst port 5248 and tcp[tcpflags] & tcp-syn != 0)",
+        &data.path().join("boot.pcap"),
+    );
+    let _rack = start_rack_in(
+        &site.rack,
+        &state,
+        &site.rack_if,
+        &logs.join("rack-site.log"),
+    );
+
+    let serial = logs.join("serial.log");
+    let _qemu = start_machine(&site, "52:54:00:87:00:01", &serial);
+    let booted = booted_line(&serial).await;
     // Unknown to the (unreachable) region: the enlistment image, told where its rack is.
     assert!(booted.contains("edgemetal.purpose=enlist"), "{booted}");
     assert!(
@@ -210,4 +251,108 @@ async fn a_qemu_machine_boots_linux_from_the_rack_with_the_region_down() {
         "DHCP reply → script fetch: {:.2} s ({solicitations} Router Solicitation(s), all answered)",
         time_of(&packets[first_fetch]).unwrap() - time_of(last_reply).unwrap()
     );
+}
+
+#[tokio::test]
+async fn an_operators_script_chains_a_boot_file_that_boots_a_qemu_machine() {
+    let _one = ONE_MACHINE.lock().await;
+    let logs = log_dir("boot_qemu_operator");
+    let data = tempfile::tempdir().unwrap();
+    // The subnet's script is not this machine's: its own overrides it.
+    let subnet_script = "#!ipxe\necho the subnet's script\nexit 1\n";
+    let (region, kernel, initrd) = region_with_image(
+        data.path(),
+        &logs,
+        "10.86.0",
+        json!({"boot": {"ipxe_script": subnet_script}}),
+    )
+    .await;
+    let api = region.client();
+    // The operator's tree: a script that boots the cached image its own way.
+    let chained = format!(
+        "#!ipxe\necho operator chain\n\
+         kernel http://${{next-server}}:5248/boot/resources/{kernel} initrd=initrd \
+         console=ttyS0 edgemetal.operator=chained\n\
+         initrd --name initrd http://${{next-server}}:5248/boot/resources/{initrd}\nboot\n"
+    );
+    let (status, body) = api
+        .upload(
+            "/api/v1/boot-resources?name=menus/operator.ipxe&kind=file",
+            chained.clone().into_bytes(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mac = "52:54:00:86:00:01";
+    let machine = api
+        .create(
+            "/api/v1/machines",
+            json!({"mac": mac, "architecture": "amd64"}),
+        )
+        .await;
+    let settings = format!(
+        "/api/v1/machines/{}/boot-settings",
+        machine["id"].as_str().unwrap()
+    );
+    let script = "#!ipxe\nchain http://${next-server}:5248/files/menus/operator.ipxe\n";
+    let (status, body) = api
+        .call(
+            reqwest::Method::PUT,
+            &settings,
+            Some(json!({"ipxe_script": script})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(api.get(&settings).await["ipxe_script"], script);
+    let state = data.path().join("rack");
+    sync_rack_then_cut_the_wan(region, &state, &logs, 3).await;
+
+    let site = MachineSite::create("10.86.0.1/24");
+    let _rack = start_rack_in(
+        &site.rack,
+        &state,
+        &site.rack_if,
+        &logs.join("rack-site.log"),
+    );
+    // The boot file over HTTP and TFTP, as any client would fetch it.
+    site.machine
+        .ip(&["addr", "add", "10.86.0.9/24", "dev", &site.bridge]);
+    let fetch = |url: &str| {
+        let output = site
+            .machine
+            .command("curl")
+            .args([
+                "-sS",
+                "--fail",
+                "--retry",
+                "20",
+                "--retry-connrefused",
+                "--retry-delay",
+                "1",
+            ])
+            .arg(url)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+        )
+    };
+    assert_eq!(
+        fetch("http://10.86.0.1:5248/files/menus/operator.ipxe"),
+        (true, chained.clone())
+    );
+    assert_eq!(
+        fetch("tftp://10.86.0.1/files/menus/operator.ipxe"),
+        (true, chained)
+    );
+    assert!(!fetch("http://10.86.0.1:5248/files/menus/other.ipxe").0);
+
+    let serial = logs.join("serial-operator.log");
+    let _qemu = start_machine(&site, mac, &serial);
+    let booted = booted_line(&serial).await;
+    // The machine's script ran (not the subnet's, not the rack's own,
+    // which would have added the enlistment purpose and the rack URL).
+    assert!(booted.contains("edgemetal.operator=chained"), "{booted}");
+    assert!(!booted.contains("edgemetal.purpose"), "{booted}");
 }

@@ -33,16 +33,7 @@ async fn every_router_solicitation_is_answered_with_ipv6_off_on_the_rack() {
     );
     let _rack = start_rack_in(&server, &state, &server_if, &logs.join("rack-ndp.log"));
     // The client's link-local address must be usable (DAD done) to solicit from it.
-    wait_until("the client's link-local address", PATIENCE, || async {
-        let output = client
-            .command("ip")
-            .args(["-6", "addr", "show", "dev", &client_if, "scope", "link"])
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&output.stdout).to_string();
-        (text.contains("fe80::") && !text.contains("tentative")).then_some(())
-    })
-    .await;
+    client.wait_for_link_local(&client_if).await;
     // rdisc6 solicits (retrying until the rack's responder is up) and
     // prints the advertisement it got.
     let said = wait_until("rdisc6 to get a Router Advertisement", PATIENCE, || async {
