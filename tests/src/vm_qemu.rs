@@ -42,8 +42,8 @@ pub enum Firmware {
 }
 
 /// OVMF's code and its variable-store template.
-pub(crate) const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-pub(crate) const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// The bash script that execs this VM's QEMU in the machine's namespace;
 /// `$1` is QEMU's boot order, `n` (network) or `c` (disk).

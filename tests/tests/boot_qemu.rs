@@ -15,6 +15,7 @@ use edgemetal_tests::machine_flow::finished_line_containing;
 use edgemetal_tests::netns::MachineSite;
 use edgemetal_tests::process::log_dir;
 use edgemetal_tests::site::{wait_in_sync, PATIENCE};
+use edgemetal_tests::vm_qemu::{OVMF_CODE, OVMF_VARS};
 use edgemetal_tests::{wait_until, RackProcess, RegionOptions, RegionProcess};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -140,22 +141,37 @@ async fn sync_rack_then_cut_the_wan(
     region.kill();
 }
 
-/// A QEMU machine network-booting from `site` with its console in `serial`.
-fn start_machine(site: &MachineSite, mac: &str, serial: &Path) -> Guard {
+/// A QEMU machine network-booting from `site` with its console in
+/// `serial`: SeaBIOS, or OVMF when given where to keep its variables.
+fn start_machine(site: &MachineSite, mac: &str, serial: &Path, ovmf_vars: Option<&Path>) -> Guard {
     let _ = std::fs::remove_file(serial);
+    let mut command = site.machine.command("qemu-system-x86_64");
+    let nic = match ovmf_vars {
+        None => {
+            command.args(["-boot", "n"]);
+            format!("e1000,netdev=n0,mac={mac}")
+        }
+        Some(vars) => {
+            edgemetal_tests::packages::ensure(OVMF_CODE, "ovmf");
+            std::fs::copy(OVMF_VARS, vars).unwrap();
+            command
+                .arg("-drive")
+                .arg(format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+                ))
+                .arg("-drive")
+                .arg(format!(
+                    "if=pflash,format=raw,unit=1,file={}",
+                    vars.display()
+                ));
+            // OVMF follows bootindex; the e1000's ROM carries iPXE for UEFI too.
+            format!("e1000,netdev=n0,mac={mac},bootindex=1")
+        }
+    };
     Guard(
-        site.machine
-            .command("qemu-system-x86_64")
+        command
             .args(["-accel", "tcg", "-machine", "pc", "-m", "256"])
-            .args([
-                "-display",
-                "none",
-                "-monitor",
-                "none",
-                "-boot",
-                "n",
-                "-no-reboot",
-            ])
+            .args(["-display", "none", "-monitor", "none", "-no-reboot"])
             .arg("-serial")
             .arg(format!("file:{}", serial.display()))
             .arg("-netdev")
@@ -164,7 +180,7 @@ fn start_machine(site: &MachineSite, mac: &str, serial: &Path) -> Guard {
                 site.tap
             ))
             .arg("-device")
-            .arg(format!("e1000,netdev=n0,mac={mac}"))
+            .arg(nic)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -187,17 +203,28 @@ async fn booted_line(serial: &Path) -> String {
 
 #[tokio::test]
 async fn a_qemu_machine_boots_linux_from_the_rack_with_the_region_down() {
+    boot_with_ipv6_off("boot_qemu", "10.87.0", "52:54:00:87:00:01", false).await;
+}
+
+#[tokio::test]
+async fn an_ovmf_machine_boots_linux_from_the_rack_with_the_region_down() {
+    boot_with_ipv6_off("boot_qemu_ovmf", "10.85.0", "52:54:00:85:00:01", true).await;
+}
+
+/// A machine unknown to the region boots the enlistment image from a rack
+/// whose IPv6 is off, every Router Solicitation answered.
+async fn boot_with_ipv6_off(test: &str, prefix: &str, mac: &str, uefi: bool) {
     let _one = ONE_MACHINE.lock().await;
-    let logs = log_dir("boot_qemu");
+    let logs = log_dir(test);
     let data = tempfile::tempdir().unwrap();
     // The region: a subnet, the ephemeral image; the rack syncs it, then the WAN goes.
-    let (region, _, _) = region_with_image(data.path(), &logs, "10.87.0", json!({})).await;
+    let (region, _, _) = region_with_image(data.path(), &logs, prefix, json!({})).await;
     let state = data.path().join("rack");
     sync_rack_then_cut_the_wan(region, &state, &logs, 2).await;
 
     // The site: the rack serves DHCP, HTTP and TFTP in its namespace; the
     // machine's NIC is a tap bridged to it.
-    let site = MachineSite::create("10.87.0.1/24");
+    let site = MachineSite::create(&format!("{prefix}.1/24"));
     // IPv6 off on the rack's side, as on many IPv4-only sites: iPXE's
     // Router Solicitations must still be answered, or it waits ≈ 13 s for
     // IPv6 autoconfiguration before it fetches its script.
@@ -217,15 +244,17 @@ async fn a_qemu_machine_boots_linux_from_the_rack_with_the_region_down() {
     );
 
     let serial = logs.join("serial.log");
-    let _qemu = start_machine(&site, "52:54:00:87:00:01", &serial);
+    let vars = data.path().join("ovmf-vars.fd");
+    let _qemu = start_machine(&site, mac, &serial, uefi.then_some(vars.as_path()));
     let booted = booted_line(&serial).await;
     // Unknown to the (unreachable) region: the enlistment image, told where its rack is.
     assert!(booted.contains("edgemetal.purpose=enlist"), "{booted}");
     assert!(
-        booted.contains("edgemetal.rack=http://10.87.0.1:5248"),
+        booted.contains(&format!("edgemetal.rack=http://{prefix}.1:5248")),
         "{booted}"
     );
-    assert!(booted.contains("BOOTIF=01-52-54-00-87-00-01"), "{booted}");
+    let bootif = format!("BOOTIF=01-{}", mac.replace(':', "-"));
+    assert!(booted.contains(&bootif), "{booted}");
     assert!(booted.contains("console=ttyS0"), "{booted}");
 
     // Every Router Solicitation iPXE sent got its advertisement, and the
@@ -248,7 +277,8 @@ async fn a_qemu_machine_boots_linux_from_the_rack_with_the_region_down() {
         .find(|l| l.contains("BOOTP/DHCP, Reply"))
         .expect("no DHCP reply before the script fetch");
     println!(
-        "DHCP reply → script fetch: {:.2} s ({solicitations} Router Solicitation(s), all answered)",
+        "{} DHCP reply → script fetch: {:.2} s ({solicitations} Router Solicitation(s), all answered)",
+        if uefi { "OVMF:" } else { "BIOS:" },
         time_of(&packets[first_fetch]).unwrap() - time_of(last_reply).unwrap()
     );
 }
@@ -349,7 +379,7 @@ async fn an_operators_script_chains_a_boot_file_that_boots_a_qemu_machine() {
     assert!(!fetch("http://10.86.0.1:5248/files/menus/other.ipxe").0);
 
     let serial = logs.join("serial-operator.log");
-    let _qemu = start_machine(&site, mac, &serial);
+    let _qemu = start_machine(&site, mac, &serial, None);
     let booted = booted_line(&serial).await;
     // The machine's script ran (not the subnet's, not the rack's own,
     // which would have added the enlistment purpose and the rack URL).
