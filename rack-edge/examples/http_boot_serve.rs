@@ -28,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
         ipxe_dir: "/usr/lib/ipxe".into(),
         progress: None,
         table: edgemetal_rack::boot::table::BootTable::empty(),
+        small: Default::default(),
     });
     // The rack's own listener (TCP_NODELAY on every connection), so the
     // benchmark measures what the rack serves.

@@ -300,7 +300,7 @@ async fn machines_read_their_own_metadata_and_results_survive_a_cut_link() {
         &lan.rack_nic,
         &logs.join("rack-current.log"),
     );
-    wait_for_rack_version(&api, 4).await;
+    wait_for_rack_version(&api, edgemetal_protocol::PROTOCOL_VERSION).await;
     for (body, what) in [
         (json!({"tests": ["badblocks"]}), "an unknown test"),
         (json!({"lldp_secs": 301}), "a listen over 300 s"),

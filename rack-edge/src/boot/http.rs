@@ -21,6 +21,7 @@ use tower_http::services::ServeFile;
 
 use super::cache::BootCache;
 use super::decisions::Decisions;
+use super::small_files::SmallFiles;
 use super::table::BootTable;
 use super::{progress, render};
 use crate::dhcp::LeaseDirectory;
@@ -40,6 +41,8 @@ pub struct BootHttp {
     pub progress: Option<(Arc<SharedQueue>, LeaseDirectory)>,
     /// The operator's scripts and boot files.
     pub table: BootTable,
+    /// Small verified files, answered from memory.
+    pub small: SmallFiles,
 }
 
 /// The routes under `/boot/`.
@@ -114,12 +117,11 @@ async fn boot_file(
     request: Request<Body>,
 ) -> Response {
     // Names are looked up, never joined to a directory: nothing escapes.
-    match state
-        .table
-        .file(&path)
-        .and_then(|sha| state.cache.ready_path(&sha))
-    {
-        Some(file) => serve(file, request).await,
+    let Some(sha) = state.table.file(&path) else {
+        return not_found("file");
+    };
+    match state.cache.ready_path(&sha) {
+        Some(file) => serve_verified(&state.small, &sha, file, request).await,
         None => not_found("file"),
     }
 }
@@ -156,9 +158,25 @@ async fn resource(
     }
     // Only verified content has this name; a partial download never does.
     match state.cache.ready_path(&sha) {
-        Some(path) => serve(path, request).await,
+        Some(path) => serve_verified(&state.small, &sha, path, request).await,
         None => not_found("resource"),
     }
+}
+
+/// Verified content `sha`: small files from memory, the rest (and Range or
+/// conditional requests) from disk.
+async fn serve_verified(
+    small: &SmallFiles,
+    sha: &[u8; 32],
+    path: PathBuf,
+    request: Request<Body>,
+) -> Response {
+    if super::small_files::plain_get(&request) {
+        if let Some(response) = small.answer(sha, &path).await {
+            return response;
+        }
+    }
+    serve(path, request).await
 }
 
 /// Reports a machine starting to load its kernel or initrd: the machine is

@@ -12,6 +12,7 @@ pub mod plans;
 pub mod progress;
 pub mod render;
 pub mod serve;
+pub mod small_files;
 pub mod table;
 pub mod tftp_files;
 pub mod window;

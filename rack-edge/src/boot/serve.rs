@@ -61,6 +61,7 @@ pub async fn start(
             ipxe_dir: config.ipxe_dir.clone(),
             progress: Some((events.clone(), directory.clone())),
             table: super::table::BootTable::new(hub.snapshots.subscribe()),
+            small: Default::default(),
         })
         .merge(crate::metadata::router(crate::metadata::MetadataService {
             decisions: decisions.clone(),
