@@ -12,7 +12,8 @@
 //! one past the last event ever queued, `events-acked` the highest id the
 //! region acknowledged. Acks only move the head; the file is rewritten
 //! (atomically, by copying its pending tail) once it has grown to twice
-//! what is still pending, so trimming costs in proportion to what is written.
+//! what is still pending, so trimming costs in proportion to what is
+//! written, and emptied once nothing is pending.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -200,7 +201,10 @@ impl EventQueue {
             }
         }
         atomic_file::write(&self.acked_path, self.acked.to_string().as_bytes())?;
-        if self.file_bytes > 2 * self.pending_bytes + COMPACT_SLACK_BYTES {
+        // Emptied, the file goes (nothing to copy); otherwise once it is
+        // mostly acknowledged events.
+        if self.pending.is_empty() || self.file_bytes > 2 * self.pending_bytes + COMPACT_SLACK_BYTES
+        {
             self.compact()?;
         }
         Ok(())
@@ -374,6 +378,14 @@ mod tests {
         let reopened = EventQueue::open(dir.path()).unwrap();
         let ids: Vec<u64> = reopened.pending_after(0, 10).iter().map(|e| e.id).collect();
         assert_eq!(ids, vec![2]);
+        let mut queue = reopened;
+        queue.ack(2).unwrap();
+        let file = dir.path().join("events.jsonl");
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().len(),
+            0,
+            "emptied once all is acked"
+        );
     }
 
     #[test]
