@@ -19,7 +19,7 @@ use super::boot;
 use super::config::{EngineConfig, ServedSubnet};
 use super::counters::{Counters, DropReason};
 use super::journal::JournalRecord;
-use super::leases::{Lease, LeaseState, LeaseTable};
+use super::leases::{Lease, LeaseState, LeaseTable, SubnetId};
 use super::peers::{Peers, Takeover};
 use super::pool::Pool;
 use super::wire::{self, ClientMessage, Reply, Request, ServerMessage};
@@ -29,6 +29,8 @@ use super::wire::{self, ClientMessage, Reply, Request, ServerMessage};
 const MIN_LEASE_SECS: u32 = 60;
 
 struct Subnet {
+    /// The region's id, shared by every lease of the subnet.
+    id: SubnetId,
     served: ServedSubnet,
     pool: Pool,
 }
@@ -67,6 +69,7 @@ impl Engine {
             .subnets
             .iter()
             .map(|served| Subnet {
+                id: SubnetId::from(served.config.id.as_str()),
                 pool: Pool::new(
                     &served.config,
                     &[served.local_addr, config.server_id],
@@ -180,7 +183,7 @@ impl Engine {
             .leases
             .find_client(&subnet.served.config.id, &client)
             .is_some_and(|lease| lease.holds_address(now));
-        if !known_here && !subnet.pool.peers().answers(&client.0) {
+        if !known_here && !subnet.pool.peers().answers(client.as_bytes()) {
             // A peer rack answers this client; both answering would only
             // make the client choose (safely: the slices are disjoint).
             return Err(DropReason::PeerServes);
@@ -205,7 +208,7 @@ impl Engine {
                 client_id: client,
                 mac: request.mac,
                 address,
-                subnet_id: subnet.served.config.id.clone(),
+                subnet_id: subnet.id.clone(),
                 expires_at: now.saturating_add(self.config.offer_secs),
                 state: LeaseState::Offered,
             });
@@ -256,7 +259,7 @@ impl Engine {
             client_id: client,
             mac: request.mac,
             address,
-            subnet_id: subnet.served.config.id.clone(),
+            subnet_id: subnet.id.clone(),
             expires_at: now.saturating_add(u64::from(lease_secs(&subnet.served.config))),
             state: LeaseState::Bound,
         };
@@ -376,7 +379,7 @@ impl Engine {
             return true;
         }
         if subnet.pool.reservation(request.mac) == Some(address) {
-            return peers.answers(&client.0);
+            return peers.answers(client.as_bytes());
         }
         if peers.held_by_other(address) {
             return false;

@@ -178,13 +178,16 @@ impl Journal {
     /// Rewrites the log as `live` (see [`JournalRecord::live`]), atomically
     /// replacing the old log.
     pub fn compact(&mut self, live: &[JournalRecord]) -> io::Result<()> {
-        let mut buffer = Vec::new();
-        for record in live {
-            serde_json::to_writer(&mut buffer, record).map_err(io::Error::other)?;
-            buffer.push(b'\n');
-        }
+        // Streamed: at 50,000 leases a buffer of the whole file was the
+        // rack's largest allocation.
+        atomic_file::write_streamed(&self.path, |file| {
+            for record in live {
+                serde_json::to_writer(&mut *file, record).map_err(io::Error::other)?;
+                file.write_all(b"\n")?;
+            }
+            Ok(())
+        })?;
         let records = live.len();
-        atomic_file::write(&self.path, &buffer)?;
         // The old handle points at the replaced file; appends go to the new one.
         self.file = OpenOptions::new().append(true).open(&self.path)?;
         self.records = records;

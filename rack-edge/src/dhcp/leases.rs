@@ -6,51 +6,17 @@
 //! reads a clock, so expiry is as deterministic as everything else.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use edgemetal_protocol::MacAddress;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-/// How a client names itself: option 61 when sent, else its hardware address.
-///
-/// The hardware fallback is `[htype 1] ++ mac`, the same bytes a client puts
-/// in option 61 when it derives its id from the MAC, so a client that sends
-/// option 61 only sometimes still finds its lease.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ClientId(pub Vec<u8>);
+pub use super::client_id::ClientId;
 
-impl ClientId {
-    /// The id of a client that sent no option 61.
-    pub fn from_mac(mac: MacAddress) -> Self {
-        let mut bytes = Vec::with_capacity(7);
-        bytes.push(1);
-        bytes.extend_from_slice(&mac.0);
-        ClientId(bytes)
-    }
-}
-
-impl fmt::Display for ClientId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(&self.0))
-    }
-}
-
-// Hex in the journal keeps records readable with `grep` and `jq`.
-impl Serialize for ClientId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ClientId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        hex::decode(text)
-            .map(ClientId)
-            .map_err(serde::de::Error::custom)
-    }
-}
+/// The region's id of a subnet. Shared: every lease of a subnet points at
+/// one copy (tens of thousands of leases, a handful of subnets).
+pub type SubnetId = Arc<str>;
 
 /// Where a lease is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,7 +44,7 @@ pub struct Lease {
     /// The address.
     pub address: Ipv4Addr,
     /// The region's id of the subnet the address belongs to.
-    pub subnet_id: String,
+    pub subnet_id: SubnetId,
     /// When the hold ends, in seconds on the engine's clock.
     pub expires_at: u64,
     /// Where the lease is in its life.
@@ -109,9 +75,10 @@ impl Lease {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LeaseTable {
     by_address: BTreeMap<Ipv4Addr, Lease>,
-    /// (subnet id, client) -> address. Declined records are not indexed: a
-    /// client that declined an address must be offered another one.
-    by_client: HashMap<(String, ClientId), Ipv4Addr>,
+    /// Subnet id -> client -> address. Declined records are not indexed: a
+    /// client that declined an address must be offered another one. Nested
+    /// so a lookup borrows its keys instead of building a tuple per packet.
+    by_client: HashMap<SubnetId, HashMap<ClientId, Ipv4Addr>>,
 }
 
 impl LeaseTable {
@@ -127,9 +94,7 @@ impl LeaseTable {
 
     /// The client's record in `subnet_id`, whatever its state (never a declined one).
     pub fn find_client(&self, subnet_id: &str, client: &ClientId) -> Option<&Lease> {
-        let address = self
-            .by_client
-            .get(&(subnet_id.to_string(), client.clone()))?;
+        let address = self.by_client.get(subnet_id)?.get(client)?;
         self.by_address.get(address)
     }
 
@@ -151,17 +116,23 @@ impl LeaseTable {
     /// Stores `lease`, replacing whatever record held its address and the
     /// client's previous record in the same subnet (a client holds one
     /// address per subnet).
-    pub fn insert(&mut self, lease: Lease) {
-        let key = (lease.subnet_id.clone(), lease.client_id.clone());
+    pub fn insert(&mut self, mut lease: Lease) {
         if let Some(displaced) = self.by_address.remove(&lease.address) {
             self.unindex(&displaced);
         }
+        // One copy of each subnet id, however the lease was built (a
+        // journal replay decodes a fresh one per record).
+        if let Some((shared, _)) = self.by_client.get_key_value(&*lease.subnet_id) {
+            lease.subnet_id = shared.clone();
+        }
+        let clients = self.by_client.entry(lease.subnet_id.clone()).or_default();
         if lease.state != LeaseState::Declined {
-            if let Some(previous) = self.by_client.get(&key).copied() {
-                // The client moves: its old address is not its own any more.
-                self.by_address.remove(&previous);
+            if let Some(previous) = clients.insert(lease.client_id.clone(), lease.address) {
+                if previous != lease.address {
+                    // The client moves: its old address is not its own any more.
+                    self.by_address.remove(&previous);
+                }
             }
-            self.by_client.insert(key, lease.address);
         }
         self.by_address.insert(lease.address, lease);
     }
@@ -200,9 +171,10 @@ impl LeaseTable {
     }
 
     fn unindex(&mut self, lease: &Lease) {
-        let key = (lease.subnet_id.clone(), lease.client_id.clone());
-        if self.by_client.get(&key) == Some(&lease.address) {
-            self.by_client.remove(&key);
+        if let Some(clients) = self.by_client.get_mut(&*lease.subnet_id) {
+            if clients.get(&lease.client_id) == Some(&lease.address) {
+                clients.remove(&lease.client_id);
+            }
         }
     }
 }
@@ -280,13 +252,5 @@ mod tests {
             table.expire(1000).len() == 1,
             "only the other binding lapses later"
         );
-    }
-
-    #[test]
-    fn client_ids_round_trip_as_hex() {
-        let id = ClientId(vec![1, 0xab, 0xcd]);
-        let json = serde_json::to_string(&id).unwrap();
-        assert_eq!(json, "\"01abcd\"");
-        assert_eq!(serde_json::from_str::<ClientId>(&json).unwrap(), id);
     }
 }

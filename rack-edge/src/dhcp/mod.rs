@@ -27,6 +27,7 @@
 pub mod action;
 pub mod arp;
 pub mod boot;
+pub mod client_id;
 pub mod commit;
 pub mod config;
 pub mod counters;
@@ -45,4 +46,4 @@ pub use counters::{Counters, DropReason};
 pub use directory::LeaseDirectory;
 pub use engine::Engine;
 pub use journal::{Journal, JournalRecord, Replayed};
-pub use leases::{ClientId, Lease, LeaseState, LeaseTable};
+pub use leases::{ClientId, Lease, LeaseState, LeaseTable, SubnetId};

@@ -327,7 +327,7 @@ pub(super) fn to_rack_event(event: &LeaseEvent) -> Option<RackEventKind> {
     };
     Some(RackEventKind::Lease(LeaseReport {
         change,
-        subnet_id: lease.subnet_id.clone(),
+        subnet_id: lease.subnet_id.to_string(),
         address: lease.address,
         mac: lease.mac,
         expires_at_secs: lease.expires_at,

@@ -80,7 +80,7 @@ impl Request {
     /// Option 61, else the id derived from the hardware address.
     pub fn client_id(&self) -> ClientId {
         match self.option(61) {
-            Some(id) => ClientId(id.to_vec()),
+            Some(id) => ClientId::new(id),
             None => ClientId::from_mac(self.mac),
         }
     }

@@ -1,7 +1,7 @@
 //! Crash-safe file replacement: a reader sees the old or the new content, never a mix.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -15,7 +15,24 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_with_mode(path, bytes, 0o600)
 }
 
+/// Like [`write`], with the content streamed by `fill` through a buffered
+/// writer, so a large file is never held in memory whole.
+pub fn write_streamed(
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+) -> io::Result<()> {
+    replace(path, 0o644, fill)
+}
+
 fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    replace(path, mode, |file| file.write_all(bytes))
+}
+
+fn replace(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     fs::create_dir_all(dir)?;
     let file_name = path
@@ -23,14 +40,18 @@ fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     let temp = dir.join(format!(".{}.tmp", file_name.to_string_lossy()));
     {
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(mode)
             .open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+        let mut writer = BufWriter::with_capacity(64 * 1024, file);
+        fill(&mut writer)?;
+        writer
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .sync_all()?;
     }
     fs::rename(&temp, path)?;
     // The rename is durable only once the directory entry is on disk.

@@ -17,7 +17,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -66,43 +66,52 @@ impl EventQueue {
         let next_id_path = state_dir.join("events-next-id");
         let acked_path = state_dir.join("events-acked");
         let acked = read_number(&acked_path).unwrap_or(0);
-        let mut lines = Vec::new();
         let mut next_id = read_number(&next_id_path).unwrap_or(1).max(acked + 1);
-        if let Ok(text) = std::fs::read(&path) {
-            for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                match serde_json::from_slice::<RackEvent>(line) {
+        let mut pending = VecDeque::new();
+        let mut kept_bytes = 0u64;
+        // Rewritten at once (a torn tail must not run into the next append),
+        // a line at a time: a rack that was cut off for long may find a
+        // queue far larger than its memory should hold.
+        let old = File::open(&path).ok().map(BufReader::new);
+        atomic_file::write_streamed(&path, |out| {
+            let Some(mut old) = old else { return Ok(()) };
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                if old.read_until(b'\n', &mut line)? == 0 {
+                    return Ok(());
+                }
+                let text = line.strip_suffix(b"\n").unwrap_or(&line);
+                if text.is_empty() {
+                    continue;
+                }
+                match serde_json::from_slice::<RackEvent>(text) {
                     Ok(event) if event.id > acked => {
                         next_id = next_id.max(event.id + 1);
-                        lines.push((event, line.to_vec()));
+                        pending.push_back(Entry {
+                            id: event.id,
+                            offset: kept_bytes,
+                            len: text.len() as u32 + 1,
+                            payload: payload_bytes(&event) as u32,
+                        });
+                        out.write_all(text)?;
+                        out.write_all(b"\n")?;
+                        kept_bytes += text.len() as u64 + 1;
                     }
                     Ok(_) => {}
                     Err(_) => tracing::warn!("dropping an unreadable queued event line"),
                 }
             }
-        }
-        // Rewritten at once: a torn tail must not run into the next append.
-        let mut buffer = Vec::new();
-        let mut pending = VecDeque::with_capacity(lines.len());
-        for (event, line) in lines {
-            pending.push_back(Entry {
-                id: event.id,
-                offset: buffer.len() as u64,
-                len: line.len() as u32 + 1,
-                payload: payload_bytes(&event) as u32,
-            });
-            buffer.extend_from_slice(&line);
-            buffer.push(b'\n');
-        }
+        })?;
         atomic_file::write(&next_id_path, next_id.to_string().as_bytes())?;
-        atomic_file::write(&path, &buffer)?;
         let file = OpenOptions::new().read(true).append(true).open(&path)?;
         Ok(EventQueue {
             path,
             next_id_path,
             acked_path,
             file,
-            file_bytes: buffer.len() as u64,
-            pending_bytes: buffer.len() as u64,
+            file_bytes: kept_bytes,
+            pending_bytes: kept_bytes,
             pending,
             next_id,
             acked,
@@ -215,14 +224,24 @@ impl EventQueue {
         // The next id must outlive the events that carried it.
         atomic_file::write(&self.next_id_path, self.next_id.to_string().as_bytes())?;
         let base = self.pending.front().map_or(self.file_bytes, |e| e.offset);
-        let mut tail = vec![0u8; (self.file_bytes - base) as usize];
-        self.file.read_exact_at(&mut tail, base)?;
-        atomic_file::write(&self.path, &tail)?;
+        let tail_bytes = self.file_bytes - base;
+        let old = &self.file;
+        atomic_file::write_streamed(&self.path, |out| {
+            let mut chunk = vec![0u8; 64 * 1024];
+            let mut at = base;
+            while at < base + tail_bytes {
+                let n = chunk.len().min((base + tail_bytes - at) as usize);
+                old.read_exact_at(&mut chunk[..n], at)?;
+                out.write_all(&chunk[..n])?;
+                at += n as u64;
+            }
+            Ok(())
+        })?;
         self.file = OpenOptions::new()
             .read(true)
             .append(true)
             .open(&self.path)?;
-        self.file_bytes = tail.len() as u64;
+        self.file_bytes = tail_bytes;
         for entry in &mut self.pending {
             entry.offset -= base;
         }
