@@ -24,7 +24,7 @@ export EDGEMETAL_EMBEDDED_BROKER_LISTEN="$BROKER"
 mkdir -p "$DATA"
 KEY_FILE="$DATA/admin-api-key"
 if [[ ! -s "$KEY_FILE" ]]; then
-    (umask 077 && "$BIN/edgemetal-region" api-key create --name admin >"$KEY_FILE")
+    (umask 077 && "$BIN/edgemetal-region" --init api-key create --name admin >"$KEY_FILE")
 fi
 KEY="$(cat "$KEY_FILE")"
 

@@ -1,9 +1,10 @@
 //! `edgemetal-region`: the region service and its administrative commands.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use edgemetal_region::admin::Init;
 use edgemetal_region::config::RegionConfig;
 use edgemetal_region::store::{now_ms, ApiKeyRole, KeyState, NewApiKey, Store};
 
@@ -13,6 +14,10 @@ struct Cli {
     /// TOML configuration file; EDGEMETAL_* environment variables override it.
     #[arg(long, short, global = true, env = "EDGEMETAL_CONFIG")]
     config: Option<PathBuf>,
+    /// Let an administrative command create the region's database where
+    /// none exists yet (e.g. the first API key of a new region).
+    #[arg(long, global = true)]
+    init: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -110,12 +115,15 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
     let config = RegionConfig::load(cli.config.as_deref())?;
+    let init = if cli.init {
+        Init::CreateIfMissing
+    } else {
+        Init::ExistingOnly
+    };
     match cli.command {
         Command::Serve => edgemetal_region::serve::run(config).await,
         Command::ApiKey(command) => {
-            std::fs::create_dir_all(&config.data_dir)
-                .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-            let store = Store::connect(&config.database_url()).await?;
+            let store = edgemetal_region::admin::open_store(&config, init).await?;
             let result = api_key_command(&store, command).await;
             store.close().await;
             result
@@ -126,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
         }) => {
             let token = edgemetal_region::admin::create_enrolment_token(
                 &config,
+                init,
                 rack_name.as_deref(),
                 expires_in_secs,
             )
@@ -134,12 +143,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rack(RackCommand::Revoke { rack_id }) => {
-            edgemetal_region::admin::revoke_rack(&config, &rack_id).await?;
+            edgemetal_region::admin::revoke_rack(&config, init, &rack_id).await?;
             eprintln!("rack {rack_id} revoked");
             Ok(())
         }
         Command::RotateMasterKey => {
-            let id = edgemetal_region::admin::rotate_master_key(&config).await?;
+            let id = edgemetal_region::admin::rotate_master_key(&config, init).await?;
             eprintln!("master key rotated; new key id {id}");
             Ok(())
         }
@@ -226,8 +235,11 @@ fn utc(ms: Option<i64>) -> String {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGEMETAL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,sqlx=warn"));
+    // Colour only for a person at a terminal: in a file or journald the
+    // escape codes are noise that breaks grep.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var("EDGEMETAL_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();

@@ -154,7 +154,7 @@ pub async fn run(mut config: RegionConfig) -> anyhow::Result<()> {
         }
     }
     // A clean stop: nothing that uses the store outlives it.
-    link.stop();
+    link.stop().await;
     for task in background {
         task.abort();
     }

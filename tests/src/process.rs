@@ -159,17 +159,23 @@ impl RegionOptions {
 
     /// Creates an admin API key with the region binary (recorded as a secret).
     pub fn create_api_key(&self) -> String {
-        let api_key = self.admin(&["api-key", "create", "--name", "test"]);
+        // `--init`: the first key of a test region creates its database.
+        let api_key = self.admin(&["--init", "api-key", "create", "--name", "test"]);
         crate::secrets::remember(&api_key);
         api_key
     }
 
-    /// Runs an administrative subcommand of the region binary; returns its stdout.
-    pub fn admin(&self, args: &[&str]) -> String {
-        let output = RegionProcess::command(self, ports::free_loopback())
+    /// Runs an administrative subcommand of the region binary, whatever its outcome.
+    pub fn admin_output(&self, args: &[&str]) -> std::process::Output {
+        RegionProcess::command(self, ports::free_loopback())
             .args(args)
             .output()
-            .expect("run edgemetal-region");
+            .expect("run edgemetal-region")
+    }
+
+    /// Runs an administrative subcommand of the region binary; returns its stdout.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let output = self.admin_output(args);
         assert!(
             output.status.success(),
             "edgemetal-region {args:?} failed: {}",

@@ -483,3 +483,33 @@ async fn the_audit_log_records_every_write_without_secrets() {
             .await;
     }
 }
+
+#[tokio::test]
+async fn admin_commands_refuse_to_create_a_database_unless_told_to() {
+    let data = tempfile::tempdir().unwrap();
+    let options = RegionOptions::embedded(data.path(), &log_dir("admin_init"));
+    for args in [
+        &["api-key", "list"][..],
+        &["enrolment-token", "create"],
+        &["rack", "revoke", "rack-a"],
+        &["rotate-master-key"],
+    ] {
+        let output = options.admin_output(args);
+        assert!(!output.status.success(), "{args:?} ran without a database");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("no region database at") && stderr.contains("--init"),
+            "{args:?}: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?} printed a result");
+    }
+    assert!(
+        !data.path().join("region.db").exists(),
+        "a refused command created the database"
+    );
+
+    // With --init the first key creates it; later commands find it.
+    let key = options.create_api_key();
+    let listed = options.admin(&["api-key", "list"]);
+    assert!(listed.contains(key_id(&key)), "{listed}");
+}

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use edgemetal_protocol::{DownMessage, PowerOutcome, PowerRequest, RackId, Topic};
 use rand::RngCore;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
 use tokio::sync::{mpsc, watch};
 
 use super::core::Link;
@@ -54,6 +56,9 @@ pub struct LinkHandle {
     published_through: watch::Receiver<u64>,
     store: Store,
     tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// The broker session: told to disconnect at a clean stop.
+    client: AsyncClient,
+    connection: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl LinkHandle {
@@ -81,8 +86,10 @@ impl LinkHandle {
     }
 
     /// Stops the link's tasks (at shutdown, before the store closes, so
-    /// that nothing arriving meanwhile meets a closed pool).
-    pub fn stop(&self) {
+    /// that nothing arriving meanwhile meets a closed pool), then leaves the
+    /// broker with an MQTT DISCONNECT: a dropped connection would be logged
+    /// by the broker as an error, and it would publish no will of ours.
+    pub async fn stop(&self) {
         for task in self
             .tasks
             .lock()
@@ -90,6 +97,18 @@ impl LinkHandle {
             .drain(..)
         {
             task.abort();
+        }
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut connection) = connection {
+            if self.client.try_disconnect().is_ok() {
+                // The event loop ends once the broker has closed the session.
+                let _ = tokio::time::timeout(Duration::from_secs(2), &mut connection).await;
+            }
+            connection.abort();
         }
     }
 
@@ -151,7 +170,9 @@ pub fn spawn(
     // The event loop only moves packets: handling happens elsewhere so that a
     // publish from the handler can never wait on the loop that drains it.
     let broker = settings.broker.clone();
-    tasks.push(tokio::spawn(async move {
+    let session = client.clone();
+    let connection = tokio::spawn(async move {
+        let mut leaving = false;
         let mut connected = false;
         let mut ever_connected = false;
         loop {
@@ -171,7 +192,10 @@ pub fn spawn(
                         return;
                     }
                 }
+                // Sent: the broker closes the connection, and then we are done.
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => leaving = true,
                 Ok(_) => {}
+                Err(_) if leaving => return,
                 Err(error) => {
                     if connected {
                         tracing::warn!(%broker, %error, "lost the broker; reconnecting");
@@ -188,7 +212,7 @@ pub fn spawn(
                 }
             }
         }
-    }));
+    });
 
     let worker = link.clone();
     tasks.push(tokio::spawn(async move {
@@ -278,5 +302,7 @@ pub fn spawn(
         published_through,
         store,
         tasks: Arc::new(std::sync::Mutex::new(tasks)),
+        client: session,
+        connection: Arc::new(std::sync::Mutex::new(Some(connection))),
     }
 }
