@@ -6,6 +6,7 @@ pub mod boot_table;
 pub mod dns;
 pub mod ipam;
 pub mod lifecycle;
+pub mod merge_patch;
 pub mod rack_events;
 pub mod site;
 pub mod snapshot;

@@ -72,6 +72,23 @@ impl ApiClient {
         (status, value)
     }
 
+    /// PATCHes `patch` as `application/merge-patch+json` (RFC 7396).
+    pub async fn merge_patch(&self, path: &str, patch: &Value) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .patch(format!("{}{path}", self.base))
+            .header("content-type", "application/merge-patch+json")
+            .body(patch.to_string());
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("API request");
+        let status = response.status();
+        let text = response.text().await.expect("API body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
     /// Sends raw bytes as a JSON body.
     pub async fn call_raw(
         &self,

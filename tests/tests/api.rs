@@ -388,7 +388,10 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/racks", vec!["get"]),
         ("/api/v1/racks/{id}", vec!["get"]),
         ("/api/v1/subnets", vec!["get", "post"]),
-        ("/api/v1/subnets/{id}", vec!["delete", "get", "put"]),
+        (
+            "/api/v1/subnets/{id}",
+            vec!["delete", "get", "patch", "put"],
+        ),
         ("/api/v1/subnets/{id}/ranges", vec!["get", "post"]),
         (
             "/api/v1/subnets/{id}/ranges/{range_id}",
@@ -466,4 +469,68 @@ async fn openapi_document_matches_the_routes() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn patch_changes_only_the_subnet_settings_it_names() {
+    let (region, _data) = region("api_patch").await;
+    let api = region.client();
+    let created = api
+        .create(
+            "/api/v1/subnets",
+            json!({"name": "patched", "cidr": "10.77.0.0/24", "gateway": "10.77.0.1",
+                   "dns_servers": ["10.77.0.2"], "services": {"syslog": false, "proxy": true, "ntp": false}}),
+        )
+        .await;
+    let path = format!("/api/v1/subnets/{}", created["id"].as_str().unwrap());
+
+    let (status, patched) = api
+        .merge_patch(
+            &path,
+            &json!({"gateway": "10.77.0.254", "services": {"proxy": false}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["gateway"], "10.77.0.254");
+    assert_eq!(
+        patched["services"],
+        json!({"syslog": false, "proxy": false, "ntp": false}),
+        "unnamed services keep their values"
+    );
+    assert_eq!(patched["dns_servers"], json!(["10.77.0.2"]));
+    assert_eq!(patched["name"], "patched");
+
+    // null returns a setting to its default.
+    let (status, patched) = api.merge_patch(&path, &json!({"gateway": null})).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert!(patched["gateway"].is_null(), "{patched}");
+
+    // Bad patches are refused with a JSON error and change nothing.
+    let before = api.get(&path).await;
+    for bad in [
+        json!({"gatway": "10.77.0.9"}),
+        json!({"gateway": "10.99.0.1"}),
+        json!({"lease_time_secs": "long"}),
+        json!({"name": null}),
+        json!(["gateway"]),
+    ] {
+        let (status, error) = api.merge_patch(&path, &bad).await;
+        assert!(
+            status == StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {status} {error}"
+        );
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        api.get(&path).await,
+        before,
+        "a refused patch changed the subnet"
+    );
+    let (status, error) = api
+        .merge_patch("/api/v1/subnets/no-such-subnet", &json!({"gateway": null}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
 }

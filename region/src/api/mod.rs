@@ -117,6 +117,7 @@ fn api_v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(
             subnets::get_subnet,
             subnets::update_subnet,
+            subnets::patch_subnet,
             subnets::delete_subnet
         ))
         .routes(routes!(subnets::list_ranges, subnets::create_range))

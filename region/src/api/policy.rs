@@ -50,6 +50,7 @@ const RULES: &[Rule] = &[
     rule(Method::POST, "/subnets", Operator, "subnet.create"),
     rule(Method::GET, "/subnets/{id}", ReadOnly, "subnet.get"),
     rule(Method::PUT, "/subnets/{id}", Operator, "subnet.update"),
+    rule(Method::PATCH, "/subnets/{id}", Operator, "subnet.patch"),
     rule(Method::DELETE, "/subnets/{id}", Operator, "subnet.delete"),
     rule(Method::GET, "/subnets/{id}/ranges", ReadOnly, "range.list"),
     rule(

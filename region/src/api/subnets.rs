@@ -55,6 +55,25 @@ pub async fn update_subnet(
     Ok(Json(subnet))
 }
 
+/// Change some of a subnet's settings: a JSON merge patch (RFC 7396) of
+/// its settings, so `{"gateway": "10.20.0.254"}` changes the gateway alone
+/// and `null` returns a setting to its default. PUT replaces them all.
+#[utoipa::path(patch, path = "/subnets/{id}", tag = "subnets",
+    request_body(content = Object, content_type = "application/merge-patch+json"),
+    params(("id" = String, Path, description = "Subnet id")),
+    responses((status = 200, body = SubnetRecord), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn patch_subnet(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(patch): ApiJson<serde_json::Value>,
+) -> Result<Json<SubnetRecord>, ApiError> {
+    let current = state.store.get_subnet(&id).await?;
+    let spec = edgemetal_region_model::merge_patch::patched(&current.spec, &patch)
+        .map_err(crate::store::StoreError::from)?;
+    Ok(Json(state.store.update_subnet(&id, spec).await?))
+}
+
 /// Delete a subnet and its ranges.
 #[utoipa::path(delete, path = "/subnets/{id}", tag = "subnets",
     params(("id" = String, Path, description = "Subnet id")),
