@@ -398,7 +398,7 @@ mod tests {
         let unknown = lookup(&Method::POST, "/racks/r1/enrol");
         assert_eq!(unknown.role, Admin);
         assert_eq!(unknown.action, "unknown");
-        assert_eq!(lookup(&Method::PATCH, "/subnets/x").role, Admin);
+        assert_eq!(lookup(&Method::PATCH, "/racks/x").role, Admin);
         assert_eq!(lookup(&Method::DELETE, "/subnets/").role, Admin, "empty id");
         assert_eq!(lookup(&Method::DELETE, "/subnets//ranges/x").role, Admin);
         assert_eq!(lookup(&Method::GET, "/nothing").role, ReadOnly);
