@@ -65,6 +65,11 @@ impl ApiClient {
         if let Some(body) = body {
             request = request.json(&body);
         }
+        Self::send(request).await
+    }
+
+    /// Sends `request`; returns status and body (JSON or text).
+    async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
         let response = request.send().await.expect("API request");
         let status = response.status();
         let text = response.text().await.expect("API body");
@@ -82,11 +87,7 @@ impl ApiClient {
         if let Some(key) = &self.key {
             request = request.bearer_auth(key);
         }
-        let response = request.send().await.expect("API request");
-        let status = response.status();
-        let text = response.text().await.expect("API body");
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, value)
+        Self::send(request).await
     }
 
     /// Sends raw bytes as a JSON body.
@@ -104,13 +105,7 @@ impl ApiClient {
         if let Some(key) = &self.key {
             request = request.bearer_auth(key);
         }
-        let response = request.send().await.expect("API request");
-        let status = response.status();
-        let text = response.text().await.expect("API body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        Self::send(request).await
     }
 
     /// POSTs `bytes` as `application/octet-stream` with extra headers.

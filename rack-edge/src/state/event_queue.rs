@@ -17,7 +17,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -225,15 +225,15 @@ impl EventQueue {
         atomic_file::write(&self.next_id_path, self.next_id.to_string().as_bytes())?;
         let base = self.pending.front().map_or(self.file_bytes, |e| e.offset);
         let tail_bytes = self.file_bytes - base;
-        let old = &self.file;
+        let mut old = self.file.try_clone()?;
+        old.seek(SeekFrom::Start(base))?;
         atomic_file::write_streamed(&self.path, |out| {
-            let mut chunk = vec![0u8; 64 * 1024];
-            let mut at = base;
-            while at < base + tail_bytes {
-                let n = chunk.len().min((base + tail_bytes - at) as usize);
-                old.read_exact_at(&mut chunk[..n], at)?;
-                out.write_all(&chunk[..n])?;
-                at += n as u64;
+            let copied = io::copy(&mut old.take(tail_bytes), out)?;
+            if copied < tail_bytes {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the queue file is shorter than its index",
+                ));
             }
             Ok(())
         })?;

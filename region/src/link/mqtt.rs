@@ -87,8 +87,8 @@ impl LinkHandle {
 
     /// Stops the link's tasks (at shutdown, before the store closes, so
     /// that nothing arriving meanwhile meets a closed pool), then leaves the
-    /// broker with an MQTT DISCONNECT: a dropped connection would be logged
-    /// by the broker as an error, and it would publish no will of ours.
+    /// broker with an MQTT DISCONNECT: a dropped connection is logged by the
+    /// broker as an error.
     pub async fn stop(&self) {
         for task in self
             .tasks
